@@ -1,0 +1,73 @@
+"""The demo app: ``tiny-listener http_web:app``, then open http://127.0.0.1:8000/page.
+
+Its routes are a contract other checks rely on (tests, benchmarks).
+"""
+
+from tiny_listener import Param
+
+from hump_listener import App, HTTPContext, statuses
+
+app = App()
+
+USERS = {1: "alice", 2: "bob", 42: "douglas"}
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>hump_listener demo</title></head>
+<body>
+<h1>hump_listener demo</h1>
+<ul>
+  <li><a id="hello" href="/">Hello, world</a></li>
+  <li><a id="user" href="/user/bob">Greet bob</a></li>
+  <li><a id="api" href="/api/users/42">User 42 as JSON</a></li>
+  <li><a id="search" href="/search?q=a&amp;q=b&amp;n=3">Search ?q=a&amp;q=b&amp;n=3</a></li>
+  <li><a id="teapot" href="/teapot">I'm a teapot (418)</a></li>
+  <li><a id="throw" href="/throw">A server error (500)</a></li>
+</ul>
+<form method="post" action="/echo" enctype="text/plain">
+  <input name="say" value="hello"> <button type="submit">POST /echo</button>
+</form>
+</body>
+</html>
+"""
+
+
+@app.on_event("GET:/")
+async def index(ctx: HTTPContext) -> None:
+    ctx.response(200, "Hello, world!")
+
+
+@app.on_event("GET:/user/{username}")
+async def hello(ctx: HTTPContext, username: Param) -> None:
+    ctx.response(200, f"Hello, {username}!")
+
+
+@app.on_event("GET:/api/users/<int:user_id>")
+async def api_user(ctx: HTTPContext, user_id: Param) -> None:
+    ctx.json({"id": user_id, "name": USERS.get(user_id, f"user{user_id}")})
+
+
+@app.on_event("GET:/search")
+async def search(ctx: HTTPContext) -> None:
+    ctx.json(ctx.request.query.to_dict())
+
+
+@app.on_event("POST:/echo")
+async def echo(ctx: HTTPContext) -> None:
+    body = await ctx.body()
+    ctx.response(200, body, content_type=ctx.request.content_type or "application/octet-stream")
+
+
+@app.on_event("GET:/throw")
+async def throw(ctx: HTTPContext) -> None:
+    ctx.throw_500()
+
+
+@app.on_event("GET:/teapot")
+async def teapot(ctx: HTTPContext) -> None:
+    ctx.response(statuses.IM_A_TEAPOT, "I'm a teapot")
+
+
+@app.on_event("GET:/page")
+async def page(ctx: HTTPContext) -> None:
+    ctx.html(PAGE)

@@ -1,0 +1,37 @@
+"""hump_listener: a fast HTTP/1.1 web framework on tiny-listener and h11.
+
+The public API is exactly ``__all__`` (a test keeps it so)::
+
+    from tiny_listener import Param
+    from hump_listener import App, HTTPContext
+
+    app = App()
+
+    @app.on_event("GET:/user/{username}")
+    async def hello(ctx: HTTPContext, username: Param) -> None:
+        ctx.response(200, f"Hello, {username}!")
+"""
+
+from . import statuses
+from .app import App
+from .context import HTTPContext
+from .errors import ClientDisconnect, HTTPError, ResponseAlreadySent, RouteDefinitionError
+from .models import Headers, MultiDict, MutableHeaders, Request, Response
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "ClientDisconnect",
+    "HTTPContext",
+    "HTTPError",
+    "Headers",
+    "MultiDict",
+    "MutableHeaders",
+    "Request",
+    "Response",
+    "ResponseAlreadySent",
+    "RouteDefinitionError",
+    "__version__",
+    "statuses",
+]

@@ -1,0 +1,455 @@
+"""App: the composition root, the one module that wires the framework to the server.
+
+Request path, in order (each step is skipped when nothing is registered for it)::
+
+    server ──(RequestHead, Channel)──► App.__call__
+        target → (path, query)                         routing.split_target / decode_path
+        HTTPContext(cid) into app.ctxs                 one context per request
+        global middleware  ─► route lookup (404/405)   routing.Router
+            before_event hooks ─► route middleware ─► handler (planned injection)
+            after_event hooks
+        the reply (or 500) sent through the Channel    exactly one response
+        context dropped, access line logged
+
+Errors: ``HTTPError`` anywhere becomes that response (middleware sees it as a response
+from ``call_next``); any other exception runs tiny-listener's ``on_error`` hooks and,
+unless one of them replied, becomes a logged 500 with a generic body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tiny_listener import Listener, Route
+
+from . import statuses
+from .context import HTTPContext
+from .endpoints import Endpoint, Handler, Middleware, call_plan
+from .errors import ClientDisconnect, HTTPError, NoResponse, RouteDefinitionError
+from .models import Headers, Request, Response
+from .routing import Router, Template, decode_path, parse_event_name, split_target
+from .seam import Channel, RequestHead
+
+if TYPE_CHECKING:
+    from .protocol import Server, ServerConfig
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_MAX_BODY_SIZE", "DEFAULT_PORT", "App"]
+
+error_log = logging.getLogger("hump_listener.error")
+access_log = logging.getLogger("hump_listener.access")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+#: Largest request body a handler may read (413 beyond). aiohttp's client_max_size and
+#: nginx's client_max_body_size are 1 MiB too; Starlette and Flask set none.
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+#: How long a graceful shutdown waits for in-flight requests before cancelling them.
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+_FALLBACK = "{_:path}"  # tiny-listener's default path: `@app.on_event()` = the catch-all
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def to_response(value: Any) -> Response:
+    """Turn a handler's return value into a Response: str, bytes, dict/list (JSON),
+    ``Response``, ``(body, status)`` or ``(body, status, headers)``."""
+    if isinstance(value, Response):
+        return value
+    if isinstance(value, tuple):
+        if len(value) == 2:
+            return Response(value[0], value[1])
+        if len(value) == 3:
+            return Response(value[0], value[1], value[2])
+        raise TypeError(f"a returned tuple must be (body, status[, headers]), got {len(value)} items")
+    return Response(value)
+
+
+def error_response(exc: HTTPError) -> Response:
+    return Response(exc.detail, exc.status, exc.headers)
+
+
+class App(Listener[HTTPContext]):
+    """A hump_listener application: ``tiny-listener module:app`` runs it."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        access_log: bool | None = None,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        server_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        # Server-lifetime configuration
+        self.host = host or os.environ.get("HUMP_HOST") or DEFAULT_HOST
+        self.port = port if port is not None else int(os.environ.get("HUMP_PORT") or DEFAULT_PORT)
+        self.max_body_size = max_body_size
+        self.access_log = _env_flag("HUMP_ACCESS_LOG", True) if access_log is None else access_log
+        self.shutdown_timeout = shutdown_timeout
+        self.server_options = dict(server_options or {})
+        self.server: Server | None = None
+        # Routing state
+        self.router: Router[Endpoint] = Router()
+        self.fallback: Endpoint | None = None
+        self.plain_routes: list[Route] = []  # non-HTTP tiny-listener events
+        self._middleware: list[Middleware] = []
+        self._entry: Callable[[HTTPContext], Awaitable[Response]] = self._routed
+        self._ctx_cls: type[HTTPContext] = HTTPContext
+        self._next_cid = 0
+        # Tasks we start ourselves (signal handling); kept so they are not collected.
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    # -- registration ------------------------------------------------------------------
+
+    def set_context_cls(self, kls: type[Any]) -> None:
+        if not (isinstance(kls, type) and issubclass(kls, HTTPContext)):
+            raise TypeError("an App's context class must subclass HTTPContext")
+        super().set_context_cls(kls)
+        self._ctx_cls = kls
+
+    def add_on_event_hook(self, fn: Handler, path: str = _FALLBACK, **opts: Any) -> None:
+        middleware: Sequence[Middleware] = opts.pop("middleware", None) or ()
+        max_body_size = opts.pop("max_body_size", self.max_body_size)
+        if path in self.routes:
+            raise RouteDefinitionError(f"event {path!r} is already registered")
+        if path == _FALLBACK:
+            endpoint = Endpoint(path, "*", "/" + path, fn, ["_"], middleware, max_body_size, opts)
+            self.fallback = endpoint
+        else:
+            parsed = parse_event_name(path)
+            if parsed is None:
+                # Not an HTTP route: keep tiny-listener's own behaviour for plain events.
+                route = Route(path=path, fn=fn, opts=opts)
+                self.plain_routes.append(route)
+                self.routes[path] = route
+                return
+            method, route_path = parsed
+            template = Template.compile(route_path)
+            endpoint = Endpoint(
+                path, method, route_path, fn, template.param_names, middleware, max_body_size, opts
+            )
+            self.router.add(method, route_path, endpoint)
+        endpoint.chain = _compose(endpoint.middleware, self._invoke)  # type: ignore[attr-defined]
+        self.routes[path] = endpoint
+
+    def remove_on_event_hook(self, name: str | Callable[..., Any]) -> bool:
+        keys = [k for k, r in self.routes.items() if k == name or getattr(r, "fn", None) is name]
+        if not keys:
+            return False
+        for key in keys:
+            del self.routes[key]
+        self._rebuild_router()
+        return True
+
+    def _rebuild_router(self) -> None:
+        routes = list(self.routes.items())
+        self.routes.clear()
+        self.router, self.fallback, self.plain_routes = Router(), None, []
+        for key, route in routes:
+            opts = dict(route.opts)
+            if isinstance(route, Endpoint):
+                opts.update(middleware=route.middleware, max_body_size=route.max_body_size)
+                self.add_on_event_hook(route.fn, key, **opts)
+            else:
+                self.add_on_event_hook(route.hook._Hook__fn, key, **opts)  # type: ignore[attr-defined]
+
+    def on_event(self, path: str = _FALLBACK, **opts: Any) -> Callable[[F], F]:
+        """``@app.on_event("GET:/user/{name}")``; ``middleware=[...]`` and
+        ``max_body_size=`` per route; no path: the not-found fallback."""
+
+        def decorator(fn: F) -> F:
+            self.add_on_event_hook(fn, path, **opts)
+            return fn
+
+        return decorator
+
+    def route(self, path: str, methods: Sequence[str] = ("GET",), **opts: Any) -> Callable[[F], F]:
+        def decorator(fn: F) -> F:
+            for method in methods:
+                self.add_on_event_hook(fn, f"{method.upper()}:{path}", **opts)
+            return fn
+
+        return decorator
+
+    def get(self, path: str, **opts: Any) -> Callable[[F], F]:
+        return self.on_event(f"GET:{path}", **opts)
+
+    def post(self, path: str, **opts: Any) -> Callable[[F], F]:
+        return self.on_event(f"POST:{path}", **opts)
+
+    def put(self, path: str, **opts: Any) -> Callable[[F], F]:
+        return self.on_event(f"PUT:{path}", **opts)
+
+    def patch(self, path: str, **opts: Any) -> Callable[[F], F]:
+        return self.on_event(f"PATCH:{path}", **opts)
+
+    def delete(self, path: str, **opts: Any) -> Callable[[F], F]:
+        return self.on_event(f"DELETE:{path}", **opts)
+
+    def middleware(self, mw: F) -> F:
+        """Add a global wrapping middleware ``async def mw(ctx, call_next)``; the first
+        added is the outermost."""
+        self._middleware.append(mw)
+        self._entry = _compose(self._middleware, self._routed)
+        return mw
+
+    def match_route(self, path: str) -> tuple[Route, dict[str, Any]]:
+        """tiny-listener's lookup by event name (``"GET:/user/bob"`` or a plain event),
+        through the route tree instead of a linear scan."""
+        from tiny_listener import EventNotFound
+
+        parsed = parse_event_name(path)
+        if parsed is not None:
+            method, http_path = parsed
+            try:
+                return self.router.match(method, http_path)
+            except HTTPError:
+                if self.fallback is not None:
+                    return self.fallback, {"_": http_path}
+                raise EventNotFound(f"route `{path}` not found") from None
+        for route in self.plain_routes:
+            params = route.match(path)
+            if params is not None:
+                return route, params
+        raise EventNotFound(f"route `{path}` not found")
+
+    # -- the seam: one call per request ----------------------------------------------------
+
+    async def __call__(self, head: RequestHead, channel: Channel) -> None:
+        started = perf_counter() if self.access_log else 0.0
+        method = head.method
+        try:
+            raw_path, query = split_target(head.target)
+            path = decode_path(raw_path)
+        except HTTPError as exc:
+            response = error_response(exc)
+            await response.send(channel, method == "HEAD")
+            if self.access_log:
+                self._log_access(head, head.target.decode("latin-1"), response.status, started)
+            return
+        self._next_cid += 1
+        cid = str(self._next_cid)
+        ctx = self._ctx_cls(self, cid)
+        ctx.request = Request(
+            method, path, raw_path, query, head.http_version, Headers(head.headers),
+            head.client, head.scheme, head.server,
+        )
+        ctx.channel = channel
+        self.ctxs[cid] = ctx
+        status = 0
+        try:
+            try:
+                response = await self._entry(ctx)
+            except HTTPError as exc:
+                response = error_response(exc)
+            except (ClientDisconnect, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                response = await self._unhandled(ctx, exc)
+            status = response.status
+            await response.send(channel, method == "HEAD")
+        except ClientDisconnect:
+            error_log.debug("client disconnected: %s %s", method, path)
+        finally:
+            del self.ctxs[cid]
+            event = ctx._event
+            if event is not None and event.auto_done:
+                event.done()
+        if self.access_log and status:
+            target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+            self._log_access(head, target, status, started)
+
+    async def _routed(self, ctx: HTTPContext) -> Response:
+        """Route lookup, then the route's chain: hooks, route middleware, handler."""
+        request = ctx.request
+        try:
+            endpoint, params = self.router.match(request.method, request.path)
+        except HTTPError as exc:
+            if exc.status != 404 or self.fallback is None:
+                raise
+            endpoint, params = self.fallback, {"_": request.path}
+        ctx.endpoint = endpoint
+        ctx.params = params
+        ctx.max_body_size = endpoint.max_body_size
+        if self._middleware_before_event:
+            for hook in self._middleware_before_event:
+                await hook(ctx.event, {})
+        response: Response = await endpoint.chain(ctx)  # type: ignore[attr-defined]
+        if self._middleware_after_event:
+            for hook in self._middleware_after_event:
+                await hook(ctx.event, {})
+        return ctx.reply or response
+
+    async def _invoke(self, ctx: HTTPContext) -> Response:
+        endpoint = ctx.endpoint
+        result = await call_plan(endpoint.fn, endpoint.plan, ctx, ctx.params)
+        if result is not None and result is not ctx.reply:
+            ctx.set_reply(to_response(result))
+        if ctx.reply is None:
+            raise NoResponse(
+                f"handler {endpoint.qualname} for {ctx.request.method} {ctx.request.path} "
+                "returned None without replying"
+            )
+        return ctx.reply
+
+    async def _unhandled(self, ctx: HTTPContext, exc: Exception) -> Response:
+        """Run tiny-listener's on_error hooks; unless one replied, log and answer 500."""
+        ctx.reply = None
+        endpoint = ctx.endpoint
+        hooks = [hook for kls, hook in self._error_handlers if isinstance(exc, kls)]
+        if hooks and endpoint is not None:
+            event = ctx.event
+            event.error = exc
+            try:
+                for hook in hooks:
+                    await hook(event, {})
+            except HTTPError as http_exc:
+                return error_response(http_exc)
+            except Exception as hook_exc:
+                error_log.error("on_error hook failed", exc_info=hook_exc)
+                ctx.reply = None
+            if ctx.reply is not None:
+                return ctx.reply
+        request = ctx.request
+        where = endpoint.qualname if endpoint is not None else "middleware"
+        error_log.error(
+            "Exception in %s for %s %s", where, request.method, request.path, exc_info=exc
+        )
+        return Response("Internal Server Error", 500)
+
+    def _log_access(self, head: RequestHead, target: str, status: int, started: float) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        duration = perf_counter() - started
+        client = f"{head.client[0]}:{head.client[1]}" if head.client else "-"
+        access_log.info(
+            '%s - "%s %s HTTP/%s" %d %s',
+            client, head.method, target, head.http_version, status, statuses.reason(status),
+            extra={
+                "client": client, "method": head.method, "path": target, "status": status,
+                "duration": duration, "http_version": head.http_version,
+            },
+        )
+
+    # -- running -------------------------------------------------------------------------
+
+    def server_config(self) -> ServerConfig:
+        # Imported here: the framework alone (ASGI, tests) never needs h11.
+        from .protocol import ServerConfig
+
+        return ServerConfig(host=self.host, port=self.port, **self.server_options)
+
+    async def listen(self) -> None:
+        """Start the HTTP server (tiny-listener calls this after the startup callbacks)."""
+        from .protocol import Server
+
+        self.server = Server(self, self.server_config())
+        await self.server.start()
+        error_log.info("Serving on %s (press CTRL+C to quit)", self.url)
+
+    @property
+    def url(self) -> str:
+        port = self.server.port if self.server is not None else self.port
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{port}"
+
+    def setup_event_loop(self) -> asyncio.AbstractEventLoop:  # type: ignore[override]
+        """A fresh loop, set as current: tiny-listener's ``get_event_loop()`` call is
+        deprecated when no loop is running."""
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        return loop
+
+    def install_signal_handlers(self) -> None:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = self._loop or asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        task = asyncio.ensure_future(self.graceful_shutdown(sig))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def graceful_shutdown(self, sig: int) -> None:
+        """Stop accepting, drain in-flight requests (up to ``shutdown_timeout``), run the
+        shutdown callbacks, then let ``run()`` return. A second signal skips the drain."""
+        if self._stopping:
+            if self.server is not None:
+                await self.server.shutdown(0)
+            return
+        self._stopping = True
+        error_log.info("Shutting down (signal %s)", sig)
+        if self.server is not None:
+            await self.server.shutdown(self.shutdown_timeout)
+        for callback in self._shutdown:
+            try:
+                await callback()
+            except Exception as exc:
+                error_log.error("shutdown callback failed", exc_info=exc)
+        self._Listener__exiting.set()  # type: ignore[attr-defined]
+
+    def run(self) -> None:
+        from .logs import configure_default_logging
+
+        configure_default_logging()
+        try:
+            super().run()
+        finally:
+            loop, self._loop = self._loop, None
+            if loop is not None and not loop.is_closed():
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+                asyncio.set_event_loop(None)
+
+
+def _compose(
+    middleware: Sequence[Middleware], inner: Callable[[HTTPContext], Awaitable[Response]]
+) -> Callable[[HTTPContext], Awaitable[Response]]:
+    """Wrap ``inner`` in ``middleware``, the first one outermost (built once)."""
+    chain = inner
+    for mw in reversed(middleware):
+        chain = _layer(mw, chain)
+    return chain
+
+
+def _layer(
+    mw: Middleware, nxt: Callable[[HTTPContext], Awaitable[Response]]
+) -> Callable[[HTTPContext], Awaitable[Response]]:
+    async def run(ctx: HTTPContext) -> Response:
+        async def call_next() -> Response:
+            try:
+                return await nxt(ctx)
+            except HTTPError as exc:
+                ctx.reply = error_response(exc)
+                return ctx.reply
+
+        result = await mw(ctx, call_next)
+        if result is not None:
+            ctx.reply = to_response(result)
+        if ctx.reply is None:
+            raise NoResponse(f"middleware {getattr(mw, '__qualname__', mw)} neither replied nor called call_next")
+        return ctx.reply
+
+    return run

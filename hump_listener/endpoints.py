@@ -1,0 +1,172 @@
+"""Endpoints: a handler, its route and its injection plan, computed once.
+
+tiny-listener injects handler arguments by annotation (``ctx: HTTPContext``,
+``event: Event``, ``name: Param``, ``x: Data``, ``dep=Depends(fn)``) but re-reads the
+signature on every call (~10 µs) and, under ``from __future__ import annotations``,
+silently passes ``None`` for everything. Here the signature is read once, with string
+annotations evaluated, and anything we cannot inject is a ``RouteDefinitionError`` at
+registration: a handler never silently receives ``None``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tiny_listener import Context, Data, Depends, Event, Param, Route
+
+from .errors import RouteDefinitionError
+
+if TYPE_CHECKING:
+    from .context import HTTPContext
+
+__all__ = ["Endpoint", "Middleware", "Plan", "build_plan", "call_plan"]
+
+Handler = Callable[..., Awaitable[Any]]
+CallNext = Callable[[], Awaitable[Any]]
+#: Wrapping middleware: ``async def mw(ctx, call_next)``; ``await call_next()`` runs the
+#: rest of the chain and returns the ``Response``; returning a ``Response`` replaces it.
+Middleware = Callable[["HTTPContext", CallNext], Awaitable[Any]]
+
+# Plan step kinds (small ints: the plan is a tuple walked on every request)
+_CTX, _EVENT, _PARAM, _DATA, _DEPENDS = range(5)
+Step = tuple[int, Any, str | None]  # (kind, key, keyword name or None for positional)
+Plan = tuple[Step, ...]
+
+_plans: dict[Depends, Plan] = {}
+
+
+def build_plan(fn: Handler, param_names: Sequence[str] | None, where: str) -> Plan:
+    """Read ``fn``'s signature once and turn it into a tuple of injection steps.
+
+    ``param_names``: the path parameters the route provides (``None``: unknown, e.g. a
+    dependency, whose ``Param`` lookups are checked at call time).
+    """
+    if not asyncio.iscoroutinefunction(fn):
+        raise RouteDefinitionError(f"{where}: handler {_name(fn)} must be an `async def` function")
+    try:
+        sig = inspect.signature(fn, eval_str=True)
+    except Exception as e:  # NameError and friends from string annotations
+        raise RouteDefinitionError(
+            f"{where}: cannot resolve the annotations of {_name(fn)} ({e}). With "
+            "`from __future__ import annotations`, every annotated name (HTTPContext, Param, "
+            "Event, ...) must be importable at module level, not only under TYPE_CHECKING."
+        ) from e
+    steps: list[Step] = []
+    for name, p in sig.parameters.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        keyword = name if p.kind is p.KEYWORD_ONLY else None
+        anno, default = p.annotation, p.default
+        if isinstance(default, Depends):
+            _plans.setdefault(default, build_plan(default._Hook__fn, None, where))  # type: ignore[attr-defined]
+            steps.append((_DEPENDS, default, keyword))
+        elif inspect.isclass(anno) and issubclass(anno, Context):
+            steps.append((_CTX, None, keyword))
+        elif inspect.isclass(anno) and issubclass(anno, Event):
+            steps.append((_EVENT, None, keyword))
+        elif anno is Param:
+            if param_names is not None and name not in param_names:
+                raise RouteDefinitionError(
+                    f"{where}: {_name(fn)} asks for path parameter {name!r}, but the route has "
+                    f"{list(param_names) or 'none'}"
+                )
+            steps.append((_PARAM, name, keyword))
+        elif anno is Data:
+            steps.append((_DATA, name, keyword))
+        elif default is not inspect.Parameter.empty:
+            continue  # not injectable, but has a default: leave it to Python
+        else:
+            raise RouteDefinitionError(
+                f"{where}: cannot inject parameter {name!r} of {_name(fn)}: annotate it with a "
+                "Context subclass (HTTPContext), Event, Param or Data, or give it Depends(...)"
+            )
+    return tuple(steps)
+
+
+async def call_plan(fn: Handler, plan: Plan, ctx: HTTPContext, params: dict[str, Any]) -> Any:
+    """Call ``fn`` with the arguments ``plan`` says to inject (the tiny-listener
+    ``Event`` is only created if something asks for it)."""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for kind, key, keyword in plan:
+        if kind == _CTX:
+            value: Any = ctx
+        elif kind == _PARAM:
+            try:
+                value = params[key]
+            except KeyError:
+                from tiny_listener import PathParamsError
+
+                raise PathParamsError(f"path param `{key}` is missing, allowed: {list(params)}") from None
+        elif kind == _EVENT:
+            value = ctx.event
+        elif kind == _DATA:
+            try:
+                value = ctx.event.data[key]
+            except KeyError:
+                from tiny_listener import EventDataError
+
+                raise EventDataError(f"event data `{key}` is missing, allowed: {list(ctx.event.data)}") from None
+        else:
+            value = await _resolve(key, ctx, params)
+        if keyword is None:
+            args.append(value)
+        else:
+            kwargs[keyword] = value
+    return await fn(*args, **kwargs)
+
+
+async def _resolve(dep: Depends, ctx: HTTPContext, params: dict[str, Any]) -> Any:
+    """tiny-listener's Depends semantics (per-context cache, optional timeout), planned."""
+    if dep.use_cache and dep in ctx.cache:
+        return ctx.cache[dep]
+    call = call_plan(dep._Hook__fn, _plans[dep], ctx, params)  # type: ignore[attr-defined]
+    value = await (asyncio.wait_for(call, dep.timeout) if dep.timeout is not None else call)
+    ctx.cache[dep] = value
+    return value
+
+
+def _name(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)!s}"
+
+
+def _tiny_path(event_name: str) -> str:
+    """Rewrite Flask-style placeholders for tiny-listener's own compiler, which only
+    knows ``{name:conv}``; its regex is kept for ``Route.match`` but never routes HTTP."""
+    import re
+
+    name = re.sub(r"<(?:([^<>:]+):)?([^<>:]+)>", lambda m: "{%s:%s}" % (m.group(2), m.group(1) or "str"), event_name)
+    return name.replace(":string}", ":str}")
+
+
+class Endpoint(Route):
+    """A tiny-listener ``Route`` (so ``Event.route`` stays meaningful) that also carries
+    the HTTP method, our compiled template's plan, per-route middleware and limits."""
+
+    def __init__(
+        self,
+        event_name: str,
+        method: str,
+        path: str,
+        fn: Handler,
+        param_names: Sequence[str],
+        middleware: Sequence[Middleware] = (),
+        max_body_size: int | None = None,
+        opts: dict[str, Any] | None = None,
+    ) -> None:
+        where = f"route {event_name!r}"
+        self.plan: Plan = build_plan(fn, param_names, where)
+        super().__init__(path=_tiny_path(event_name), fn=fn, opts=opts)
+        self.event_name = event_name
+        self.method = method
+        self.route_path = path
+        self.fn = fn
+        self.middleware: tuple[Middleware, ...] = tuple(middleware)
+        self.max_body_size = max_body_size
+        self.qualname = _name(fn)
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.event_name!r} -> {self.qualname})"

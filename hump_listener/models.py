@@ -1,0 +1,315 @@
+"""Request / Response value types and the multi-valued mappings they use.
+
+Standard library only: nothing here knows about sockets, h11 or tiny-listener.
+Header names are lower-case byte strings on the wire side (the server lower-cases them
+once); the mappings here decode lazily, so a handler that never looks at a header pays
+nothing for it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from . import statuses
+from .seam import Channel, HeaderList
+
+__all__ = [
+    "Headers",
+    "MultiDict",
+    "MutableHeaders",
+    "Request",
+    "Response",
+    "parse_cookies",
+]
+
+# ---------------------------------------------------------------------------------------
+# Multi-valued mappings
+# ---------------------------------------------------------------------------------------
+
+
+class MultiDict(Mapping[str, str]):
+    """An immutable multi-valued mapping: ``d[key]`` / ``d.get(key)`` give the first
+    value (like Flask's ``request.args``), ``d.getlist(key)`` all of them in order."""
+
+    __slots__ = ("_dict", "_list")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._list: list[tuple[str, str]] = list(items)
+        d: dict[str, str] = {}
+        for k, v in self._list:
+            d.setdefault(k, v)
+        self._dict = d
+
+    def __getitem__(self, key: str) -> str:
+        return self._dict[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict)
+
+    def __len__(self) -> int:
+        return len(self._dict)
+
+    def getlist(self, key: str) -> list[str]:
+        return [v for k, v in self._list if k == key]
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        return list(self._list)
+
+    def to_dict(self) -> dict[str, str | list[str]]:
+        """Single values as strings, repeated keys as lists (handy for JSON)."""
+        out: dict[str, str | list[str]] = {}
+        for k in self._dict:
+            values = self.getlist(k)
+            out[k] = values[0] if len(values) == 1 else values
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._list!r})"
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, multi-valued, read-only view of a header list.
+
+    ``headers["content-type"]`` is the first value; ``headers.getlist("accept")`` all of
+    them. Values are decoded as latin-1 (RFC 9110 §5.5: octets, not text).
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: HeaderList | None = None) -> None:
+        self.raw: HeaderList = raw if raw is not None else []
+
+    def __getitem__(self, key: str) -> str:
+        k = key.lower().encode("latin-1")
+        for name, value in self.raw:
+            if name == k:
+                return value.decode("latin-1")
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        k = key.lower().encode("latin-1")
+        return any(name == k for name, _ in self.raw)
+
+    def __iter__(self) -> Iterator[str]:
+        seen: dict[str, None] = {}
+        for name, _ in self.raw:
+            seen.setdefault(name.decode("latin-1"), None)
+        return iter(seen)
+
+    def __len__(self) -> int:
+        return len({name for name, _ in self.raw})
+
+    def getlist(self, key: str) -> list[str]:
+        k = key.lower().encode("latin-1")
+        return [value.decode("latin-1") for name, value in self.raw if name == k]
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.multi_items()!r})"
+
+
+class MutableHeaders(Headers, MutableMapping[str, str]):
+    """Headers a handler or middleware may change. ``h[k] = v`` replaces every ``k``;
+    ``h.add(k, v)`` appends another (``Set-Cookie``)."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: str, value: str) -> None:
+        k = key.lower().encode("latin-1")
+        self.raw[:] = [(n, v) for n, v in self.raw if n != k]
+        self.raw.append((k, _header_value(value)))
+
+    def __delitem__(self, key: str) -> None:
+        k = key.lower().encode("latin-1")
+        before = len(self.raw)
+        self.raw[:] = [(n, v) for n, v in self.raw if n != k]
+        if len(self.raw) == before:
+            raise KeyError(key)
+
+    def add(self, key: str, value: str) -> None:
+        self.raw.append((key.lower().encode("latin-1"), _header_value(value)))
+
+    def setdefault(self, key: str, default: str = "") -> str:  # type: ignore[override]
+        if key not in self:
+            self.add(key, default)
+            return default
+        return self[key]
+
+
+def _header_value(value: str) -> bytes:
+    if "\r" in value or "\n" in value or "\0" in value:
+        # Header injection guard: a value may never end the header line early.
+        raise ValueError(f"invalid character in header value: {value!r}")
+    return value.encode("latin-1")
+
+
+def parse_cookies(header: str) -> dict[str, str]:
+    """Parse a ``Cookie`` header leniently: a malformed pair is skipped, never the rest.
+
+    ``http.cookies.SimpleCookie`` drops *every* cookie after one it cannot parse, which
+    browsers happily send; like Starlette, split on ``;`` and ``=`` ourselves.
+    """
+    cookies: dict[str, str] = {}
+    for chunk in header.split(";"):
+        key, sep, value = chunk.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            continue
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        cookies.setdefault(key, unquote(value))
+    return cookies
+
+
+# ---------------------------------------------------------------------------------------
+# Request
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Request:
+    """What a handler knows about the request head. The body is read through the
+    context (``await ctx.body()``), because reading it is I/O."""
+
+    method: str
+    path: str
+    """Percent-decoded path, without the query string: what routes match against."""
+    raw_path: bytes
+    """The path as sent, still percent-encoded."""
+    query_string: bytes
+    http_version: str
+    headers: Headers
+    client: tuple[str, int] | None = None
+    scheme: str = "http"
+    server: tuple[str, int] | None = None
+    _query: MultiDict | None = field(default=None, repr=False)
+    _cookies: dict[str, str] | None = field(default=None, repr=False)
+
+    @property
+    def query(self) -> MultiDict:
+        """Query parameters (multi-valued: ``.get``, ``.getlist``), parsed on first use."""
+        if self._query is None:
+            self._query = MultiDict(
+                parse_qsl(self.query_string.decode("latin-1"), keep_blank_values=True)
+            )
+        return self._query
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        if self._cookies is None:
+            self._cookies = parse_cookies(";".join(self.headers.getlist("cookie")))
+        return self._cookies
+
+    @property
+    def content_type(self) -> str:
+        return str(self.headers.get("content-type", ""))
+
+    @property
+    def url(self) -> str:
+        host = self.headers.get("host") or (f"{self.server[0]}:{self.server[1]}" if self.server else "")
+        qs = f"?{self.query_string.decode('latin-1')}" if self.query_string else ""
+        return f"{self.scheme}://{host}{self.raw_path.decode('latin-1')}{qs}"
+
+
+# ---------------------------------------------------------------------------------------
+# Response
+# ---------------------------------------------------------------------------------------
+
+TEXT = "text/plain; charset=utf-8"
+HTML = "text/html; charset=utf-8"
+JSON = "application/json"
+OCTETS = "application/octet-stream"
+
+#: Statuses whose responses never carry a body (RFC 9110 §6.4.1 and §15.3.5/§15.4.5).
+NO_BODY_STATUSES = frozenset({204, 304}) | frozenset(range(100, 200))
+
+
+def dump_json(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def with_charset(content_type: str) -> str:
+    """``text/*`` without a charset gets ``; charset=utf-8`` (what we encode str with)."""
+    if content_type.startswith("text/") and "charset" not in content_type:
+        return f"{content_type}; charset=utf-8"
+    return content_type
+
+
+class Response:
+    """A complete response: ``Response(data, status, headers)``.
+
+    ``data`` may be ``str`` (text/plain), ``bytes`` (application/octet-stream),
+    a ``dict``/``list`` (JSON) or ``None`` (empty). ``content_type`` overrides the guess.
+    Content-Length and Content-Type are added when the response is sent, so middleware
+    may still change ``body`` and ``headers`` after the handler.
+    """
+
+    def __init__(
+        self,
+        data: Any = b"",
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        if not statuses.is_valid(status):
+            raise ValueError(f"invalid HTTP status code: {status!r}")
+        self.status = status
+        self.headers = MutableHeaders([])
+        if headers:
+            for k, v in headers.items():
+                self.headers.add(k, v)
+        body, guessed = self.render(data)
+        self.body: bytes = body
+        self.content_type: str | None = with_charset(content_type) if content_type else guessed
+
+    @staticmethod
+    def render(data: Any) -> tuple[bytes, str | None]:
+        """Encode ``data`` and guess its media type."""
+        if isinstance(data, bytes):
+            return data, (OCTETS if data else None)
+        if isinstance(data, str):
+            return data.encode("utf-8"), TEXT
+        if data is None:
+            return b"", None
+        if isinstance(data, (dict, list)):
+            return dump_json(data), JSON
+        if isinstance(data, (bytearray, memoryview)):
+            return bytes(data), OCTETS
+        raise TypeError(f"cannot turn {type(data).__name__} into a response body")
+
+    def header_list(self) -> HeaderList:
+        """The headers to put on the wire, Content-Type and Content-Length included."""
+        raw = self.headers.raw
+        out: HeaderList = []
+        if self.content_type is not None and b"content-type" not in (n for n, _ in raw):
+            out.append((b"content-type", self.content_type.encode("latin-1")))
+        if self.status not in NO_BODY_STATUSES:
+            out.append((b"content-length", str(len(self.body)).encode("ascii")))
+            if raw:
+                out.extend(kv for kv in raw if kv[0] != b"content-length")
+        elif raw:
+            out.extend(raw)
+        return out
+
+    async def send(self, channel: Channel, head_only: bool) -> None:
+        """Put the response on ``channel``. ``head_only``: a HEAD request, body dropped
+        but Content-Length kept (RFC 9110 §9.3.2)."""
+        body = b"" if head_only or self.status in NO_BODY_STATUSES else self.body
+        channel.respond(self.status, self.header_list(), body)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status}, body={self.body[:40]!r})"

@@ -1,0 +1,104 @@
+"""The seam: the one typed interface between the protocol side and the framework side.
+
+Rule 1: this module imports nothing but the standard library. The protocol side
+(``hump_listener.protocol``: h11 and asyncio transports) and the framework side
+(``app``, ``context``, ``routing``, ``models`` ...) both import it; neither imports
+the other.
+
+Rule 2: the seam is deliberately as small as ASGI's ``(scope, receive, send)``. A server
+calls ``await app(head, channel)`` once per request, in a task of its own; the app
+answers through ``channel``. An ASGI adapter, the in-process test client and the
+built-in h11 server are all just different producers of ``(RequestHead, Channel)``.
+
+Rule 3: every request gets exactly one response. If the app returns (or raises) without
+having started one, the server answers 500 itself; if it raises after starting one,
+the server closes the connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import IO, Awaitable, Callable, Protocol
+
+__all__ = ["Channel", "ClientDisconnect", "HeaderList", "RequestHead", "SeamApp"]
+
+#: Header fields as a list of ``(name, value)`` byte pairs; names are lower-case.
+HeaderList = list[tuple[bytes, bytes]]
+
+
+class ClientDisconnect(Exception):
+    """The client went away: reading the body or writing the response is no longer possible."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """A parsed request line and header section, as the server received it.
+
+    Framing (Content-Length / Transfer-Encoding), Host and header syntax have already been
+    validated by the server; the framework only interprets the values.
+    """
+
+    method: str
+    """Request method, e.g. ``"GET"`` (case preserved as sent)."""
+    target: bytes
+    """The raw request-target: origin-form (``/a%20b?x=1``) or absolute-form."""
+    http_version: str
+    """``"1.1"`` or ``"1.0"``."""
+    headers: HeaderList
+    """Header fields in the order received; names lower-cased once, by the server."""
+    client: tuple[str, int] | None
+    """Peer address, or ``None`` when unknown."""
+    server: tuple[str, int] | None
+    """Local address the request arrived on, or ``None`` when unknown."""
+    scheme: str = "http"
+    """``"http"`` or ``"https"``."""
+
+
+class Channel(Protocol):
+    """One request's way back to the server (request lifetime).
+
+    Exactly one of ``respond`` / ``start`` may be called per request. ``respond`` is the
+    fast path: the whole response in one write. ``start`` + ``write`` + ``end`` stream it
+    (chunked unless the headers carry a Content-Length). The server adds ``Date`` and
+    ``Server`` and handles ``Connection``; the app supplies everything else, including
+    ``Content-Length`` for ``respond``.
+    """
+
+    @property
+    def disconnected(self) -> bool:
+        """True once the client has gone away."""
+
+    @property
+    def started(self) -> bool:
+        """True once a response has been started (``respond`` or ``start``)."""
+
+    async def receive(self) -> bytes:
+        """Return the next chunk of the request body, ``b""`` once it is complete.
+
+        The first call answers ``Expect: 100-continue``. Reading is flow-controlled:
+        the server stops reading the socket while unconsumed body data piles up.
+        Raises ``ClientDisconnect`` if the client goes away mid-body.
+        """
+
+    def respond(self, status: int, headers: HeaderList, body: bytes) -> None:
+        """Send a complete response at once. ``headers`` must include Content-Length
+        (except for 1xx/204/304). For HEAD the caller passes ``b""``."""
+
+    async def start(self, status: int, headers: HeaderList) -> None:
+        """Start a streamed response (chunked unless a Content-Length is given)."""
+
+    async def write(self, data: bytes) -> None:
+        """Send part of a started response; waits while the transport is paused.
+
+        Raises ``ClientDisconnect`` if the client has gone away."""
+
+    async def end(self) -> None:
+        """Finish a started response."""
+
+    async def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        """Send ``count`` bytes of ``file`` from ``offset`` as part of a started response,
+        zero-copy where the transport allows it."""
+
+
+#: What a server calls once per request.
+SeamApp = Callable[[RequestHead, Channel], Awaitable[None]]
