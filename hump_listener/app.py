@@ -30,7 +30,7 @@ from tiny_listener import Listener, Route
 
 from . import statuses
 from .context import HTTPContext
-from .endpoints import Endpoint, Handler, Middleware, call_plan
+from .endpoints import Endpoint, Handler, Middleware, PlannedHook, call_plan
 from .errors import ClientDisconnect, HTTPError, NoResponse, RouteDefinitionError
 from .models import Headers, Request, Response
 from .routing import Router, Template, decode_path, parse_event_name, split_target
@@ -146,8 +146,18 @@ class App(Listener[HTTPContext]):
                 path, method, route_path, fn, template.param_names, middleware, max_body_size, opts
             )
             self.router.add(method, route_path, endpoint)
-        endpoint.chain = _compose(endpoint.middleware, self._invoke)  # type: ignore[attr-defined]
+        endpoint.chain = _compose(endpoint.middleware, self._invoke)
         self.routes[path] = endpoint
+
+    # tiny-listener's hooks, with injection planned once (see endpoints.PlannedHook)
+    def add_before_event_hook(self, fn: Handler) -> None:
+        self._middleware_before_event.append(PlannedHook(fn, "before_event"))
+
+    def add_after_event_hook(self, fn: Handler) -> None:
+        self._middleware_after_event.append(PlannedHook(fn, "after_event"))
+
+    def add_on_error_hook(self, fn: Handler, exc: type[Exception]) -> None:
+        self._error_handlers.append((exc, PlannedHook(fn, "on_error")))
 
     def remove_on_event_hook(self, name: str | Callable[..., Any]) -> bool:
         keys = [k for k, r in self.routes.items() if k == name or getattr(r, "fn", None) is name]
@@ -291,7 +301,7 @@ class App(Listener[HTTPContext]):
         if self._middleware_before_event:
             for hook in self._middleware_before_event:
                 await hook(ctx.event, {})
-        response: Response = await endpoint.chain(ctx)  # type: ignore[attr-defined]
+        response = await endpoint.chain(ctx)
         if self._middleware_after_event:
             for hook in self._middleware_after_event:
                 await hook(ctx.event, {})
@@ -299,6 +309,7 @@ class App(Listener[HTTPContext]):
 
     async def _invoke(self, ctx: HTTPContext) -> Response:
         endpoint = ctx.endpoint
+        assert endpoint is not None  # set by _routed
         result = await call_plan(endpoint.fn, endpoint.plan, ctx, ctx.params)
         if result is not None and result is not ctx.reply:
             ctx.set_reply(to_response(result))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,9 @@ from .errors import RouteDefinitionError
 
 if TYPE_CHECKING:
     from .context import HTTPContext
+    from .models import Response
 
-__all__ = ["Endpoint", "Middleware", "Plan", "build_plan", "call_plan"]
+__all__ = ["Endpoint", "Middleware", "Plan", "PlannedHook", "build_plan", "call_plan"]
 
 Handler = Callable[..., Awaitable[Any]]
 CallNext = Callable[[], Awaitable[Any]]
@@ -60,6 +62,11 @@ def build_plan(fn: Handler, param_names: Sequence[str] | None, where: str) -> Pl
             continue
         keyword = name if p.kind is p.KEYWORD_ONLY else None
         anno, default = p.annotation, p.default
+        if isinstance(anno, str):  # a quoted annotation inside a postponed one
+            raise RouteDefinitionError(
+                f"{where}: cannot resolve the annotations of {_name(fn)}: {name!r} is "
+                f"annotated with the string {anno!r}; use the name itself"
+            )
         if isinstance(default, Depends):
             _plans.setdefault(default, build_plan(default._Hook__fn, None, where))  # type: ignore[attr-defined]
             steps.append((_DEPENDS, default, keyword))
@@ -129,6 +136,21 @@ async def _resolve(dep: Depends, ctx: HTTPContext, params: dict[str, Any]) -> An
     return value
 
 
+class PlannedHook:
+    """A tiny-listener hook (``before_event``, ``after_event``, ``on_error``) with its
+    injection planned once, so it also works under postponed annotations."""
+
+    def __init__(self, fn: Handler, kind: str) -> None:
+        self.fn = fn
+        self.plan = build_plan(fn, None, f"{kind} hook")
+
+    async def __call__(self, event: Event[Any], params: dict[str, Any]) -> Any:
+        return await call_plan(self.fn, self.plan, event.ctx, params)
+
+    def __repr__(self) -> str:
+        return f"PlannedHook({_name(self.fn)})"
+
+
 def _name(fn: Any) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)!s}"
 
@@ -136,15 +158,16 @@ def _name(fn: Any) -> str:
 def _tiny_path(event_name: str) -> str:
     """Rewrite Flask-style placeholders for tiny-listener's own compiler, which only
     knows ``{name:conv}``; its regex is kept for ``Route.match`` but never routes HTTP."""
-    import re
-
-    name = re.sub(r"<(?:([^<>:]+):)?([^<>:]+)>", lambda m: "{%s:%s}" % (m.group(2), m.group(1) or "str"), event_name)
+    name = re.sub(r"<(?:([^<>:]+):)?([^<>:]+)>", lambda m: f"{{{m.group(2)}:{m.group(1) or 'str'}}}", event_name)
     return name.replace(":string}", ":str}")
 
 
 class Endpoint(Route):
     """A tiny-listener ``Route`` (so ``Event.route`` stays meaningful) that also carries
     the HTTP method, our compiled template's plan, per-route middleware and limits."""
+
+    #: The route's middleware around the handler, composed once by the app.
+    chain: Callable[[HTTPContext], Awaitable[Response]]
 
     def __init__(
         self,

@@ -143,7 +143,7 @@ class MutableHeaders(Headers, MutableMapping[str, str]):
     def add(self, key: str, value: str) -> None:
         self.raw.append((key.lower().encode("latin-1"), _header_value(value)))
 
-    def setdefault(self, key: str, default: str = "") -> str:  # type: ignore[override]
+    def setdefault(self, key: str, default: str = "") -> str:
         if key not in self:
             self.add(key, default)
             return default

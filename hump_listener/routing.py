@@ -312,11 +312,10 @@ class Router(Generic[E]):
                     node.params.append((seg, child))
                     node = child
         if template.tail is not None:
-            for existing_t, table in node.tails:
-                if existing_t.tail is not None and existing_t.tail.pattern == template.tail.pattern:
-                    break
-            else:
-                table = {}
+            pattern = template.tail.pattern
+            same = [t for existing, t in node.tails if existing.tail is not None and existing.tail.pattern == pattern]
+            table = same[0] if same else {}
+            if not same:
                 node.tails.append((template, table))
         else:
             table = node.endpoints

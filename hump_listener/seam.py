@@ -17,8 +17,9 @@ the server closes the connection.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import IO, Awaitable, Callable, Protocol
+from typing import IO, Protocol
 
 __all__ = ["Channel", "ClientDisconnect", "HeaderList", "RequestHead", "SeamApp"]
 

@@ -1,0 +1,82 @@
+"""models.py: Headers, MultiDict, cookies, Request, Response."""
+
+from __future__ import annotations
+
+import pytest
+
+from hump_listener.models import Headers, MultiDict, MutableHeaders, Request, Response, parse_cookies
+
+
+def test_headers_are_case_insensitive_and_multi_valued() -> None:
+    h = Headers([(b"accept", b"a"), (b"x-y", b"1"), (b"accept", b"b")])
+    assert h["Accept"] == "a" and h.get("ACCEPT") == "a"
+    assert h.getlist("accept") == ["a", "b"]
+    assert "X-Y" in h and "nope" not in h and 3 not in h
+    assert h.get("nope", "d") == "d"
+    assert list(h) == ["accept", "x-y"] and len(h) == 2
+    with pytest.raises(KeyError):
+        h["missing"]
+
+
+def test_mutable_headers_replace_add_delete_and_refuse_injection() -> None:
+    h = MutableHeaders([])
+    h["X-A"] = "1"
+    h.add("set-cookie", "a=1")
+    h.add("Set-Cookie", "b=2")
+    h["x-a"] = "2"
+    assert h.raw == [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"x-a", b"2")]
+    del h["SET-COOKIE"]
+    assert h.raw == [(b"x-a", b"2")]
+    with pytest.raises(KeyError):
+        del h["gone"]
+    with pytest.raises(ValueError):
+        h["x"] = "a\r\nInjected: yes"
+
+
+def test_multidict_first_value_and_lists() -> None:
+    d = MultiDict([("q", "a"), ("n", "3"), ("q", "b")])
+    assert d["q"] == "a" and d.getlist("q") == ["a", "b"] and d.getlist("z") == []
+    assert d.to_dict() == {"q": ["a", "b"], "n": "3"}
+    assert len(d) == 2
+
+
+def test_cookie_parsing_is_lenient() -> None:
+    assert parse_cookies('a=1; garbage; b="two"; =x; c=%C3%A9; a=shadowed') == {"a": "1", "b": "two", "c": "é"}
+
+
+def test_request_query_and_url() -> None:
+    r = Request("GET", "/a b", b"/a%20b", b"x=1&x=2&y=", "1.1", Headers([(b"host", b"h:1")]))
+    assert r.query.getlist("x") == ["1", "2"] and r.query["y"] == ""
+    assert r.url == "http://h:1/a%20b?x=1&x=2&y="
+
+
+@pytest.mark.parametrize(
+    ("status", "has_length"), [(200, True), (404, True), (204, False), (304, False), (101, False)]
+)
+def test_response_content_length_except_no_body_statuses(status: int, has_length: bool) -> None:
+    names = [n for n, _ in Response("x", status).header_list()]
+    assert (b"content-length" in names) is has_length
+
+
+def test_response_content_types_and_charset() -> None:
+    assert Response("x").content_type == "text/plain; charset=utf-8"
+    assert Response(b"x").content_type == "application/octet-stream"
+    assert Response(b"").content_type is None
+    assert Response({"a": 1}).body == b'{"a":1}'
+    assert Response("x", content_type="text/csv").content_type == "text/csv; charset=utf-8"
+    assert Response("x", content_type="image/svg+xml").content_type == "image/svg+xml"
+    explicit = Response("x", headers={"Content-Type": "text/x-mine"})
+    assert [v for n, v in explicit.header_list() if n == b"content-type"] == [b"text/x-mine"]
+
+
+def test_response_length_follows_body_changes() -> None:
+    r = Response("abc")
+    r.body = b"abcdef"
+    assert (b"content-length", b"6") in r.header_list()
+
+
+def test_response_rejects_bad_status_and_types() -> None:
+    with pytest.raises(ValueError):
+        Response("x", 99)
+    with pytest.raises(TypeError):
+        Response(object())

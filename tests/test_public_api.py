@@ -1,0 +1,62 @@
+"""The public API is exactly __all__, and the two sides stay apart."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import hump_listener
+
+PKG = Path(hump_listener.__file__).parent
+
+
+def test_all_is_curated_and_importable() -> None:
+    assert sorted(hump_listener.__all__) == sorted(set(hump_listener.__all__))
+    for name in hump_listener.__all__:
+        assert hasattr(hump_listener, name), name
+    for name in ("App", "HTTPContext", "HTTPError", "Request", "Response", "statuses"):
+        assert name in hump_listener.__all__
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                rel = path.relative_to(PKG).parent.parts
+                prefix = ["hump_listener", *rel[: len(rel) - (node.level - 1)]]
+                base = ".".join([*prefix, base] if base else prefix)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_protocol_side_never_imports_the_framework_or_tiny_listener() -> None:
+    for path in (PKG / "protocol").glob("*.py"):
+        for name in imports_of(path):
+            assert not name.startswith("tiny_listener"), (path.name, name)
+            if name.startswith("hump_listener") and not name.startswith("hump_listener.protocol"):
+                assert name.startswith("hump_listener.seam"), (path.name, name)
+
+
+# app.py is the composition root; testing.py is the in-process test harness wiring both.
+WIRING = {"app.py", "testing.py", "__main__.py", "cli.py", "workers.py"}
+
+
+def test_framework_side_never_imports_h11_or_the_protocol() -> None:
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG)
+        if rel.parts[0] == "protocol" or rel.name in WIRING:
+            continue
+        for name in imports_of(path):
+            assert not name.startswith("h11"), (str(rel), name)
+            assert not name.startswith("hump_listener.protocol"), (str(rel), name)
+
+
+def test_seam_is_stdlib_only() -> None:
+    for name in imports_of(PKG / "seam.py"):
+        assert name.split(".")[0] in {"__future__", "dataclasses", "typing", "collections"}, name
