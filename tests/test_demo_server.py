@@ -1,0 +1,108 @@
+"""The demo app as a user runs it: ``tiny-listener http_web:app`` in a subprocess,
+checked route by route with a real HTTP client; plus raw-socket pipelining."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from servers import RunningServer, run_server
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[RunningServer]:
+    with run_server("http_web:app") as server:
+        yield server
+
+
+@pytest.fixture
+def client(demo: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=demo.url, timeout=10) as c:
+        yield c
+
+
+def test_index(client: httpx.Client) -> None:
+    r = client.get("/")
+    assert r.status_code == 200 and r.text == "Hello, world!"
+    assert r.headers["content-type"] == "text/plain; charset=utf-8"
+    assert r.headers["content-length"] == "13"
+    assert r.headers["server"] and r.headers["date"]
+
+
+def test_user_ignores_the_query_string(client: httpx.Client) -> None:
+    assert client.get("/user/bob").text == "Hello, bob!"
+    assert client.get("/user/bob?x=1").text == "Hello, bob!"
+    assert client.get("/user/b%C3%B6b").text == "Hello, böb!"
+
+
+def test_api_users(client: httpx.Client) -> None:
+    r = client.get("/api/users/42")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert r.json()["id"] == 42 and isinstance(r.json()["name"], str)
+    assert client.get("/api/users/abc").status_code == 404
+
+
+def test_search(client: httpx.Client) -> None:
+    assert client.get("/search?q=a&q=b&n=3").json() == {"q": ["a", "b"], "n": "3"}
+
+
+def test_echo(client: httpx.Client) -> None:
+    r = client.post("/echo", content=b'{"a": 1}', headers={"Content-Type": "application/json"})
+    assert (r.status_code, r.content, r.headers["content-type"]) == (200, b'{"a": 1}', "application/json")
+
+
+def test_throw_teapot_page(client: httpx.Client) -> None:
+    r = client.get("/throw")
+    assert r.status_code == 500 and r.text == "Internal Server Error"
+    r = client.get("/teapot")
+    assert r.status_code == 418 and r.reason_phrase == "I'm a Teapot"
+    r = client.get("/page")
+    assert r.status_code == 200 and r.headers["content-type"] == "text/html; charset=utf-8"
+    assert 'href="/user/bob"' in r.text
+
+
+def test_405_head_and_404(client: httpx.Client) -> None:
+    r = client.delete("/")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+    r = client.head("/")
+    assert r.status_code == 200 and r.headers["content-length"] == "13" and r.content == b""
+    assert client.get("/no/such/page").status_code == 404
+
+
+def test_access_log_is_on_by_default(client: httpx.Client, demo: RunningServer) -> None:
+    client.get("/user/logged")
+    line = demo.wait_for_line(r'"GET /user/logged HTTP/1.1" 200 OK')
+    assert "127.0.0.1:" in line
+
+
+def recv_until(sock: socket.socket, marker: bytes, count: int) -> bytes:
+    data = b""
+    while data.count(marker) < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_two_pipelined_requests_in_one_packet_are_answered_in_order(demo: RunningServer) -> None:
+    with socket.create_connection(("127.0.0.1", demo.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /user/first HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /user/second HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        data = recv_until(sock, b"HTTP/1.1 200 OK", 2)
+        # both bodies arrive, in order
+        assert data.count(b"HTTP/1.1 200 OK") == 2
+        assert data.index(b"Hello, first!") < data.index(b"Hello, second!")
+
+
+def test_server_survives_garbage(demo: RunningServer, client: httpx.Client) -> None:
+    with socket.create_connection(("127.0.0.1", demo.port), timeout=10) as sock:
+        sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n")
+        data = sock.recv(65536)
+        assert data == b"" or data.startswith(b"HTTP/1.1 400")
+    assert client.get("/").status_code == 200
