@@ -69,18 +69,19 @@ def run_server(
     cwd: Path = ROOT,
 ) -> Iterator[RunningServer]:
     full_env = {**os.environ, "HUMP_PORT": "0", "HUMP_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH", "")]))
+    tests_dir = str(ROOT / "tests")
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), tests_dir, full_env.get("PYTHONPATH", "")]))
     full_env.update(env or {})
     args = cmd if cmd is not None else [*tiny_listener_cmd(), target]
     proc = subprocess.Popen(
-        args, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        args, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines: list[str] = []
     q: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
+        assert proc.stdout is not None
+        for line in proc.stdout:
             lines.append(line)
             q.put(line)
         q.put(None)
@@ -99,5 +100,5 @@ def run_server(
             proc.kill()
         proc.wait(timeout=10)
         reader.join(timeout=5)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        if proc.stdout is not None:
+            proc.stdout.close()

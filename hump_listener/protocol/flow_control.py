@@ -1,0 +1,77 @@
+"""Backpressure for one connection (connection lifetime).
+
+Two directions, two rules:
+
+Rule 1 (reading): the protocol pauses the transport when unconsumed request data piles up
+(body above a high-water mark, or a pipelined request read ahead of its turn) and resumes
+it when the app catches up. ``pause_reading`` / ``resume_reading`` are idempotent, so
+callers never need to know who paused last.
+
+Rule 2 (writing): the transport tells us when its buffer passes its own high-water mark
+(``pause_writing``) and when it has drained (``resume_writing``). Writers ``await drain()``
+while paused, so a large response never buffers more than about one high-water mark. The
+waiter is one future, created only when somebody actually waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["DEFAULT_BODY_HIGH_WATER", "DEFAULT_WRITE_HIGH_WATER", "FlowControl"]
+
+#: Unconsumed request-body bytes buffered before we stop reading the socket.
+#: Precedent: uvicorn's ``HIGH_WATER_LIMIT = 65536``; asyncio streams use 64 KiB too.
+DEFAULT_BODY_HIGH_WATER = 64 * 1024
+
+#: Transport write-buffer high-water mark (the low-water mark is a quarter of it).
+#: Precedent: asyncio's own default for selector transports is 64 KiB.
+DEFAULT_WRITE_HIGH_WATER = 64 * 1024
+
+
+class FlowControl:
+    """Pause/resume reading and writing on one transport."""
+
+    __slots__ = ("_drain_waiter", "_loop", "_transport", "read_paused", "write_paused")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self.read_paused = False
+        self.write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    # Reading (we decide)
+
+    def pause_reading(self) -> None:
+        if not self.read_paused:
+            self.read_paused = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            self._transport.resume_reading()
+
+    # Writing (the transport decides)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        """Called by the transport once drained, and by the protocol on connection loss
+        (so that no writer waits forever on a dead transport)."""
+        self.write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the transport accepts writes again (returns at once if it does)."""
+        if not self.write_paused:
+            return
+        waiter = self._drain_waiter
+        if waiter is None or waiter.done():  # done: a previous waiter was cancelled
+            waiter = self._drain_waiter = self._loop.create_future()
+        await waiter

@@ -1,0 +1,188 @@
+"""Request bodies: streaming, flow control, Expect: 100-continue, unread bodies."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from protocol_helpers import Conn, echo_body, hello, request
+
+from hump_listener.seam import Channel, ClientDisconnect, RequestHead
+
+pytestmark = pytest.mark.timeout(10)
+
+POST_CL = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+POST_CHUNKED = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+class Reader:
+    """Reads the body one receive() at a time, on command."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.channel: Channel | None = None
+        self.step = asyncio.Event()
+        self.error: BaseException | None = None
+
+    async def __call__(self, head: RequestHead, channel: Channel) -> None:
+        self.channel = channel
+        try:
+            while True:
+                await self.step.wait()
+                self.step.clear()
+                chunk = await channel.receive()
+                self.chunks.append(chunk)
+                if not chunk:
+                    break
+        except ClientDisconnect as exc:
+            self.error = exc
+            raise
+        channel.respond(200, [(b"content-length", b"2")], b"ok")
+
+
+async def test_body_streamed_as_it_arrives() -> None:
+    reader = Reader()
+    conn = Conn(reader)
+    conn.send(POST_CHUNKED + b"3\r\nabc\r\n")
+    reader.step.set()
+    await conn.settle(lambda: reader.chunks == [b"abc"])
+    reader.step.set()  # now waiting for more
+    await conn.settle()
+    conn.send(b"2\r\nde\r\n")
+    await conn.settle(lambda: reader.chunks == [b"abc", b"de"])
+    conn.send(b"0\r\n\r\n")
+    reader.step.set()
+    await conn.settle(lambda: reader.chunks == [b"abc", b"de", b""])
+    await conn.settle(lambda: bool(conn.out))
+    assert conn.responses(eof=False)[0].body == b"ok"
+    assert not conn.transport.closing  # the body was read: keep-alive
+
+
+async def test_reading_paused_above_high_water_and_resumed_when_consumed() -> None:
+    reader = Reader()
+    conn = Conn(reader, body_high_water=1024)
+    conn.send(POST_CL % 4000)
+    conn.send(b"a" * 1000)
+    assert conn.transport.reading  # below the mark
+    conn.send(b"a" * 1000)
+    assert not conn.transport.reading  # above it: the socket is paused
+    reader.step.set()
+    await conn.settle(lambda: len(reader.chunks) == 1)
+    assert reader.chunks == [b"a" * 2000]  # everything buffered, in one chunk
+    assert conn.transport.reading  # consumed: reading again
+    conn.send(b"a" * 2000)
+    reader.step.set()
+    await conn.settle(lambda: len(reader.chunks) == 2)
+    reader.step.set()
+    await conn.settle(lambda: reader.chunks[-1] == b"")
+    assert sum(map(len, reader.chunks)) == 4000
+
+
+async def test_expect_100_continue_sent_on_first_receive() -> None:
+    reader = Reader()
+    conn = Conn(reader)
+    conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+    await conn.settle()
+    assert conn.out == b""  # not before the app asks for the body
+    reader.step.set()
+    await conn.settle(lambda: bool(conn.out))
+    assert conn.out == b"HTTP/1.1 100 Continue\r\n\r\n"
+    conn.send(b"abc")
+    reader.step.set()
+    await conn.settle(lambda: reader.chunks[-1:] == [b""])
+    await conn.settle(lambda: b"200" in conn.out)
+    [resp] = conn.responses(methods=["POST"], eof=False)
+    assert resp.informational == [100] and resp.status == 200
+    assert conn.out.count(b"100 Continue") == 1
+
+
+async def test_no_100_continue_for_http10() -> None:
+    conn = Conn(echo_body)
+    conn.send(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+    await conn.settle()
+    conn.send(b"abc")
+    await conn.settle(lambda: conn.transport.closing)
+    assert b"100 Continue" not in conn.out
+    assert conn.responses()[0].body == b"abc"
+
+
+async def test_no_100_continue_when_app_answers_without_reading() -> None:
+    conn = Conn(hello)
+    conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+    await conn.settle(lambda: conn.transport.closing)
+    assert b"100 Continue" not in conn.out
+    [resp] = conn.responses()
+    assert resp.informational == [] and resp.status == 200
+    assert resp.header(b"connection") == b"close"  # the unread body cannot be framed away
+
+
+async def test_no_100_continue_after_final_response_started() -> None:
+    async def app(head: RequestHead, channel: Channel) -> None:
+        await channel.start(200, [])
+        data = await channel.receive()
+        await channel.write(data)
+        await channel.end()
+
+    conn = Conn(app)
+    conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+    await conn.settle()
+    assert conn.out.startswith(b"HTTP/1.1 200 OK\r\n")
+    conn.send(b"abc")
+    await conn.settle(lambda: conn.transport.closing)
+    assert b"100 Continue" not in conn.out
+    [resp] = conn.responses(methods=["POST"])
+    assert resp.informational == [] and resp.body == b"abc"
+
+
+async def test_client_sending_body_without_waiting_is_framed() -> None:
+    conn = Conn(echo_body)
+    data = b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc"
+    conn.send(data + request(b"/next"))
+    await conn.settle(lambda: conn.out.count(b"HTTP/1.1 200") == 2)
+    first, second = conn.responses(methods=["POST", "GET"], eof=False)
+    assert first.body == b"abc" and second.body == b""
+    assert first.informational == []  # the body was already here: no 100 needed
+
+
+async def test_unread_body_closes_connection_after_response() -> None:
+    conn = Conn(hello)
+    conn.send(POST_CL % 10 + b"abc")  # 7 bytes still to come
+    await conn.settle(lambda: conn.transport.closing)
+    [resp] = conn.responses()
+    assert resp.status == 200 and resp.header(b"connection") == b"close"
+
+
+async def test_fully_received_but_unread_body_keeps_alive() -> None:
+    conn = Conn(hello)
+    conn.send(POST_CL % 3 + b"abc" + request(b"/2"))
+    await conn.settle(lambda: conn.out.count(b"HTTP/1.1 200") == 2)
+    assert not conn.transport.closing
+    assert all(r.header(b"connection") is None for r in conn.responses(eof=False))
+
+
+async def test_disconnect_mid_body_raises_client_disconnect() -> None:
+    reader = Reader()
+    conn = Conn(reader)
+    conn.send(POST_CL % 10 + b"abc")
+    reader.step.set()
+    await conn.settle(lambda: reader.chunks == [b"abc"])
+    reader.step.set()
+    await conn.settle()
+    conn.proto.connection_lost(ConnectionResetError())
+    await conn.settle(lambda: reader.error is not None)
+    assert isinstance(reader.error, ClientDisconnect)
+    assert conn.out == b""  # nothing written to a dead connection
+    assert conn.transport.writes_after_close == 0
+
+
+async def test_half_close_mid_body_raises_client_disconnect() -> None:
+    reader = Reader()
+    conn = Conn(reader)
+    conn.send(POST_CL % 10 + b"abc")
+    reader.step.set()
+    await conn.settle(lambda: reader.chunks == [b"abc"])
+    reader.step.set()
+    await conn.settle()
+    assert conn.eof() is False
+    await conn.settle(lambda: reader.error is not None)
+    assert isinstance(reader.error, ClientDisconnect)

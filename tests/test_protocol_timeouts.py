@@ -1,0 +1,176 @@
+"""Timeouts, driven by a manual clock (no sleeping, no timing assertions)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from protocol_helpers import Conn, echo_body, hello, request
+
+from hump_listener.seam import Channel, ClientDisconnect, RequestHead
+
+pytestmark = pytest.mark.timeout(10)
+
+POST_10 = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"
+
+
+async def test_idle_new_connection_closed_quietly() -> None:
+    conn = Conn(hello, clock=True, first_byte_timeout=10.0)
+    assert conn.clock is not None
+    conn.clock.advance(9.9)
+    assert not conn.transport.closing
+    conn.clock.advance(0.2)
+    assert conn.transport.closing and conn.out == b""
+
+
+async def test_head_timeout_counts_from_first_byte_and_answers_408() -> None:
+    conn = Conn(hello, clock=True, first_byte_timeout=10.0, head_timeout=5.0)
+    assert conn.clock is not None
+    conn.clock.advance(8)  # idle, but not past the first-byte timeout
+    conn.send(b"GET / HTTP/1.1\r\n")
+    conn.clock.advance(4)
+    conn.send(b"Host: x\r\n")  # more bytes do not restart the head timer
+    conn.clock.advance(0.9)
+    assert not conn.transport.closing
+    conn.clock.advance(0.2)
+    assert conn.transport.closing
+    assert conn.responses()[0].status == 408
+
+
+async def test_head_completed_in_time_is_served() -> None:
+    conn = Conn(hello, clock=True, head_timeout=5.0)
+    assert conn.clock is not None
+    conn.send(b"GET / HTTP/1.1\r\n")
+    conn.clock.advance(4)
+    conn.send(b"Host: x\r\n\r\n")
+    await conn.settle(lambda: bool(conn.out))
+    conn.clock.advance(2)  # past the old head deadline: the head timer is gone
+    assert not conn.transport.closing
+    assert conn.responses(eof=False)[0].status == 200
+
+
+async def test_keep_alive_timeout_closes_quietly_and_is_reset_by_a_request() -> None:
+    conn = Conn(hello, clock=True, keep_alive_timeout=5.0, head_timeout=100.0)
+    assert conn.clock is not None
+    conn.send(request())
+    await conn.settle(lambda: bool(conn.out))
+    conn.clock.advance(4)
+    conn.send(request())
+    await conn.settle(lambda: conn.out.count(b"HTTP/1.1 200") == 2)
+    conn.clock.advance(4)  # 8 s since the first response, 4 s since the second
+    assert not conn.transport.closing
+    before = conn.out
+    conn.clock.advance(1.1)
+    assert conn.transport.closing and conn.out == before  # quiet: nothing written
+
+
+async def test_stalled_body_is_408() -> None:
+    errors: list[BaseException] = []
+
+    async def app(head: RequestHead, channel: Channel) -> None:
+        try:
+            await channel.receive()
+            await channel.receive()
+        except ClientDisconnect as exc:
+            errors.append(exc)
+            raise
+
+    conn = Conn(app, clock=True, body_timeout=10.0)
+    assert conn.clock is not None
+    conn.send(POST_10 + b"abc")
+    await conn.settle()
+    conn.clock.advance(9.9)
+    assert not conn.transport.closing
+    conn.clock.advance(0.2)
+    assert conn.transport.closing
+    assert conn.responses()[0].status == 408
+    await conn.settle(lambda: bool(errors))  # the waiting app is told, not left hanging
+
+
+async def trickle(rate: float, *, seconds: int) -> Conn:
+    """Send a 100 000-byte body at ``rate`` bytes/s for up to ``seconds`` to a reading app."""
+    conn = Conn(echo_body, clock=True, body_timeout=5.0, body_min_rate=240.0)
+    assert conn.clock is not None
+    conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+    await conn.settle()
+    for _ in range(seconds):
+        if conn.transport.closing:
+            break
+        conn.clock.advance(1.0)
+        conn.send(b"x" * int(rate))
+        await conn.settle()
+    return conn
+
+
+async def test_trickling_body_is_408() -> None:
+    conn = await trickle(1, seconds=60)  # 1 byte/s: far below 240 B/s
+    assert conn.transport.closing
+    assert conn.responses()[0].status == 408
+
+
+async def test_body_at_an_acceptable_rate_is_not_cut() -> None:
+    conn = await trickle(1000, seconds=60)
+    assert not conn.transport.closing
+
+
+async def test_body_timer_only_runs_while_the_app_waits() -> None:
+    go = asyncio.Event()
+
+    async def app(head: RequestHead, channel: Channel) -> None:
+        await go.wait()  # busy elsewhere: the client is not to blame
+        await echo_body(head, channel)
+
+    conn = Conn(app, clock=True, body_timeout=1.0)
+    assert conn.clock is not None
+    conn.send(POST_10 + b"abc")
+    await conn.settle()
+    conn.clock.advance(100)
+    assert not conn.transport.closing
+    go.set()
+    await conn.settle()
+    conn.send(b"defghij")
+    await conn.settle(lambda: bool(conn.out))
+    assert conn.responses(methods=["POST"], eof=False)[0].body == b"abcdefghij"
+
+
+async def test_handler_timeout_is_503_and_cancels_the_app() -> None:
+    cancelled: list[bool] = []
+
+    async def app(head: RequestHead, channel: Channel) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    conn = Conn(app, clock=True, handler_timeout=3.0)
+    assert conn.clock is not None
+    conn.send(request())
+    await conn.settle()
+    conn.clock.advance(3.1)
+    assert conn.responses()[0].status == 503
+    await conn.settle(lambda: bool(cancelled) and not conn.state.tasks)
+
+
+async def test_handler_timeout_after_start_closes_without_503() -> None:
+    async def app(head: RequestHead, channel: Channel) -> None:
+        await channel.start(200, [])
+        await asyncio.Event().wait()
+
+    conn = Conn(app, clock=True, handler_timeout=3.0)
+    assert conn.clock is not None
+    conn.send(request())
+    await conn.settle()
+    conn.clock.advance(3.1)
+    assert conn.transport.closing
+    assert b"503" not in conn.out
+    await conn.settle(lambda: not conn.state.tasks)
+
+
+async def test_no_timers_left_after_a_fast_request() -> None:
+    conn = Conn(hello, clock=True, handler_timeout=3.0)
+    assert conn.clock is not None
+    conn.send(request())
+    await conn.settle(lambda: bool(conn.out))
+    # only the keep-alive timer remains (no head, body or handler timers leak)
+    assert [t.callback.__name__ for t in conn.clock.pending()] == ["_on_idle_timeout"]
