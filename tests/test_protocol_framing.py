@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from protocol_helpers import Conn, Recorder, echo_body, echo_target, hello, request
 
+from hump_listener.seam import Channel, RequestHead
+
 pytestmark = pytest.mark.timeout(10)
 
 
@@ -64,11 +66,28 @@ async def test_http10_request_served_and_closed() -> None:
     assert conn.transport.closing
 
 
-async def test_http10_keep_alive_request_still_closes() -> None:
-    # h11 never keeps an HTTP/1.0 connection alive; we never do it unasked either.
-    conn = await run(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-    assert conn.responses()[0].status == 200
-    assert conn.transport.closing
+async def test_http10_keep_alive_only_when_asked() -> None:
+    # HTTP/1.0 keeps the connection only with "Connection: keep-alive" (RFC 9112 §C.2.2),
+    # and says so; a second request on it is served, and one without the header closes.
+    ask = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    conn = await run(ask)
+    assert conn.out.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"connection: keep-alive\r\n" in conn.out and b"connection: close" not in conn.out
+    assert not conn.transport.closing
+    conn.send(b"GET / HTTP/1.0\r\n\r\n")
+    await conn.settle(lambda: conn.transport.closing)
+    assert conn.out.count(b"HTTP/1.1 200 OK") == 2 and conn.out.endswith(b"hello")
+
+
+async def test_http10_keep_alive_never_with_a_close_delimited_body() -> None:
+    async def streamed(head: RequestHead, channel: Channel) -> None:
+        await channel.start(200, [])
+        await channel.write(b"abc")
+        await channel.end()
+
+    conn = await run(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", streamed)
+    assert b"connection: close" in conn.out and b"transfer-encoding" not in conn.out
+    assert conn.out.endswith(b"\r\n\r\nabc") and conn.transport.closing
 
 
 async def test_content_length_and_transfer_encoding_rejected() -> None:

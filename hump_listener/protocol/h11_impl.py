@@ -79,6 +79,12 @@ _CRLF = b"\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 _CLOSE_LINE = b"connection: close\r\n"
 _CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
+_KEEP_ALIVE_LINE = b"connection: keep-alive\r\n"
+
+
+def _asks_keep_alive(headers: HeaderList) -> bool:
+    """An HTTP/1.0 request carrying ``Connection: keep-alive``."""
+    return any(name == b"connection" and b"keep-alive" in value.lower() for name, value in headers)
 
 #: End of a head, as h11 finds it (bare LF line endings are tolerated, RFC 9112 §2.2).
 _HEAD_END = re.compile(rb"\n\r?\n")
@@ -383,7 +389,8 @@ class H11Protocol(asyncio.Protocol):
         if self._closed:
             return
         conn = self.conn
-        if not keep_alive or conn.their_state is not h11.DONE or self.state.shutting_down:
+        done = conn.their_state is h11.DONE or conn.their_state is h11.MUST_CLOSE  # MUST_CLOSE: 1.0 keep-alive
+        if not keep_alive or not done or self.state.shutting_down:
             self._close()
             return
         trailing = conn.trailing_data[0]
@@ -641,7 +648,15 @@ class RequestCycle:
         state = proto.state
         conn_state = proto.conn.their_state
         # After a half-close, only requests already buffered can follow this one.
-        keep_alive = conn_state is h11.DONE and not state.shutting_down and (not proto._eof or bool(proto._buf))
+        can_continue = not state.shutting_down and (not proto._eof or bool(proto._buf))
+        keep_alive = conn_state is h11.DONE and can_continue
+        # HTTP/1.0 keeps the connection only when asked (RFC 9112 §9.3, Appendix C.2.2); h11
+        # marks such a request MUST_CLOSE, but the next request gets a fresh h11.Connection.
+        keep_alive_10 = (
+            not keep_alive and can_continue and conn_state is h11.MUST_CLOSE
+            and self.head.http_version == "1.0" and _asks_keep_alive(self.head.headers)
+        )
+        keep_alive = keep_alive or keep_alive_10
         parts = [STATUS_LINES[status], state.server_headers]
         lines = 2 + state.server_header_lines  # status line + blank line + server lines
         length: bytes | None = None
@@ -678,6 +693,9 @@ class RequestCycle:
             keep_alive = False
         if not keep_alive:
             parts.append(_CLOSE_LINE)
+            lines += 1
+        elif keep_alive_10:
+            parts.append(_KEEP_ALIVE_LINE)
             lines += 1
         parts.append(_CRLF)
         out = b"".join(parts)

@@ -68,7 +68,9 @@ DEFAULT_BODY_MIN_RATE = 240.0
 DEFAULT_HANDLER_TIMEOUT: float | None = None
 #: Default drain time for ``Server.shutdown()``. uvicorn ``timeout_graceful_shutdown``: None
 #: (wait forever); hypercorn ``graceful_timeout``: 3 s; gunicorn ``graceful_timeout``: 30 s.
-DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+#: 10 s leaves room for shutdown callbacks inside the 30 s an orchestrator (Kubernetes'
+#: terminationGracePeriodSeconds, systemd's TimeoutStopSec is 90 s) waits before SIGKILL.
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
