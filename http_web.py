@@ -8,6 +8,7 @@ from tiny_listener import Param
 from hump_listener import App, HTTPContext, statuses
 
 app = App()
+asgi = app.asgi  # the same app for ASGI servers: uvicorn http_web:asgi --workers 4
 
 USERS = {1: "alice", 2: "bob", 42: "douglas"}
 

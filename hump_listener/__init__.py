@@ -16,13 +16,17 @@ from . import statuses
 from .app import App
 from .context import HTTPContext
 from .errors import ClientDisconnect, HTTPError, ResponseAlreadySent, RouteDefinitionError
+from .forms import FormData, UploadFile
 from .models import Headers, MultiDict, MutableHeaders, Request, Response
+from .responses import FileResponse, StreamingResponse
 
 __version__ = "0.1.0"
 
 __all__ = [
     "App",
     "ClientDisconnect",
+    "FileResponse",
+    "FormData",
     "HTTPContext",
     "HTTPError",
     "Headers",
@@ -32,6 +36,8 @@ __all__ = [
     "Response",
     "ResponseAlreadySent",
     "RouteDefinitionError",
+    "StreamingResponse",
+    "UploadFile",
     "__version__",
     "statuses",
 ]

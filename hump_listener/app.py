@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import cached_property
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,10 +34,14 @@ from .context import HTTPContext
 from .endpoints import Endpoint, Handler, Middleware, PlannedHook, call_plan
 from .errors import ClientDisconnect, HTTPError, NoResponse, RouteDefinitionError
 from .models import Headers, Request, Response
+from .proxy import TrustedProxies, effective_peer
 from .routing import Router, Template, decode_path, parse_event_name, split_target
 from .seam import Channel, RequestHead
 
 if TYPE_CHECKING:
+    import socket
+
+    from .asgi import ASGIAdapter
     from .protocol import Server, ServerConfig
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_MAX_BODY_SIZE", "DEFAULT_PORT", "App"]
@@ -49,8 +54,6 @@ DEFAULT_PORT = 8000
 #: Largest request body a handler may read (413 beyond). aiohttp's client_max_size and
 #: nginx's client_max_body_size are 1 MiB too; Starlette and Flask set none.
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
-#: How long a graceful shutdown waits for in-flight requests before cancelling them.
-DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 _FALLBACK = "{_:path}"  # tiny-listener's default path: `@app.on_event()` = the catch-all
@@ -91,8 +94,9 @@ class App(Listener[HTTPContext]):
         *,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         access_log: bool | None = None,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        shutdown_timeout: float | None = None,
         server_options: Mapping[str, Any] | None = None,
+        forwarded_allow_ips: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         # Server-lifetime configuration
@@ -100,8 +104,19 @@ class App(Listener[HTTPContext]):
         self.port = port if port is not None else int(os.environ.get("HUMP_PORT") or DEFAULT_PORT)
         self.max_body_size = max_body_size
         self.access_log = _env_flag("HUMP_ACCESS_LOG", True) if access_log is None else access_log
+        #: Drain time on SIGTERM/SIGINT; None: ServerConfig.shutdown_timeout (10 s).
         self.shutdown_timeout = shutdown_timeout
         self.server_options = dict(server_options or {})
+        # Peers whose X-Forwarded-* / Forwarded headers are believed ($HUMP_FORWARDED_ALLOW_IPS)
+        self.forwarded_allow_ips = TrustedProxies.from_env(forwarded_allow_ips)
+        # TLS and worker processes ($HUMP_SSL_CERTFILE, $HUMP_SSL_KEYFILE, $HUMP_WORKERS)
+        self.ssl_certfile: str | None = os.environ.get("HUMP_SSL_CERTFILE") or None
+        self.ssl_keyfile: str | None = os.environ.get("HUMP_SSL_KEYFILE") or None
+        self.workers = int(os.environ.get("HUMP_WORKERS") or 1)
+        #: A bound listening socket to serve instead of binding host:port (set in workers).
+        self.sock: socket.socket | None = None
+        #: ``"module:attr"`` to re-import the app in worker processes (found when None).
+        self.import_string: str | None = None
         self.server: Server | None = None
         # Routing state
         self.router: Router[Endpoint] = Router()
@@ -213,6 +228,22 @@ class App(Listener[HTTPContext]):
     def delete(self, path: str, **opts: Any) -> Callable[[F], F]:
         return self.on_event(f"DELETE:{path}", **opts)
 
+    def static(self, prefix: str, directory: str | os.PathLike[str], **opts: Any) -> None:
+        """Serve the files under ``directory`` at ``prefix`` (``app.static("/static",
+        "public")``: ``GET /static/css/site.css`` sends ``public/css/site.css``).
+
+        Options go to ``staticfiles.StaticFiles``: ``index="index.html"`` (``None``: no
+        directory index), ``headers={"Cache-Control": ...}``, ``check_dir=True``; and
+        ``middleware=[...]`` to the route. Anything outside ``directory`` is 404."""
+        from .staticfiles import PATH_PARAM, StaticFiles, static_handler
+
+        route_opts = {"middleware": opts.pop("middleware")} if "middleware" in opts else {}
+        files = StaticFiles(directory, **opts)
+        prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+        self.add_on_event_hook(
+            static_handler(files), f"GET:{prefix}/{{{PATH_PARAM}:path}}", **route_opts
+        )
+
     def middleware(self, mw: F) -> F:
         """Add a global wrapping middleware ``async def mw(ctx, call_next)``; the first
         added is the outermost."""
@@ -257,9 +288,10 @@ class App(Listener[HTTPContext]):
         self._next_cid += 1
         cid = str(self._next_cid)
         ctx = self._ctx_cls(self, cid)
+        client, scheme = effective_peer(head.client, head.scheme, head.headers, self.forwarded_allow_ips)
         ctx.request = Request(
             method, path, raw_path, query, head.http_version, Headers(head.headers),
-            head.client, head.scheme, head.server,
+            client, scheme, head.server,
         )
         ctx.channel = channel
         self.ctxs[cid] = ctx
@@ -273,18 +305,22 @@ class App(Listener[HTTPContext]):
                 raise
             except Exception as exc:
                 response = await self._unhandled(ctx, exc)
+            if ctx._set_cookies:
+                response = ctx._finish_response(response)
             status = response.status
             await response.send(channel, method == "HEAD")
         except ClientDisconnect:
             error_log.debug("client disconnected: %s %s", method, path)
         finally:
             del self.ctxs[cid]
+            if ctx._cleanups:
+                ctx._run_cleanups()
             event = ctx._event
             if event is not None and event.auto_done:
                 event.done()
         if self.access_log and status:
             target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-            self._log_access(head, target, status, started)
+            self._log_access(head, target, status, started, ctx.request.client)
 
     async def _routed(self, ctx: HTTPContext) -> Response:
         """Route lookup, then the route's chain: hooks, route middleware, handler."""
@@ -345,11 +381,15 @@ class App(Listener[HTTPContext]):
         )
         return Response("Internal Server Error", 500)
 
-    def _log_access(self, head: RequestHead, target: str, status: int, started: float) -> None:
+    def _log_access(
+        self, head: RequestHead, target: str, status: int, started: float, peer: tuple[str, int] | None = None
+    ) -> None:
+        """One access line; ``peer`` is the client as the app sees it (after proxy headers)."""
         if not access_log.isEnabledFor(logging.INFO):
             return
         duration = perf_counter() - started
-        client = f"{head.client[0]}:{head.client[1]}" if head.client else "-"
+        peer = peer or head.client
+        client = f"{peer[0]}:{peer[1]}" if peer else "-"
         access_log.info(
             '%s - "%s %s HTTP/%s" %d %s',
             client, head.method, target, head.http_version, status, statuses.reason(status),
@@ -365,21 +405,38 @@ class App(Listener[HTTPContext]):
         # Imported here: the framework alone (ASGI, tests) never needs h11.
         from .protocol import ServerConfig
 
-        return ServerConfig(host=self.host, port=self.port, **self.server_options)
+        options = dict(self.server_options)
+        if self.ssl_certfile and "ssl" not in options:
+            from .tls import server_ssl_context
+
+            options["ssl"] = server_ssl_context(self.ssl_certfile, self.ssl_keyfile)
+        elif self.ssl_keyfile and not self.ssl_certfile:
+            raise ValueError("an SSL key file was given without a certificate file (ssl_certfile)")
+        return ServerConfig(host=self.host, port=self.port, **options)
 
     async def listen(self) -> None:
         """Start the HTTP server (tiny-listener calls this after the startup callbacks)."""
         from .protocol import Server
 
         self.server = Server(self, self.server_config())
-        await self.server.start()
+        await self.server.start(self.sock)
         error_log.info("Serving on %s (press CTRL+C to quit)", self.url)
+
+    @cached_property
+    def asgi(self) -> ASGIAdapter:
+        """This app as an ASGI 3 application (one adapter, made on first use):
+        ``uvicorn module:app.asgi``, or ``asgi = app.asgi`` in the module and
+        ``uvicorn module:asgi`` for servers that want a plain name."""
+        from .asgi import ASGIAdapter
+
+        return ASGIAdapter(self)
 
     @property
     def url(self) -> str:
         port = self.server.port if self.server is not None else self.port
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{port}"
+        tls = bool(self.ssl_certfile) or self.server_options.get("ssl") is not None
+        return f"{'https' if tls else 'http'}://{host}:{port}"
 
     def setup_event_loop(self) -> asyncio.AbstractEventLoop:  # type: ignore[override]
         """A fresh loop, set as current: tiny-listener's ``get_event_loop()`` call is
@@ -425,6 +482,13 @@ class App(Listener[HTTPContext]):
         from .logs import configure_default_logging
 
         configure_default_logging()
+        if self.workers > 1:
+            from .workers import Supervisor
+
+            status = Supervisor(self).run()
+            if status:
+                raise SystemExit(status)
+            return
         try:
             super().run()
         finally:

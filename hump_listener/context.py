@@ -8,15 +8,21 @@ change a response after the handler. Reading the body goes through the seam's
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import AsyncIterator, Mapping
+import logging
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, overload
 from urllib.parse import parse_qsl
 
 from tiny_listener import Context, Event
 
+from .cookies import EPOCH, SameSite, build_set_cookie
 from .errors import HTTPError, ResponseAlreadySent
-from .models import HTML, JSON, MultiDict, Request, Response
+from .forms import DEFAULT_MAX_FIELD_SIZE, DEFAULT_MAX_FILES, DEFAULT_SPOOL_MAX_SIZE, FormData
+from .models import HTML, JSON, TEXT, MutableHeaders, Request, Response
 from .seam import Channel
 
 if TYPE_CHECKING:
@@ -25,6 +31,8 @@ if TYPE_CHECKING:
     from .endpoints import Endpoint
 
 __all__ = ["DEFAULT_MAX_FORM_FIELDS", "HTTPContext"]
+
+error_log = logging.getLogger("hump_listener.error")
 
 #: Most fields a urlencoded form may have (Werkzeug's max_form_parts is 1000; Django's
 #: DATA_UPLOAD_MAX_NUMBER_FIELDS is 1000). More → 413.
@@ -54,6 +62,12 @@ class HTTPContext(Context):
         self._event: Event[Any] | None = None
         self._body: bytes | None = None
         self._streamed = False
+        # Callables run (last first) when the request ends, after the response is sent:
+        # closing uploaded files and the like. Errors are logged, never raised.
+        self._cleanups: list[Callable[[], object]] = []
+        # Set-Cookie values, keyed by (name, path, domain): setting a cookie again replaces it.
+        self._set_cookies: dict[tuple[str, str | None, str | None], str] = {}
+        self._form: FormData | None = None
 
     @property
     def event(self) -> Event[Any]:
@@ -128,6 +142,114 @@ class HTTPContext(Context):
     def throw_500(self, detail: str | None = None) -> None:
         raise HTTPError(500, detail)
 
+    def stream_response(
+        self,
+        content: AsyncIterable[bytes | str],
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = TEXT,
+    ) -> Response:
+        """Reply with the chunks of ``content`` as they come (chunked encoding). If the
+        client goes away the iterator is closed (``aclose``), so its ``finally`` runs."""
+        from .responses import StreamingResponse
+
+        return self.set_reply(StreamingResponse(content, status, headers, content_type))
+
+    def sse(
+        self,
+        events: AsyncIterable[str | bytes | Mapping[str, Any]],
+        ping: float | None = 15.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Reply with Server-Sent Events. An event is a str (the data) or a dict with
+        ``data`` / ``event`` / ``id`` / ``retry`` / ``comment``; while ``events`` is idle,
+        a ``: ping`` comment goes out every ``ping`` seconds (``None``: never)."""
+        from .responses import StreamingResponse, sse_stream
+
+        all_headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})}
+        return self.set_reply(
+            StreamingResponse(sse_stream(events, ping), 200, all_headers, "text/event-stream; charset=utf-8")
+        )
+
+    def file(
+        self,
+        path: str | os.PathLike[str],
+        filename: str | None = None,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Reply with a file, sent with ``sendfile``; ``filename`` makes it a download
+        (``Content-Disposition: attachment``). Conditional and range requests are
+        answered (304 / 206 / 416), so downloads can resume. A missing file is 404."""
+        from .responses import serve_file
+
+        return self.set_reply(
+            serve_file(path, self.request.headers, headers=headers, content_type=content_type, filename=filename)
+        )
+
+    # -- cookies -----------------------------------------------------------------------
+
+    def set_cookie(
+        self,
+        name: str,
+        value: str,
+        max_age: int | None = None,
+        expires: datetime | int | str | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: SameSite | None = "lax",
+    ) -> None:
+        """Send ``Set-Cookie`` with this request's response, whichever it ends up being
+        (an ``HTTPError`` answer included, not a 5xx). Setting the same name, path and
+        domain again replaces the earlier value. Invalid names raise ``ValueError``."""
+        header = build_set_cookie(
+            name, value, max_age=max_age, expires=expires, path=path, domain=domain,
+            secure=secure, httponly=httponly, samesite=samesite,
+        )
+        self._set_cookies[(name, path, domain)] = header
+
+    def delete_cookie(
+        self,
+        name: str,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: SameSite | None = "lax",
+    ) -> None:
+        """Tell the browser to drop a cookie (same ``path`` and ``domain`` as it was set with)."""
+        self.set_cookie(
+            name, "", max_age=0, expires=EPOCH, path=path, domain=domain,
+            secure=secure, httponly=httponly, samesite=samesite,
+        )
+
+    # -- the end of the request (called by the app) ---------------------------------------
+
+    def _finish_response(self, response: Response) -> Response:
+        """The response to send: ``response`` plus the cookies set on the context.
+
+        A copy gets the ``Set-Cookie`` headers, because a handler may return the same
+        ``Response`` object for many requests. 5xx answers get none: the request failed
+        half-way, and a half-done login should not hand out its session cookie."""
+        if not self._set_cookies or response.status >= 500:
+            return response
+        finished = copy.copy(response)
+        finished.headers = MutableHeaders(list(response.headers.raw))
+        for header in self._set_cookies.values():
+            finished.headers.add("Set-Cookie", header)
+        return finished
+
+    def _run_cleanups(self) -> None:
+        """Run the cleanups (last registered first); log, never raise."""
+        cleanups, self._cleanups = self._cleanups, []
+        for cleanup in reversed(cleanups):
+            try:
+                cleanup()
+            except Exception as exc:
+                error_log.error("request cleanup %r failed", cleanup, exc_info=exc)
+
     # -- the request body --------------------------------------------------------------
 
     async def stream(self) -> AsyncIterator[bytes]:
@@ -181,11 +303,37 @@ class HTTPContext(Context):
         except (ValueError, UnicodeDecodeError) as e:
             raise HTTPError(400, f"Invalid JSON body: {e}") from None
 
-    async def form(self, max_fields: int = DEFAULT_MAX_FORM_FIELDS) -> MultiDict:
-        """Parse an ``application/x-www-form-urlencoded`` body (stdlib ``parse_qsl``)."""
+    async def form(
+        self,
+        max_fields: int = DEFAULT_MAX_FORM_FIELDS,
+        *,
+        max_files: int = DEFAULT_MAX_FILES,
+        max_field_size: int = DEFAULT_MAX_FIELD_SIZE,
+        max_file_size: int | None = None,
+        spool_max_size: int = DEFAULT_SPOOL_MAX_SIZE,
+    ) -> FormData:
+        """Parse a form body (parsed once, then cached; the limits apply to that parse).
+
+        ``application/x-www-form-urlencoded``: stdlib ``parse_qsl``, values are ``str``.
+        ``multipart/form-data`` (needs ``pip install hump_listener[multipart]``): parsed as
+        it streams in; files are ``UploadFile`` objects, spooled to disk above
+        ``spool_max_size`` and closed when the request ends. Too many fields or files, or
+        one too large: 413; a malformed body: 400; another content type: 415.
+        """
+        if self._form is not None:
+            return self._form
         ctype = self.request.content_type.split(";")[0].strip().lower()
+        if ctype == "multipart/form-data":
+            from .forms import parse_multipart
+
+            self._form = await parse_multipart(
+                self.stream(), self.request.content_type, max_fields=max_fields, max_files=max_files,
+                max_field_size=max_field_size, max_file_size=max_file_size, spool_max_size=spool_max_size,
+            )
+            self._cleanups.append(self._form.close)
+            return self._form
         if ctype not in ("application/x-www-form-urlencoded", ""):
-            raise HTTPError(415, f"Expected a urlencoded form, got {ctype!r}")
+            raise HTTPError(415, f"Expected a form (urlencoded or multipart), got {ctype!r}")
         body = await self.body()
         try:
             pairs = parse_qsl(
@@ -195,7 +343,8 @@ class HTTPContext(Context):
         except ValueError as e:
             status = 413 if "Max number of fields" in str(e) else 400
             raise HTTPError(status, f"Invalid form: {e}") from None
-        return MultiDict(pairs)
+        self._form = FormData(pairs)
+        return self._form
 
     def __repr__(self) -> str:
         req = getattr(self, "request", None)

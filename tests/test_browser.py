@@ -11,7 +11,6 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-
 from servers import RunningServer, run_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -9,7 +9,6 @@ import socket
 import threading
 
 import httpx
-
 from servers import run_server
 
 

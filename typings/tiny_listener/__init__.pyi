@@ -1,7 +1,9 @@
 # Minimal type stubs for tiny-listener 1.2.1 (it ships no py.typed). Only what
 # hump_listener uses; kept in step with the pinned version.
 import asyncio
-from typing import Any, Awaitable, Callable, DefaultDict, Generic, TypeVar
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 CoroFunc = Callable[..., Awaitable[Any]]
 PathParams = dict[str, Any]
@@ -72,7 +74,7 @@ class Context:
     cid: str
     cache: dict[Depends, Any]
     scope: Scope
-    events: DefaultDict[Route, list[Event[Any]]]
+    events: defaultdict[Route, list[Event[Any]]]
     def __init__(self, listener: Listener[Any], cid: str, scope: Scope | None = None) -> None: ...
     @property
     def listener(self) -> Listener[Any]: ...

@@ -1,0 +1,292 @@
+"""ASGI 3 adapter: run a hump_listener app under uvicorn, hypercorn, granian ...
+
+``asgi(app)`` (or ``app.asgi``) is one more producer of the seam's ``(RequestHead,
+Channel)``, like the built-in h11 server: an HTTP scope becomes a ``RequestHead`` and
+``receive``/``send`` become a ``Channel``. Lifespan events run the app's tiny-listener
+startup/shutdown callbacks. Like the h11 server this module knows nothing of routing or
+tiny-listener; it imports only the seam.
+
+    uvicorn http_web:asgi --workers 4          # http_web.py: asgi = app.asgi
+
+Policy choices, where ASGI leaves room:
+
+- ``respond()`` is synchronous in the seam and ASGI's ``send`` is a coroutine, so the
+  response is buffered and sent when the app returns (``App.__call__`` responds as its
+  last step, so nothing is delayed); ``start``/``write``/``end`` go out at once.
+- Exactly one response: if the app returns (or raises) without responding, the adapter
+  answers 500; if it raises after ``start``, the exception propagates so the server closes
+  the connection; if it returns after ``start`` without ``end``, the adapter ends it.
+- ``http.disconnect`` while reading the body raises ``ClientDisconnect``; a failing
+  ``send`` (uvicorn raises an ``OSError`` subclass) is reported the same way.
+- ``sendfile`` uses the ``http.response.zerocopysend`` extension when the server offers
+  it, else reads the file in a worker thread, ``SENDFILE_CHUNK`` at a time.
+- Only ``http`` and ``lifespan`` scopes; any other (websocket) is refused by raising, as
+  the ASGI spec asks, and the server rejects the connection.
+- ``root_path`` is not stripped: routes match ``scope["path"]`` as sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import IO, Any
+from urllib.parse import quote
+
+from .seam import ClientDisconnect, HeaderList, RequestHead, SeamApp
+
+__all__ = ["SENDFILE_CHUNK", "ASGIAdapter", "ASGIChannel", "asgi", "head_from_scope"]
+
+error_log = logging.getLogger("hump_listener.error")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+LifespanCallback = Callable[[], Awaitable[Any]]
+
+#: Read size for ``sendfile`` without the zero-copy extension: Starlette's FileResponse
+#: uses 64 KiB chunks too.
+SENDFILE_CHUNK = 64 * 1024
+_ZEROCOPY = "http.response.zerocopysend"
+_INTERNAL_ERROR: tuple[int, HeaderList, bytes] = (
+    500,
+    [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")],
+    b"Internal Server Error",
+)
+
+
+def head_from_scope(scope: Scope) -> RequestHead:
+    """An ASGI ``http`` scope as the seam's ``RequestHead``."""
+    raw_path = scope.get("raw_path")
+    if not raw_path:
+        # raw_path is optional in ASGI: re-encode the decoded path (best effort).
+        raw_path = quote(scope["path"], safe="/:@!$&'()*+,;=-._~").encode("ascii")
+    query = scope.get("query_string")
+    target = raw_path + b"?" + query if query else raw_path
+    headers = scope["headers"]
+    client = scope.get("client")
+    server = scope.get("server")
+    return RequestHead(
+        scope["method"],
+        target,
+        scope.get("http_version", "1.1"),
+        headers if type(headers) is list else [tuple(h) for h in headers],
+        None if client is None else (client[0], client[1]),
+        None if server is None or server[1] is None else (server[0], server[1]),
+        scope.get("scheme", "http"),
+    )
+
+
+class ASGIChannel:
+    """``seam.Channel`` over one request's ASGI ``receive``/``send`` (request lifetime)."""
+
+    __slots__ = ("_body_done", "_disconnected", "_ended", "_pending", "_receive", "_send", "_started", "_zerocopy")
+
+    def __init__(self, receive: Receive, send: Send, zerocopy: bool = False) -> None:
+        self._receive = receive
+        self._send = send
+        self._zerocopy = zerocopy
+        self._body_done = False
+        self._disconnected = False
+        self._started = False
+        self._ended = False
+        self._pending: tuple[int, HeaderList, bytes] | None = None
+
+    @property
+    def disconnected(self) -> bool:
+        return self._disconnected
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    async def receive(self) -> bytes:
+        if self._body_done:
+            return b""
+        if self._disconnected:
+            raise ClientDisconnect()
+        while True:
+            message = await self._receive()
+            kind = message["type"]
+            if kind == "http.request":
+                body: bytes = message.get("body", b"")
+                if not message.get("more_body", False):
+                    self._body_done = True
+                    return body
+                if body:
+                    return body  # an empty non-final chunk is not the end: read on
+            elif kind == "http.disconnect":
+                self._disconnected = True
+                raise ClientDisconnect()
+
+    def respond(self, status: int, headers: HeaderList, body: bytes) -> None:
+        self._claim()
+        self._pending = (status, headers, body)
+
+    async def start(self, status: int, headers: HeaderList) -> None:
+        self._claim()
+        await self._emit({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def write(self, data: bytes) -> None:
+        if not self._started or self._ended:
+            raise RuntimeError("write() outside a started response")
+        if data:
+            await self._emit({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self) -> None:
+        if self._ended:
+            return
+        if not self._started:
+            raise RuntimeError("end() before start()")
+        self._ended = True
+        await self._emit({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        if not self._started or self._ended:
+            raise RuntimeError("sendfile() outside a started response")
+        if self._zerocopy:
+            await self._emit(
+                {
+                    "type": _ZEROCOPY,
+                    "file": file.fileno(),
+                    "offset": offset,
+                    "count": count,
+                    "more_body": True,
+                }
+            )
+            return
+
+        def read(size: int) -> bytes:
+            return file.read(size)
+
+        await asyncio.to_thread(file.seek, offset)
+        while count > 0:
+            chunk = await asyncio.to_thread(read, min(SENDFILE_CHUNK, count))
+            if not chunk:
+                raise ValueError(f"file ended {count} bytes before the requested range")
+            count -= len(chunk)
+            await self.write(chunk)
+
+    # -- adapter side --------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        if self._started:
+            raise RuntimeError("a response was already started for this request")
+        self._started = True
+
+    async def _emit(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except OSError as exc:  # uvicorn's ClientDisconnected is an OSError
+            self._disconnected = True
+            raise ClientDisconnect() from exc
+
+    async def finish(self) -> None:
+        """Send a buffered ``respond()``, or end a streamed response the app left open
+        (called by the adapter once the app has returned)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            await self.end()
+            return
+        status, headers, body = pending
+        self._ended = True
+        await self._emit({"type": "http.response.start", "status": status, "headers": headers})
+        await self._emit({"type": "http.response.body", "body": body, "more_body": False})
+
+    def fail(self) -> bool:
+        """Replace a not-yet-sent response with a 500; False if one is already on the wire."""
+        if self._started and self._pending is None:
+            return False
+        self._started = True
+        self._pending = _INTERNAL_ERROR
+        return True
+
+
+class ASGIAdapter:
+    """An ASGI 3 application that serves a seam app (server lifetime).
+
+    ``on_startup`` / ``on_shutdown`` are read at each lifespan event, so callbacks
+    registered after the adapter was made still run; by default they are a tiny-listener
+    ``Listener``'s ``_startup`` / ``_shutdown`` lists.
+    """
+
+    def __init__(
+        self,
+        app: SeamApp,
+        on_startup: Iterable[LifespanCallback] | None = None,
+        on_shutdown: Iterable[LifespanCallback] | None = None,
+    ) -> None:
+        self.app = app
+        self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
+
+    @property
+    def on_startup(self) -> list[LifespanCallback]:
+        found = self._on_startup if self._on_startup is not None else getattr(self.app, "_startup", ())
+        return list(found)
+
+    @property
+    def on_shutdown(self) -> list[LifespanCallback]:
+        found = self._on_shutdown if self._on_shutdown is not None else getattr(self.app, "_shutdown", ())
+        return list(found)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+        else:
+            raise RuntimeError(f"hump_listener serves HTTP only, not {kind!r} connections")
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extensions = scope.get("extensions") or {}
+        channel = ASGIChannel(receive, send, _ZEROCOPY in extensions)
+        try:
+            await self.app(head_from_scope(scope), channel)
+        except ClientDisconnect:
+            return
+        except Exception:
+            if not channel.fail():
+                raise  # mid-response: the server closes the connection (seam rule 3)
+            error_log.exception("Exception in the app for %s %s", scope["method"], scope["path"])
+        else:
+            if not channel.started:
+                if channel.disconnected:
+                    return  # nobody to answer
+                error_log.error("The app returned without a response for %s %s", scope["method"], scope["path"])
+                channel.fail()
+        with contextlib.suppress(ClientDisconnect):
+            await channel.finish()
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "lifespan.startup":
+                callbacks, ok, fail = self.on_startup, "lifespan.startup.complete", "lifespan.startup.failed"
+            elif kind == "lifespan.shutdown":
+                callbacks, ok, fail = self.on_shutdown, "lifespan.shutdown.complete", "lifespan.shutdown.failed"
+            else:
+                continue
+            try:
+                for callback in callbacks:
+                    await callback()
+            except Exception as exc:
+                error_log.exception("%s callback failed", kind)
+                await send({"type": fail, "message": f"{type(exc).__name__}: {exc}"})
+                return
+            await send({"type": ok})
+            if kind == "lifespan.shutdown":
+                return
+
+
+def asgi(app: SeamApp) -> ASGIAdapter:
+    """The ASGI 3 application serving ``app`` (an ``App``, or any seam app)."""
+    return ASGIAdapter(app)

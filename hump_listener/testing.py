@@ -1,0 +1,666 @@
+"""An in-process test client: the real protocol code, no network port.
+
+    from hump_listener.testing import TestClient
+
+    with TestClient(app) as client:          # runs the app's startup / shutdown callbacks
+        r = client.get("/user/bob")
+        assert r.status_code == 200 and r.text == "Hello, bob!"
+
+Each request is serialised by h11 in the client role, fed to a fresh ``H11Protocol``
+(the server's own per-connection protocol) over an in-memory transport, and the bytes it
+writes are parsed back by h11. So a test exercises exactly what a socket would: framing,
+Content-Length, chunked streams, HEAD, keep-alive decisions, the 500 of a crashing
+handler.
+
+Like ``app.py``, this module wires both sides and is the one framework module allowed to
+import h11 and the protocol package.
+
+Policy choices:
+
+1. One connection per request (closed once the response is read): requests are
+   independent, as with a fresh httpx connection.
+2. ``AsyncTestClient`` runs in the caller's event loop. ``TestClient`` runs an event
+   loop in a background thread for as long as the client is open, so startup
+   callbacks, handlers and shutdown callbacks share one loop (asyncio objects created at
+   startup stay usable); every call blocks until its response is complete.
+3. The whole response is read before the call returns; an endless stream (SSE) never
+   returns, so give such tests a source that ends, or ``timeout=``.
+4. When the call returns, the request task (the handler, middleware and the app's
+   cleanups) has finished; after ``timeout`` it is cancelled and ``TimeoutError``
+   raised.
+5. Cookies: a dict of name → wire value for the host ``testserver``. ``Set-Cookie``
+   from responses updates it (``Max-Age=0`` or a past ``Expires`` deletes), like a
+   browser that ignores Domain and Path; ``cookies=`` adds cookies to one request only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json as json_module
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import IO, Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import h11
+
+from .models import Headers
+from .protocol.h11_impl import H11Protocol
+from .protocol.server import ServerConfig, ServerState
+from .seam import SeamApp
+
+__all__ = ["AsyncTestClient", "TestClient", "TestResponse"]
+
+_DEFAULT: Any = object()
+
+DEFAULT_HOST = "testserver"
+#: Seconds a request may take before the client gives up (the handler is cancelled).
+DEFAULT_TIMEOUT = 30.0
+#: Request bodies are fed to the protocol in pieces of this size, honouring its
+#: pause_reading (the body high-water mark is 64 KiB).
+FEED_SIZE = 64 * 1024
+
+Params = Mapping[str, Any] | Sequence[tuple[str, Any]] | str
+HeaderInput = Mapping[str, str] | Sequence[tuple[str, str]]
+#: ``files={"name": b"..." | (filename, bytes or file[, content_type])}``
+FileInput = bytes | IO[bytes] | tuple[str, bytes | IO[bytes]] | tuple[str, bytes | IO[bytes], str]
+
+_UNSAFE_TARGET = {c: quote(chr(c)) for c in range(0x21)} | {0x7F: "%7F"}
+
+
+class TestResponse:
+    """What ``client.get(...)`` and friends return."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(self, status_code: int, reason: str, headers: Headers, content: bytes, http_version: str) -> None:
+        self.status_code = status_code
+        self.reason = reason
+        self.headers = headers
+        """Case-insensitive, multi-valued: ``r.headers["content-type"]``,
+        ``r.headers.getlist("set-cookie")``."""
+        self.content = content
+        self.http_version = http_version
+
+    @property
+    def text(self) -> str:
+        charset = "utf-8"
+        for part in self.headers.get("content-type", "").split(";")[1:]:
+            key, _, value = part.strip().partition("=")
+            if key.lower() == "charset" and value:
+                charset = value.strip('"')
+        return self.content.decode(charset, errors="replace")
+
+    def json(self) -> Any:
+        return json_module.loads(self.content)
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """Cookies this response set (name → wire value)."""
+        return {name: value for name, value, _ in _parse_set_cookies(self.headers)}
+
+    def __repr__(self) -> str:
+        return f"<TestResponse [{self.status_code} {self.reason}]>"
+
+
+class _MemoryTransport(asyncio.Transport):
+    """The server's end of an in-memory connection: writes go to an h11 client parser."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, protocol: H11Protocol, client: h11.Connection) -> None:
+        super().__init__()
+        self._loop = loop
+        self._protocol = protocol
+        self._client = client
+        self._closing = False
+        self.readable = asyncio.Event()  # set while the server reads (and once it closed)
+        self.readable.set()
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.events: list[h11.Event] = []
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        extra = {"peername": ("127.0.0.1", 50000), "sockname": (DEFAULT_HOST, 80)}
+        return extra.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or self.done.done():
+            return
+        self._client.receive_data(bytes(data))
+        self._parse()
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(list_of_data))
+
+    def _parse(self) -> None:
+        client = self._client
+        try:
+            while True:
+                event = client.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED:
+                    return
+                if type(event) is h11.InformationalResponse:
+                    continue  # 100 Continue
+                assert isinstance(event, h11.Event)
+                self.events.append(event)
+                if type(event) is h11.EndOfMessage or type(event) is h11.ConnectionClosed:
+                    if not self.done.done():
+                        self.done.set_result(None)
+                    return
+        except h11.RemoteProtocolError as exc:
+            if not self.done.done():
+                problem = (
+                    "the server closed the connection before the response was complete"
+                    if self._closing
+                    else "invalid response from the server"
+                )
+                self.done.set_exception(ConnectionError(f"{problem}: {exc}"))
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.readable.set()
+        if not self.done.done():
+            # Close-delimited bodies end here; anything else is an incomplete response.
+            self._client.receive_data(b"")
+            self._parse()
+            if not self.done.done():
+                self.done.set_exception(
+                    ConnectionError("the server closed the connection before the response was complete")
+                )
+        self._loop.call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def pause_reading(self) -> None:
+        if not self._closing:
+            self.readable.clear()
+
+    def resume_reading(self) -> None:
+        self.readable.set()
+
+    def is_reading(self) -> bool:
+        return self.readable.is_set()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class AsyncTestClient:
+    """``async with AsyncTestClient(app) as client: r = await client.get("/")``.
+
+    Runs in the caller's event loop (see the module docstring for the policy)."""
+
+    __test__ = False
+
+    def __init__(
+        self,
+        app: SeamApp,
+        base_url: str = f"http://{DEFAULT_HOST}",
+        *,
+        headers: HeaderInput | None = None,
+        cookies: Mapping[str, str] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        config: ServerConfig | None = None,
+    ) -> None:
+        self.app = app
+        split = urlsplit(base_url)
+        self.scheme = split.scheme or "http"
+        self.host = split.netloc or DEFAULT_HOST
+        self.root_path = split.path.rstrip("/")
+        self.headers = _header_list(headers)
+        self.cookies: dict[str, str] = dict(cookies or {})
+        self.timeout = timeout
+        if config is None:
+            # The app's own limits and timeouts (``App(server_options=...)``), minus TLS:
+            # the in-memory connection is plain HTTP whatever the app would listen with.
+            options = dict(getattr(app, "server_options", None) or {})
+            known = {f.name for f in dataclasses.fields(ServerConfig)} - {"ssl"}
+            config = ServerConfig(**{k: v for k, v in options.items() if k in known})
+        self.config: ServerConfig = config
+        self._state: ServerState | None = None
+
+    # Lifespan
+
+    async def startup(self) -> None:
+        for callback in getattr(self.app, "_startup", ()):
+            await callback()
+
+    async def shutdown(self) -> None:
+        for callback in getattr(self.app, "_shutdown", ()):
+            await callback()
+
+    async def __aenter__(self) -> AsyncTestClient:
+        await self.startup()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.shutdown()
+
+    # Requests
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Params | None = None,
+        headers: HeaderInput | None = None,
+        cookies: Mapping[str, str] | None = None,
+        content: bytes | str | AsyncIterable[bytes] | Iterable[bytes] | None = None,
+        data: Mapping[str, Any] | bytes | str | None = None,
+        files: Mapping[str, FileInput] | None = None,
+        json: Any = None,
+        timeout: Any = _DEFAULT,
+    ) -> TestResponse:
+        target = self._target(url, params)
+        extra: list[tuple[str, str]] = []
+        body: bytes | AsyncIterable[bytes] | Iterable[bytes] | None = None
+        if json is not None:
+            body = json_module.dumps(json).encode("utf-8")
+            extra.append(("content-type", "application/json"))
+        elif files is not None:
+            body, ctype = encode_multipart(data if isinstance(data, Mapping) else {}, files)
+            extra.append(("content-type", ctype))
+        elif isinstance(data, Mapping):
+            body = urlencode(list(_pairs(data)), doseq=True).encode("ascii")
+            extra.append(("content-type", "application/x-www-form-urlencoded"))
+        elif data is not None:
+            body = data.encode("utf-8") if isinstance(data, str) else data
+        elif content is not None:
+            if isinstance(content, str):
+                body = content.encode("utf-8")
+            elif isinstance(content, (bytearray, memoryview)):
+                body = bytes(content)
+            else:
+                body = content
+
+        given = _header_list(headers)
+        names = {k.lower() for k, _ in given}
+        hdrs = [(k, v) for k, v in [("host", self.host), *self.headers, *extra] if k.lower() not in names]
+        hdrs += given
+        names |= {k.lower() for k, _ in hdrs}
+        jar = {**self.cookies, **(cookies or {})}
+        if jar and "cookie" not in names:
+            hdrs.append(("cookie", "; ".join(f"{k}={v}" for k, v in jar.items())))
+        if isinstance(body, bytes) and "content-length" not in names and "transfer-encoding" not in names:
+            if body or method.upper() not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+                hdrs.append(("content-length", str(len(body))))
+        elif body is not None and not isinstance(body, bytes) and "content-length" not in names:
+            hdrs.append(("transfer-encoding", "chunked"))
+
+        limit: float | None = self.timeout if timeout is _DEFAULT else timeout
+        response = await self._exchange(method.upper(), target, hdrs, body, limit)
+        self._store_cookies(response)
+        return response
+
+    async def get(self, url: str, **kw: Any) -> TestResponse:
+        return await self.request("GET", url, **kw)
+
+    async def head(self, url: str, **kw: Any) -> TestResponse:
+        return await self.request("HEAD", url, **kw)
+
+    async def options(self, url: str, **kw: Any) -> TestResponse:
+        return await self.request("OPTIONS", url, **kw)
+
+    async def post(self, url: str, **kw: Any) -> TestResponse:
+        return await self.request("POST", url, **kw)
+
+    async def put(self, url: str, **kw: Any) -> TestResponse:
+        return await self.request("PUT", url, **kw)
+
+    async def patch(self, url: str, **kw: Any) -> TestResponse:
+        return await self.request("PATCH", url, **kw)
+
+    async def delete(self, url: str, **kw: Any) -> TestResponse:
+        return await self.request("DELETE", url, **kw)
+
+    # Internals
+
+    def _target(self, url: str, params: Params | None) -> bytes:
+        split = urlsplit(url)
+        if split.scheme or split.netloc:
+            path, query = split.path or "/", split.query
+        else:
+            path, _, query = url.partition("?")
+            path = self.root_path + path if path.startswith("/") else f"{self.root_path}/{path}"
+        if params:
+            extra = params if isinstance(params, str) else urlencode(list(_pairs(params)), doseq=True)
+            query = f"{query}&{extra}" if query else extra
+        target = path + (f"?{query}" if query else "")
+        # Keep what the caller wrote (``%2e%2e``, ``..`` are test material); only make it
+        # sendable: non-ASCII as UTF-8 escapes, controls and spaces escaped.
+        return "".join(
+            _UNSAFE_TARGET.get(ord(c), c) if ord(c) < 0x80 else quote(c) for c in target
+        ).encode("ascii")
+
+    def _server_state(self) -> ServerState:
+        loop = asyncio.get_running_loop()
+        if self._state is None or self._state.loop is not loop:
+            self._state = ServerState(self.app, self.config, loop)
+        return self._state
+
+    async def _exchange(
+        self,
+        method: str,
+        target: bytes,
+        headers: list[tuple[str, str]],
+        body: bytes | AsyncIterable[bytes] | Iterable[bytes] | None,
+        timeout: float | None,
+    ) -> TestResponse:
+        loop = asyncio.get_running_loop()
+        client = h11.Connection(h11.CLIENT)
+        protocol = H11Protocol(self._server_state())
+        transport = _MemoryTransport(loop, protocol, client)
+        protocol.connection_made(transport)
+        head = client.send(h11.Request(method=method, target=target, headers=headers))
+        assert head is not None
+        tasks: list[asyncio.Task[None]] = []
+
+        def feed(data: bytes) -> None:
+            protocol.data_received(data)
+            cycle = protocol.cycle
+            if cycle is not None and cycle.task is not None and cycle.task not in tasks:
+                tasks.append(cycle.task)
+
+        async def send_body() -> None:
+            try:
+                feed(head)
+                async for chunk in _chunks(body):
+                    for piece in _split(client.send(h11.Data(data=chunk)) or b"", FEED_SIZE):
+                        await transport.readable.wait()
+                        if transport.is_closing():
+                            return  # the server answered early and closed: stop sending
+                        feed(piece)
+                await transport.readable.wait()
+                if not transport.is_closing():
+                    end = client.send(h11.EndOfMessage())
+                    if end:
+                        feed(end)
+            except Exception as exc:  # e.g. the caller's body iterator failed
+                if not transport.done.done():
+                    transport.done.set_exception(exc)
+
+        sender = loop.create_task(send_body())
+        try:
+            try:
+                await asyncio.wait_for(transport.done, timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                for task in tasks:
+                    task.cancel()
+                raise TimeoutError(f"no complete response to {method} {target.decode()} in {timeout} s") from None
+        finally:
+            if not sender.done():
+                sender.cancel()
+            await asyncio.wait([sender])
+            transport.close()
+            # Let the request task finish (handler, response, the app's cleanups: policy
+            # 4), and connection_lost run (close() scheduled it for the next turn).
+            pending = [t for t in tasks if not t.done()]
+            if pending:
+                await asyncio.wait(pending)
+            await asyncio.sleep(0)
+            if transport.done.done() and not transport.done.cancelled():
+                transport.done.exception()  # mark retrieved: no "never retrieved" warning
+        return _build_response(transport.events)
+
+    def _store_cookies(self, response: TestResponse) -> None:
+        for name, value, expired in _parse_set_cookies(response.headers):
+            if expired:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+
+
+class TestClient:
+    """``with TestClient(app) as client: r = client.get("/")``: a blocking client.
+
+    Requests run on an event loop in a background thread (policy 2): the loop starts
+    with the ``with`` block (or with the first request; then ``close()`` it) and is shut
+    down, with the app's shutdown callbacks, when the block ends.
+    """
+
+    __test__ = False
+
+    def __init__(
+        self,
+        app: SeamApp,
+        base_url: str = f"http://{DEFAULT_HOST}",
+        *,
+        headers: HeaderInput | None = None,
+        cookies: Mapping[str, str] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        config: ServerConfig | None = None,
+    ) -> None:
+        self._client = AsyncTestClient(
+            app, base_url, headers=headers, cookies=cookies, timeout=timeout, config=config
+        )
+        self.app = app
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._lifespan = False
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        return self._client.cookies
+
+    @cookies.setter
+    def cookies(self, value: dict[str, str]) -> None:
+        self._client.cookies = value
+
+    # The loop thread
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                thread = threading.Thread(target=run, name="hump-testclient", daemon=True)
+                thread.start()
+                ready.wait()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def _run(self, coro: Any) -> Any:
+        loop = self._ensure_loop()
+        if self._thread is threading.current_thread():
+            coro.close()
+            raise RuntimeError("TestClient called from its own event loop: use AsyncTestClient in async code")
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, loop)
+        return future.result()
+
+    def close(self) -> None:
+        """Stop the loop thread (cancelling anything still running on it)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result()
+        asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+    def __enter__(self) -> TestClient:
+        self._run(self._client.startup())
+        self._lifespan = True
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if self._lifespan:
+                self._lifespan = False
+                self._run(self._client.shutdown())
+        finally:
+            self.close()
+
+    # Requests
+
+    def request(self, method: str, url: str, **kw: Any) -> TestResponse:
+        """See ``AsyncTestClient.request``: params=, headers=, cookies=, content=, data=,
+        files=, json=, timeout=."""
+        response: TestResponse = self._run(self._client.request(method, url, **kw))
+        return response
+
+    def get(self, url: str, **kw: Any) -> TestResponse:
+        return self.request("GET", url, **kw)
+
+    def head(self, url: str, **kw: Any) -> TestResponse:
+        return self.request("HEAD", url, **kw)
+
+    def options(self, url: str, **kw: Any) -> TestResponse:
+        return self.request("OPTIONS", url, **kw)
+
+    def post(self, url: str, **kw: Any) -> TestResponse:
+        return self.request("POST", url, **kw)
+
+    def put(self, url: str, **kw: Any) -> TestResponse:
+        return self.request("PUT", url, **kw)
+
+    def patch(self, url: str, **kw: Any) -> TestResponse:
+        return self.request("PATCH", url, **kw)
+
+    def delete(self, url: str, **kw: Any) -> TestResponse:
+        return self.request("DELETE", url, **kw)
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------
+
+
+async def _cancel_all() -> None:
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+def _header_list(headers: HeaderInput | None) -> list[tuple[str, str]]:
+    if headers is None:
+        return []
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(str(k).lower(), str(v)) for k, v in items]
+
+
+def _pairs(data: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> Iterable[tuple[str, Any]]:
+    items = data.items() if isinstance(data, Mapping) else data
+    for key, value in items:
+        if isinstance(value, (list, tuple)):
+            for v in value:
+                yield key, v
+        else:
+            yield key, value
+
+
+async def _chunks(body: bytes | AsyncIterable[bytes] | Iterable[bytes] | None) -> Any:
+    if body is None or body == b"":
+        return
+    if isinstance(body, bytes):
+        yield body
+    elif isinstance(body, AsyncIterable):
+        async for chunk in body:
+            if chunk:
+                yield chunk
+    else:
+        for chunk in body:
+            if chunk:
+                yield chunk
+
+
+def _split(data: bytes, size: int) -> Iterable[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+def _build_response(events: list[h11.Event]) -> TestResponse:
+    head = next((e for e in events if type(e) is h11.Response), None)
+    if head is None:
+        raise ConnectionError("the server closed the connection without a response")
+    content = b"".join(bytes(e.data) for e in events if type(e) is h11.Data)
+    headers = Headers([(bytes(k), bytes(v)) for k, v in head.headers])
+    return TestResponse(
+        head.status_code, head.reason.decode("latin-1"), headers, content, head.http_version.decode("ascii")
+    )
+
+
+def _parse_set_cookies(headers: Headers) -> list[tuple[str, str, bool]]:
+    """``(name, value, expired)`` for each Set-Cookie header (lenient, like a browser)."""
+    out: list[tuple[str, str, bool]] = []
+    for header in headers.getlist("set-cookie"):
+        pair, *attrs = header.split(";")
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            continue
+        expired = False
+        for attr in attrs:
+            key, _, val = attr.strip().partition("=")
+            key = key.lower()
+            if key == "max-age":
+                with contextlib.suppress(ValueError):
+                    expired = int(val) <= 0
+            elif key == "expires" and not any(a.strip().lower().startswith("max-age") for a in attrs):
+                with contextlib.suppress(TypeError, ValueError):
+                    expired = parsedate_to_datetime(val).timestamp() <= time.time()
+        out.append((name.strip(), value.strip(), expired))
+    return out
+
+
+def encode_multipart(
+    fields: Mapping[str, Any], files: Mapping[str, FileInput], boundary: str | None = None
+) -> tuple[bytes, str]:
+    """A ``multipart/form-data`` body and its Content-Type, as a browser would send it."""
+    boundary = boundary or secrets.token_hex(16)
+    out = bytearray()
+    for name, value in _pairs(fields):
+        out += f'--{boundary}\r\nContent-Disposition: form-data; name="{_q(name)}"\r\n\r\n'.encode()
+        out += value if isinstance(value, bytes) else str(value).encode("utf-8")
+        out += b"\r\n"
+    for name, spec in files.items():
+        content_type = "application/octet-stream"
+        if isinstance(spec, tuple):
+            filename, payload = spec[0], spec[1]
+            if len(spec) == 3:
+                content_type = spec[2]
+        else:
+            filename, payload = name, spec
+        data = payload if isinstance(payload, bytes) else payload.read()
+        out += (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"{_q(name)}\"; "
+            f'filename="{_q(filename)}"\r\nContent-Type: {content_type}\r\n\r\n'
+        ).encode()
+        out += data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"
+
+
+def _q(value: str) -> str:
+    # What browsers do in a multipart header (WHATWG HTML "multipart/form-data encoding").
+    return value.replace("\r", "%0D").replace("\n", "%0A").replace('"', "%22")

@@ -1,0 +1,58 @@
+"""A tests-only app for the ASGI adapter under a real server (tests/test_asgi.py).
+
+``uvicorn --app-dir tests apps.asgi_stream_app:asgi``: a lifespan flag, a full-duplex
+streaming route (each request-body chunk is echoed as soon as it arrives) and a file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+from tiny_listener import Param
+
+from hump_listener import App, HTTPContext
+from hump_listener.responses import FileResponse, StreamingResponse
+
+app = App(access_log=False)
+asgi = app.asgi
+state = {"started": 0, "stopped": 0}
+
+
+@app.startup
+async def on_startup() -> None:
+    state["started"] += 1
+
+
+@app.shutdown
+async def on_shutdown() -> None:
+    state["stopped"] += 1
+
+
+@app.on_event("GET:/lifespan")
+async def lifespan(ctx: HTTPContext) -> None:
+    ctx.json({**state, "pid": os.getpid()})
+
+
+@app.on_event("POST:/duplex")
+async def duplex(ctx: HTTPContext) -> StreamingResponse:
+    async def echo() -> AsyncIterator[bytes]:
+        async for chunk in ctx.stream():
+            yield b"echo:" + chunk + b"\n"
+        yield b"done\n"
+
+    return StreamingResponse(echo(), content_type="text/plain")
+
+
+@app.on_event("GET:/count/<int:n>")
+async def count(ctx: HTTPContext, n: Param) -> StreamingResponse:
+    async def numbers() -> AsyncIterator[str]:
+        for i in range(n):
+            yield f"{i}\n"
+
+    return StreamingResponse(numbers())
+
+
+@app.on_event("GET:/file")
+async def file(ctx: HTTPContext) -> FileResponse:
+    return FileResponse(os.environ["ASGI_TEST_FILE"])
