@@ -3,18 +3,25 @@
 Its routes are a contract other checks rely on (tests, benchmarks).
 """
 
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from pathlib import Path
+
 from tiny_listener import Param
 
-from hump_listener import App, HTTPContext, statuses
+from hump_listener import App, HTTPContext, HTTPError, UploadFile, statuses
 
 app = App()
+app.static("/static", Path(__file__).resolve().parent / "public")
 asgi = app.asgi  # the same app for ASGI servers: uvicorn http_web:asgi --workers 4
 
 USERS = {1: "alice", 2: "bob", 42: "douglas"}
 
 PAGE = """<!doctype html>
 <html lang="en">
-<head><meta charset="utf-8"><title>hump_listener demo</title></head>
+<head><meta charset="utf-8"><title>hump_listener demo</title>
+<link rel="stylesheet" href="/static/style.css"></head>
 <body>
 <h1>hump_listener demo</h1>
 <ul>
@@ -28,6 +35,19 @@ PAGE = """<!doctype html>
 <form method="post" action="/echo" enctype="text/plain">
   <input name="say" value="hello"> <button type="submit">POST /echo</button>
 </form>
+<h2>Static files</h2>
+<p><a id="static" href="/static/hello.txt">/static/hello.txt</a></p>
+<h2>Upload</h2>
+<form id="upload-form" method="post" action="/upload" enctype="multipart/form-data">
+  <input name="title" value="my file"> <input id="upload-file" type="file" name="file">
+  <button id="upload-submit" type="submit">Upload</button>
+</form>
+<h2>Server-Sent Events clock</h2>
+<p>Server time: <span id="clock">waiting…</span></p>
+<script>
+  const clock = new EventSource("/clock");
+  clock.addEventListener("tick", (e) => { document.getElementById("clock").textContent = e.data; });
+</script>
 </body>
 </html>
 """
@@ -72,3 +92,30 @@ async def teapot(ctx: HTTPContext) -> None:
 @app.on_event("GET:/page")
 async def page(ctx: HTTPContext) -> None:
     ctx.html(PAGE)
+
+
+@app.on_event("POST:/upload", max_body_size=10 * 1024 * 1024)
+async def upload(ctx: HTTPContext) -> None:
+    form = await ctx.form()
+    file = form.get("file")
+    if not isinstance(file, UploadFile) or not file.filename:
+        raise HTTPError(400, "choose a file to upload")
+    data = await file.read()
+    ctx.json({"title": form.get("title", ""), "filename": file.filename, "size": len(data)})
+
+
+@app.on_event("GET:/clock")
+async def clock(ctx: HTTPContext) -> None:
+    """Server-Sent Events: the server time every second (``?n=`` stops after n ticks)."""
+    limit = int(ctx.request.query.get("n", "0") or 0)
+
+    async def ticks() -> AsyncIterator[dict[str, str]]:
+        n = 0
+        while True:
+            yield {"event": "tick", "data": datetime.now(timezone.utc).strftime("%H:%M:%S UTC")}
+            n += 1
+            if n == limit:
+                return
+            await asyncio.sleep(1)
+
+    ctx.sse(ticks())

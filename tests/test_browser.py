@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from servers import RunningServer, run_server
@@ -69,3 +70,29 @@ def test_page_json_link(browser: webdriver.Chrome, demo: RunningServer) -> None:
     browser.find_element(By.ID, "api").click()
     WebDriverWait(browser, 15).until(ec.url_to_be(f"{demo.url}/api/users/42"))
     assert '"id":42' in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_sse_clock_ticks_in_the_page(browser: webdriver.Chrome, demo: RunningServer) -> None:
+    browser.get(f"{demo.url}/page")
+    WebDriverWait(browser, 15).until(
+        lambda b: b.find_element(By.ID, "clock").text.endswith("UTC")
+    )
+    assert browser.find_element(By.ID, "clock").text[:2].isdigit()
+
+
+def test_upload_form_in_the_browser(browser: webdriver.Chrome, demo: RunningServer, tmp_path: Path) -> None:
+    upload = tmp_path / "greeting.txt"
+    upload.write_bytes(b"hello upload")
+    browser.get(f"{demo.url}/page")
+    browser.find_element(By.ID, "upload-file").send_keys(str(upload))
+    browser.find_element(By.ID, "upload-submit").click()
+    WebDriverWait(browser, 15).until(ec.url_to_be(f"{demo.url}/upload"))
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert '"filename":"greeting.txt"' in body and '"size":12' in body
+
+
+def test_static_file_link(browser: webdriver.Chrome, demo: RunningServer) -> None:
+    browser.get(f"{demo.url}/page")
+    browser.find_element(By.ID, "static").click()
+    WebDriverWait(browser, 15).until(ec.url_to_be(f"{demo.url}/static/hello.txt"))
+    assert browser.find_element(By.TAG_NAME, "body").text == "Hello from a static file!"
