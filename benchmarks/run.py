@@ -81,9 +81,15 @@ def _pythonpath() -> str:
     return os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
 
 
-def _hump(app: str, app_dir: Path, routes: int | None = None) -> Callable[[int], tuple[list[str], dict[str, str]]]:
+def _hump(
+    app: str, app_dir: Path, routes: int | None = None, parser: str = "h11"
+) -> Callable[[int], tuple[list[str], dict[str, str]]]:
+    """``parser``: ``h11`` (pure Python, the default install) or ``h11_mypyc`` (the
+    ``[speed]`` extra); see hump_listener/protocol/parser.py."""
+
     def command(port: int) -> tuple[list[str], dict[str, str]]:
         env = {"HUMP_PORT": str(port), "HUMP_HOST": HOST, "HUMP_ACCESS_LOG": "0", "PYTHONPATH": _pythonpath()}
+        env["HUMP_PARSER"] = parser
         if routes is not None:
             env["BENCH_ROUTES"] = str(routes)
         return [*_tiny_listener(), "--app-dir", str(app_dir), app], env
@@ -113,6 +119,12 @@ def server_specs(uvicorn_loop: str) -> dict[str, ServerSpec]:
     hump_req = ("hump_listener", "tiny_listener", "h11")
     specs = [
         ServerSpec("hump", _hump("http_web:app", REPO), hump_req, needs_files=(REPO / "http_web.py",)),
+        ServerSpec(
+            "hump-mypyc",
+            _hump("http_web:app", REPO, parser="h11_mypyc"),
+            (*hump_req, "h11_mypyc"),
+            needs_files=(REPO / "http_web.py",),
+        ),
         ServerSpec("uvicorn-h11", _uvicorn("asgi_raw:app", PEERS, "h11", uvicorn_loop), uv),
         ServerSpec(
             "uvicorn-httptools",
@@ -304,7 +316,7 @@ class Scenario:
     connections: int = 50
 
 
-MAIN = ("hump", "uvicorn-h11", "uvicorn-httptools", "starlette-h11", "starlette-httptools", FLOOR)
+MAIN = ("hump", "hump-mypyc", "uvicorn-h11", "uvicorn-httptools", "starlette-h11", "starlette-httptools", FLOOR)
 ECHO = Request("POST", "/echo", b"x" * 1024, (("Content-Type", "application/octet-stream"),), b"x" * 1024)
 SCENARIOS = (
     Scenario("S1", "GET / x 50 keep-alive connections", "wrk", MAIN, Request(expect_body=b"Hello, world!")),

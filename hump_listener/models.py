@@ -238,8 +238,13 @@ OCTETS = "application/octet-stream"
 NO_BODY_STATUSES = frozenset({204, 304}) | frozenset(range(100, 200))
 
 
+#: Built once: ``json.dumps`` with non-default options builds a new encoder every call.
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def dump_json(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    """Compact UTF-8 JSON; NaN and infinities are refused (they are not JSON)."""
+    return _JSON_ENCODER.encode(data).encode("utf-8")
 
 
 def with_charset(content_type: str) -> str:

@@ -48,13 +48,15 @@ import re
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING
 
-import h11
-
 from hump_listener.protocol.flow_control import FlowControl
 from hump_listener.seam import ClientDisconnect, HeaderList, RequestHead, SeamApp
 
 if TYPE_CHECKING:
+    import h11  # the same API as the compiled build; typed against the pure one
+
     from hump_listener.protocol.server import ServerState
+else:
+    from hump_listener.protocol.parser import h11
 
 __all__ = ["STATUS_LINES", "H11Protocol", "RequestCycle"]
 
