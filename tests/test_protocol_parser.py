@@ -16,7 +16,8 @@ def parser_name(value: str | None) -> str:
     env = {k: v for k, v in os.environ.items() if k != "HUMP_PARSER"}
     if value is not None:
         env["HUMP_PARSER"] = value
-    return subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    done = subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
 
 
 def test_pure_h11_is_the_default() -> None:
