@@ -258,14 +258,7 @@ class HTTPContext(Context):
             if self._body:
                 yield self._body
             return
-        if self._streamed:
-            raise RuntimeError("the request body has already been streamed")
-        self._streamed = True
-        limit = self.max_body_size
-        if limit is not None:
-            declared = self.request.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > limit:
-                raise HTTPError(413, f"Request body larger than {limit} bytes")
+        limit = self._start_reading()
         received = 0
         receive = self.channel.receive
         while True:
@@ -280,9 +273,31 @@ class HTTPContext(Context):
     async def body(self) -> bytes:
         """The whole body (read once, then cached)."""
         if self._body is None:
-            chunks = [chunk async for chunk in self.stream()]
-            self._body = b"".join(chunks)
+            # The same loop as stream(), without an async generator per request.
+            limit = self._start_reading()
+            chunks: list[bytes] = []
+            received = 0
+            receive = self.channel.receive
+            while chunk := await receive():
+                received += len(chunk)
+                if limit is not None and received > limit:
+                    raise HTTPError(413, f"Request body larger than {limit} bytes")
+                chunks.append(chunk)
+            self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self._body
+
+    def _start_reading(self) -> int | None:
+        """Mark the body as being consumed; refuse (413) before reading a body whose
+        declared Content-Length is over the limit. Returns the limit."""
+        if self._streamed:
+            raise RuntimeError("the request body has already been streamed")
+        self._streamed = True
+        limit = self.max_body_size
+        if limit is not None:
+            declared = self.request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise HTTPError(413, f"Request body larger than {limit} bytes")
+        return limit
 
     async def _read_text(self) -> str:
         body = await self.body()
