@@ -186,3 +186,65 @@ async def test_half_close_mid_body_raises_client_disconnect() -> None:
     assert conn.eof() is False
     await conn.settle(lambda: reader.error is not None)
     assert isinstance(reader.error, ClientDisconnect)
+
+
+# -- Content-Length bodies framed by counting (policy 10) ---------------------------------
+
+
+async def test_length_body_split_across_reads_then_a_pipelined_request() -> None:
+    conn = Conn(echo_body)
+    conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    conn.send(b"defg")
+    conn.send(b"hij" + request(b"/next"))  # the body's end and the next request together
+    await conn.settle(lambda: conn.out.count(b"HTTP/1.1 200") == 2)
+    bodies = [r.body for r in conn.responses(eof=False)]
+    assert bodies == [b"abcdefghij", b""]
+    assert not conn.transport.closing
+
+
+async def test_zero_length_body_and_bodiless_requests_keep_alive() -> None:
+    conn = Conn(echo_body)
+    conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" + request(b"/2"))
+    await conn.settle(lambda: conn.out.count(b"HTTP/1.1 200") == 2)
+    assert [r.body for r in conn.responses(eof=False)] == [b"", b""]
+    assert not conn.transport.closing
+
+
+async def test_connection_close_token_is_honoured_among_others() -> None:
+    conn = Conn(hello)
+    conn.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Keep-Alive, CLOSE\r\n\r\n" + request(b"/never"))
+    await conn.settle(lambda: conn.transport.closing)
+    assert conn.out.count(b"HTTP/1.1 200") == 1 and b"connection: close" in conn.out
+
+
+async def test_upgrade_request_is_answered_then_closed() -> None:
+    conn = Conn(hello)
+    conn.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+    await conn.settle(lambda: conn.transport.closing)
+    assert conn.out.startswith(b"HTTP/1.1 200") and b"connection: close" in conn.out
+
+
+# -- lingering close (policy 11), on real sockets ------------------------------------------
+
+
+async def refuse_body(head: RequestHead, channel: Channel) -> None:
+    channel.respond(413, [(b"content-length", b"8")], b"too big!")
+
+
+async def test_answer_before_the_body_is_read_survives_a_client_still_sending() -> None:
+    # Without lingering, our close with unread bytes in the kernel buffer is a reset,
+    # which can destroy the 413 before the client reads it.
+    from protocol_helpers import serve
+
+    async with serve(refuse_body) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\n")
+        chunk = b"x" * 65536
+        for _ in range(30):  # keep sending after the answer
+            writer.write(chunk)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"too big!"), 10)
+        assert head.startswith(b"HTTP/1.1 413 ") and b"connection: close" in head
+        writer.write_eof()  # done sending: the server's linger ends and it closes
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()

@@ -38,6 +38,17 @@ h11 parses requests; we write responses. Policy choices, in the order a request 
    ``ServerConfig.body_timeout``), handler (503, or close once started).
 9. No exception escapes an ``asyncio.Protocol`` callback: each one logs and aborts. App
    errors get a 500 if no response started, a close otherwise (``hump_listener.error``).
+10. h11 parses every request head (and validates its framing headers) and decodes chunked
+   bodies; a request without Content-Length or Transfer-Encoding has no body (§6.3), and a
+   Content-Length body is framed by counting its bytes. h11's body events would cost as
+   much again as the head (~10 µs for a GET's EndOfMessage alone), and since each request
+   gets a fresh ``h11.Connection`` its state after the head is never consulted: whether
+   the connection continues is decided from the head, as h11 would (policy 5).
+11. Lingering close (nginx's ``lingering_close``): when we close a connection whose client
+   may still be sending (an error answered mid-request, a body left unread), we half-close
+   and discard its bytes until it closes or ``linger_timeout`` passes. Closing with unread
+   bytes in the kernel's buffer sends a reset, and the reset can destroy the response we
+   just wrote (the 413 a client uploading too much should see).
 """
 
 from __future__ import annotations
@@ -84,9 +95,12 @@ _CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
 _KEEP_ALIVE_LINE = b"connection: keep-alive\r\n"
 
 
-def _asks_keep_alive(headers: HeaderList) -> bool:
-    """An HTTP/1.0 request carrying ``Connection: keep-alive``."""
-    return any(name == b"connection" and b"keep-alive" in value.lower() for name, value in headers)
+def _can_write_eof(transport: asyncio.BaseTransport) -> bool:
+    try:
+        return isinstance(transport, asyncio.WriteTransport) and transport.can_write_eof()
+    except NotImplementedError:
+        return False
+
 
 #: End of a head, as h11 finds it (bare LF line endings are tolerated, RFC 9112 §2.2).
 _HEAD_END = re.compile(rb"\n\r?\n")
@@ -140,6 +154,8 @@ class H11Protocol(asyncio.Protocol):
         self._eof = False
         #: We closed the transport, or lost it.
         self._closed = False
+        #: Closed on our side, still reading (and discarding) what the client sends.
+        self._lingering = False
 
         # Per-request state
         self.cycle: RequestCycle | None = None
@@ -185,6 +201,8 @@ class H11Protocol(asyncio.Protocol):
             logger.exception("error in connection_lost")
 
     def eof_received(self) -> bool:
+        if self._lingering:
+            return False  # the client has finished sending: close now
         try:
             self._eof = True
             if self.cycle is None and self._buf and not self._closed:
@@ -199,13 +217,18 @@ class H11Protocol(asyncio.Protocol):
         return False
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the rest of a request we answered without reading: discard it
         try:
             cycle = self.cycle
             if cycle is None:
                 self._receive_head(data)
             elif not cycle.body_done:
-                self.conn.receive_data(data)
-                self._read_body(cycle)
+                if cycle.length_left >= 0:
+                    self._feed_length(cycle, data)
+                else:
+                    self.conn.receive_data(data)
+                    self._read_body(cycle)
             else:
                 # A pipelined request: it waits, and so does the socket (policy 6).
                 self._buf += data
@@ -309,11 +332,24 @@ class H11Protocol(asyncio.Protocol):
         headers: HeaderList = list(event.headers)  # names lower-cased by h11
         host: bytes | None = None
         framing = 0
+        length: bytes | None = None  # h11 has validated it: digits, one value
+        close = False
+        upgrade = False
+        ask_keep_alive = False
         for name, value in headers:
             if name == b"host":
                 host = value
-            elif name == b"content-length" or name == b"transfer-encoding":
+            elif name == b"content-length":
                 framing += 1
+                length = value
+            elif name == b"transfer-encoding":
+                framing += 1
+            elif name == b"connection":
+                tokens = {token.strip() for token in value.lower().split(b",")}
+                close = close or b"close" in tokens
+                ask_keep_alive = ask_keep_alive or b"keep-alive" in tokens
+            elif name == b"upgrade":
+                upgrade = True
         if framing > 1:
             self._reject(400, "both Content-Length and Transfer-Encoding")
             return
@@ -338,14 +374,30 @@ class H11Protocol(asyncio.Protocol):
         )
         conn = self.conn
         cycle = self.cycle = RequestCycle(self, head, conn.they_are_waiting_for_100_continue)
-        if not self._read_body(cycle):  # a bodiless request ends here, its successor stays in _buf
-            return
-        rest = self._buf
-        if rest and not cycle.body_done:
-            self._buf = bytearray()
-            conn.receive_data(bytes(rest))
+        # Policy 5: keep-alive as h11 would decide it (1.1 unless "close"; 1.0 only when
+        # asked; never after an Upgrade or CONNECT we do not perform).
+        cycle.client_keep_alive = (
+            not close and not upgrade and method != b"CONNECT"
+            and (http_version == "1.1" or ask_keep_alive)
+        )
+        if framing == 0:
+            # No Content-Length or Transfer-Encoding: no body (RFC 9112 §6.3). Policy 10:
+            # h11's EndOfMessage would cost as much as parsing the head did.
+            cycle._feed_end()
+        elif length is not None:
+            # A Content-Length body is framed by counting (policy 10); h11 checked the value.
+            cycle.length_left = int(length)
+            rest, self._buf = self._buf, bytearray()
+            self._feed_length(cycle, rest)
+        else:  # chunked: h11 decodes it
             if not self._read_body(cycle):
                 return
+            rest = self._buf
+            if rest and not cycle.body_done:
+                self._buf = bytearray()
+                conn.receive_data(bytes(rest))
+                if not self._read_body(cycle):
+                    return
         if self._buf:
             self.flow.pause_reading()  # pipelined bytes already here: read no further
 
@@ -358,6 +410,22 @@ class H11Protocol(asyncio.Protocol):
             cycle.handler_timer = self.loop.call_later(self.config.handler_timeout, cycle._on_handler_timeout)
 
     # Request bodies
+
+    def _feed_length(self, cycle: RequestCycle, data: bytes | bytearray) -> None:
+        """Hand up to ``cycle.length_left`` bytes of a Content-Length body to the cycle;
+        bytes beyond it belong to the next request and wait in ``_buf`` (policy 6)."""
+        left = cycle.length_left
+        if len(data) > left:
+            self._buf += data[left:]
+            data = data[:left]
+            self.flow.pause_reading()
+        if data:
+            cycle.length_left = left - len(data)
+            cycle._feed(bytes(data))
+        if cycle.length_left == 0:
+            cycle._feed_end()
+        elif cycle._buffered > self.config.body_high_water:
+            self.flow.pause_reading()
 
     def _read_body(self, cycle: RequestCycle) -> bool:
         """Move h11's body events into the cycle; False if the body was malformed."""
@@ -391,9 +459,8 @@ class H11Protocol(asyncio.Protocol):
         if self._closed:
             return
         conn = self.conn
-        done = conn.their_state is h11.DONE or conn.their_state is h11.MUST_CLOSE  # MUST_CLOSE: 1.0 keep-alive
-        if not keep_alive or not done or self.state.shutting_down:
-            self._close()
+        if not keep_alive or not cycle.body_done or self.state.shutting_down:
+            self._close(linger=not cycle.body_done)
             return
         trailing = conn.trailing_data[0]
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.config.max_head_size)
@@ -455,15 +522,24 @@ class H11Protocol(asyncio.Protocol):
         logger.info("%s - %d %s", self._who(), status, reason)
         if not self._closed:
             self.transport.write(self.state.simple_response(status))
-        self._close()
+        self._close(linger=True)
 
-    def _close(self) -> None:
+    def _close(self, linger: bool = False) -> None:
+        """Close the connection. ``linger``: the client may still be sending (a request
+        we did not read to its end), so half-close and discard its bytes for a while
+        first (policy 11)."""
         if not self._closed:
             self._closed = True
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self.transport.close()
+            transport = self.transport
+            if linger and not self._eof and _can_write_eof(transport):
+                self._lingering = True
+                transport.write_eof()  # our FIN follows the response
+                self._timer = self.loop.call_later(self.config.linger_timeout, transport.close)
+            else:
+                transport.close()
             self.flow.resume_reading()
             self.flow.resume_writing()
         if self.cycle is not None:
@@ -495,10 +571,12 @@ class RequestCycle:
         "_waited",
         "_waiter",
         "body_done",
+        "client_keep_alive",
         "complete",
         "disconnected",
         "handler_timer",
         "head",
+        "length_left",
         "started",
         "task",
     )
@@ -523,6 +601,10 @@ class RequestCycle:
         self._framing = _NO_BODY
         self._remaining = 0  # Content-Length bytes still to write
         self._keep_alive = False
+        # Request framing (set by the protocol): -1 unless a Content-Length body is
+        # being counted; whether the client allows another request after this one.
+        self.length_left = -1
+        self.client_keep_alive = False
 
     # Running the app (policy 9)
 
@@ -648,17 +730,15 @@ class RequestCycle:
             raise ValueError(f"invalid final status code: {status}")
         proto = self._proto
         state = proto.state
-        conn_state = proto.conn.their_state
-        # After a half-close, only requests already buffered can follow this one.
-        can_continue = not state.shutting_down and (not proto._eof or bool(proto._buf))
-        keep_alive = conn_state is h11.DONE and can_continue
-        # HTTP/1.0 keeps the connection only when asked (RFC 9112 §9.3, Appendix C.2.2); h11
-        # marks such a request MUST_CLOSE, but the next request gets a fresh h11.Connection.
-        keep_alive_10 = (
-            not keep_alive and can_continue and conn_state is h11.MUST_CLOSE
-            and self.head.http_version == "1.0" and _asks_keep_alive(self.head.headers)
+        # Keep-alive needs the whole request received, the client willing, and (after a
+        # half-close) a request already buffered to follow this one.
+        keep_alive = (
+            self.body_done and self.client_keep_alive and not state.shutting_down
+            and (not proto._eof or bool(proto._buf))
         )
-        keep_alive = keep_alive or keep_alive_10
+        # HTTP/1.0 keeps the connection only when asked (RFC 9112 Appendix C.2.2), and
+        # the response says so.
+        keep_alive_10 = keep_alive and self.head.http_version == "1.0"
         parts = [STATUS_LINES[status], state.server_headers]
         lines = 2 + state.server_header_lines  # status line + blank line + server lines
         length: bytes | None = None

@@ -63,6 +63,10 @@ DEFAULT_BODY_TIMEOUT = 10.0
 #: Minimum request-body data rate (bytes/s) once the grace above is used up.
 #: Kestrel ``MinRequestBodyDataRate``: 240 B/s. 0 disables the rate check (stall check only).
 DEFAULT_BODY_MIN_RATE = 240.0
+#: Lingering close: after answering a request we did not read to its end, discard what
+#: the client still sends for at most this long before closing. nginx ``lingering_time``:
+#: 30 s (``lingering_timeout`` 5 s between reads); uvicorn/hypercorn: none (a reset).
+DEFAULT_LINGER_TIMEOUT = 5.0
 #: Per-request handler deadline; then 503 (or close if the response started). None = none.
 #: uvicorn/hypercorn: none; gunicorn sync workers: 30 s.
 DEFAULT_HANDLER_TIMEOUT: float | None = None
@@ -92,6 +96,7 @@ class ServerConfig:
     body_timeout: float | None = DEFAULT_BODY_TIMEOUT
     body_min_rate: float = DEFAULT_BODY_MIN_RATE
     handler_timeout: float | None = DEFAULT_HANDLER_TIMEOUT
+    linger_timeout: float = DEFAULT_LINGER_TIMEOUT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     server_header: str | None = "hump_listener"
 

@@ -1,0 +1,107 @@
+"""CPU per request of hump_listener's own code, without sockets or a load generator.
+
+Feeds raw requests to the real ``H11Protocol`` over an in-memory transport, serving the
+demo app, one request at a time on one kept-alive connection, and reports µs/request
+(best of ``--repeat``). Deterministic enough to compare optimisations, unlike wrk on a
+shared 2-core VM; ``benchmarks/run.py`` remains the benchmark against peers.
+
+    python benchmarks/inproc.py [--requests 20000] [--repeat 5] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import http_web  # noqa: E402
+from hump_listener.protocol.h11_impl import H11Protocol  # noqa: E402
+from hump_listener.protocol.server import ServerConfig, ServerState  # noqa: E402
+
+REQUESTS = {
+    "GET /": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",
+    "POST /echo 1 KiB": (
+        b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Length: 1024\r\n"
+        b"Content-Type: application/octet-stream\r\n\r\n" + b"x" * 1024
+    ),
+    "GET /api/users/42": b"GET /api/users/42 HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",
+}
+
+
+class Sink(asyncio.Transport):
+    """A transport that counts responses (one write each on these routes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: Any) -> None:
+        self.writes += 1
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+async def run(raw: bytes, n: int) -> float:
+    app = http_web.app
+    app.access_log = False
+    loop = asyncio.get_running_loop()
+    state = ServerState(app, ServerConfig(), loop)
+    proto = H11Protocol(state)
+    sink = Sink()
+    proto.connection_made(sink)
+    start = time.process_time()
+    for i in range(1, n + 1):
+        proto.data_received(raw)
+        while sink.writes < i:  # let the request task run to its response
+            await asyncio.sleep(0)
+    elapsed = time.process_time() - start
+    for task in list(state.tasks):
+        await task
+    return elapsed / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="cProfile one run of each, top 25 by own time")
+    args = parser.parse_args()
+    for name, raw in REQUESTS.items():
+        if args.profile:
+            prof = cProfile.Profile()
+            prof.enable()
+            asyncio.run(run(raw, args.requests))
+            prof.disable()
+            print(f"== {name}")
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+            continue
+        best = min(asyncio.run(run(raw, args.requests)) for _ in range(args.repeat))
+        print(f"{name:20s} {best:6.1f} us/request")
+
+
+if __name__ == "__main__":
+    main()
