@@ -425,7 +425,9 @@ class App(Listener[HTTPContext]):
         # cyclic GC's generations so collections stop re-scanning them (a large app's
         # GC cost would otherwise grow with its route count).
         gc.freeze()
-        error_log.info("Serving on %s (press CTRL+C to quit)", self.url)
+        from .protocol.parser import NAME as parser
+
+        error_log.info("Serving on %s (parser: %s; press CTRL+C to quit)", self.url, parser)
 
     @cached_property
     def asgi(self) -> ASGIAdapter:

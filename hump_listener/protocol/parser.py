@@ -1,12 +1,12 @@
 """Which h11 the protocol parses with.
 
-The pure-Python ``h11`` (a runtime dependency) unless ``HUMP_PARSER=h11_mypyc`` asks for
-``h11_mypyc``, a mypyc-compiled build of h11 with the same API (``pip install
-h11-mypyc``). The compiled parser is an experiment, not adopted: the whole suite passes
-against it, but it did not reach the 1.2x-Starlette-on-httptools bar the speed issue
-set for shipping it as an extra (see the README's Benchmarks section). Everything on the
-protocol side imports ``h11`` from here, never directly, so one process never mixes the
-two (their event classes and sentinels are distinct objects).
+``h11_mypyc`` is a mypyc-compiled build of h11 with the same API: ``pip install
+"hump_listener[speed]"``. It is used when importable; ``HUMP_PARSER=h11`` forces the
+pure-Python ``h11`` (a runtime dependency, always there) and ``HUMP_PARSER=h11_mypyc``
+insists on the compiled one (an ImportError if it is missing). The test suite runs
+against both. Everything on the protocol side imports ``h11`` from here, never
+directly, so one process never mixes the two: their event classes and sentinels are
+distinct objects.
 """
 
 from __future__ import annotations
@@ -18,10 +18,15 @@ __all__ = ["NAME", "h11"]
 
 
 def _load() -> ModuleType:
-    if os.environ.get("HUMP_PARSER", "").lower() == "h11_mypyc":
-        import h11_mypyc  # type: ignore[import-not-found, unused-ignore]
+    wanted = os.environ.get("HUMP_PARSER", "").strip().lower()
+    if wanted != "h11":
+        try:
+            import h11_mypyc  # type: ignore[import-not-found, unused-ignore]
 
-        return h11_mypyc  # type: ignore[no-any-return, unused-ignore]
+            return h11_mypyc  # type: ignore[no-any-return, unused-ignore]
+        except ImportError:
+            if wanted == "h11_mypyc":
+                raise
     import h11 as pure
 
     return pure
