@@ -173,4 +173,20 @@ async def test_no_timers_left_after_a_fast_request() -> None:
     conn.send(request())
     await conn.settle(lambda: bool(conn.out))
     # only the keep-alive timer remains (no head, body or handler timers leak)
-    assert [t.callback.__name__ for t in conn.clock.pending()] == ["_on_idle_timeout"]
+    assert [t.callback.__name__ for t in conn.clock.pending()] == ["_on_keep_alive_check"]
+
+
+async def test_keep_alive_counts_from_the_last_request_not_the_first() -> None:
+    # The keep-alive timer is armed once and re-armed only when it fires early.
+    conn = Conn(hello, clock=True, keep_alive_timeout=5.0)
+    assert conn.clock is not None
+    conn.send(request())
+    await conn.settle(lambda: conn.out.count(b"HTTP/1.1 200") == 1)
+    conn.clock.advance(3.0)
+    conn.send(request())
+    await conn.settle(lambda: conn.out.count(b"HTTP/1.1 200") == 2)
+    conn.clock.advance(2.5)  # 5.5 s after the first request, 2.5 s after the second
+    assert not conn.transport.closing
+    assert len(conn.clock.pending()) == 1  # still one timer, re-armed for the rest
+    conn.clock.advance(3.0)  # 5.5 s after the second request
+    assert conn.transport.closing

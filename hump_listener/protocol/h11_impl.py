@@ -148,6 +148,11 @@ class H11Protocol(asyncio.Protocol):
         self._buf = bytearray()
         #: The one connection-level timer: first-byte, head or keep-alive.
         self._timer: asyncio.TimerHandle | None = None
+        #: The keep-alive timer, armed once and re-armed only when it fires early (a
+        #: ``call_later`` + ``cancel`` per request would cost ~2 µs); ``_idle_since`` is
+        #: when the connection last became idle, ``None`` while a request is under way.
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_since: float | None = None
         #: A head's first byte arrived and ``_timer`` is the head timer.
         self._head_started = False
         #: The client half-closed (no more requests will come).
@@ -194,6 +199,9 @@ class H11Protocol(asyncio.Protocol):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
             if self.cycle is not None:
                 self.cycle._lost()
             self.flow.resume_writing()  # wake any writer waiting to drain
@@ -245,8 +253,9 @@ class H11Protocol(asyncio.Protocol):
     # Request heads
 
     def _receive_head(self, data: bytes) -> None:
+        self._idle_since = None  # busy: a pending keep-alive check finds nothing to do
         if self._timer is not None and not self._head_started:
-            self._timer.cancel()  # first-byte or keep-alive timer: the client is active
+            self._timer.cancel()  # the first-byte timer: the client is active
             self._timer = None
         buf = self._buf
         if buf:
@@ -473,7 +482,9 @@ class H11Protocol(asyncio.Protocol):
         elif self._eof:
             self._close()
         else:
-            self._timer = self.loop.call_later(self.config.keep_alive_timeout, self._on_idle_timeout)
+            self._idle_since = self.loop.time()
+            if self._idle_timer is None:
+                self._idle_timer = self.loop.call_later(self.config.keep_alive_timeout, self._on_keep_alive_check)
 
     def _resume_pipeline(self) -> None:
         try:
@@ -504,6 +515,19 @@ class H11Protocol(asyncio.Protocol):
         self._timer = None
         self._close()
 
+    def _on_keep_alive_check(self) -> None:
+        """Close if idle for ``keep_alive_timeout``; if the connection has been busy since
+        the timer was armed, wait out the rest of the new idle period."""
+        self._idle_timer = None
+        since = self._idle_since
+        if self._closed or since is None:
+            return  # closed, or serving a request: the request's end arms it again
+        remaining = since + self.config.keep_alive_timeout - self.loop.time()
+        if remaining > 0:
+            self._idle_timer = self.loop.call_later(remaining, self._on_keep_alive_check)
+        else:
+            self._close()
+
     def _on_head_timeout(self) -> None:
         self._timer = None
         self._head_started = False
@@ -533,6 +557,9 @@ class H11Protocol(asyncio.Protocol):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
             transport = self.transport
             if linger and not self._eof and _can_write_eof(transport):
                 self._lingering = True
