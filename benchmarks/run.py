@@ -84,8 +84,8 @@ def _pythonpath() -> str:
 def _hump(
     app: str, app_dir: Path, routes: int | None = None, parser: str = "h11"
 ) -> Callable[[int], tuple[list[str], dict[str, str]]]:
-    """``parser``: ``h11`` (pure Python, the default install) or ``h11_mypyc`` (the
-    ``[speed]`` extra); see hump_listener/protocol/parser.py."""
+    """``parser``: ``h11`` (pure Python, the default) or ``h11_mypyc`` (the compiled
+    experiment); see hump_listener/protocol/parser.py."""
 
     def command(port: int) -> tuple[list[str], dict[str, str]]:
         env = {"HUMP_PORT": str(port), "HUMP_HOST": HOST, "HUMP_ACCESS_LOG": "0", "PYTHONPATH": _pythonpath()}

@@ -1,4 +1,4 @@
-"""protocol/parser.py: the compiled h11 build when installed, the pure one on request."""
+"""protocol/parser.py: the pure h11 by default; the compiled build only when asked."""
 
 from __future__ import annotations
 
@@ -20,15 +20,12 @@ def parser_name(value: str | None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True, text=True)
 
 
-def test_pure_h11_on_request() -> None:
+def test_pure_h11_is_the_default_even_when_the_compiled_build_is_installed() -> None:
+    assert parser_name(None).stdout.strip() == "h11"
     assert parser_name("h11").stdout.strip() == "h11"
 
 
-def test_default_is_the_compiled_build_when_installed() -> None:
-    assert parser_name(None).stdout.strip() == ("h11_mypyc" if HAVE_MYPYC else "h11")
-
-
-def test_asking_for_the_compiled_build_without_it_fails_loudly() -> None:
+def test_asking_for_the_compiled_build() -> None:
     done = parser_name("h11_mypyc")
     if HAVE_MYPYC:
         assert done.stdout.strip() == "h11_mypyc"
@@ -40,5 +37,5 @@ def test_asking_for_the_compiled_build_without_it_fails_loudly() -> None:
 def test_this_run_uses_what_hump_parser_says() -> None:
     from hump_listener.protocol import parser
 
-    expected = "h11" if os.environ.get("HUMP_PARSER") == "h11" else "h11_mypyc"
+    expected = "h11_mypyc" if os.environ.get("HUMP_PARSER") == "h11_mypyc" else "h11"
     assert expected == parser.NAME
