@@ -196,12 +196,7 @@ class H11Protocol(asyncio.Protocol):
         try:
             self._closed = True
             self.state.connection_closed(self)
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if self._idle_timer is not None:
-                self._idle_timer.cancel()
-                self._idle_timer = None
+            self._cancel_timers()
             if self.cycle is not None:
                 self.cycle._lost()
             self.flow.resume_writing()  # wake any writer waiting to drain
@@ -511,6 +506,15 @@ class H11Protocol(asyncio.Protocol):
 
     # Timers
 
+    def _cancel_timers(self) -> None:
+        """Stop the connection-level timers (first-byte/head and keep-alive)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
     def _on_idle_timeout(self) -> None:
         self._timer = None
         self._close()
@@ -554,12 +558,7 @@ class H11Protocol(asyncio.Protocol):
         first (policy 11)."""
         if not self._closed:
             self._closed = True
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if self._idle_timer is not None:
-                self._idle_timer.cancel()
-                self._idle_timer = None
+            self._cancel_timers()
             transport = self.transport
             if linger and not self._eof and _can_write_eof(transport):
                 self._lingering = True
