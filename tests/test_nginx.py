@@ -102,23 +102,21 @@ def deployment(tmp_path: Path) -> Iterator[dict[str, Any]]:
         conf = tmp_path / "nginx.conf"
         conf.write_text(render(DEPLOY_CONF.read_text(), tmp_path, listen, (port_a, port_b)))
         nginx = stack.enter_context(
-            launch(
-                [
-                    NGINX,
-                    "-p",
-                    str(tmp_path),
-                    "-c",
-                    str(conf),
-                    "-e",
-                    str(tmp_path / "error.log"),
-                    "-g",
-                    f"daemon off; pid {tmp_path / 'nginx.pid'};",
-                ]
-            )
+            launch(nginx_argv(tmp_path, conf, "daemon off;"))
         )
         # Logged after nginx has bound its port (ngx_init_cycle), so requests just queue.
         nginx.wait_for_line(r"start worker process")
         yield {"stack": stack, "nginx": listen, "a": (a, port_a), "b": (b, port_b), "nginx_proc": nginx}
+
+
+def nginx_argv(prefix: Path, conf: Path, global_directives: str, *flags: str) -> list[str]:
+    """nginx with everything under ``prefix`` (no root-only paths): its config, error log
+    and pid file, plus ``global_directives`` such as ``daemon off;``."""
+    assert NGINX is not None
+    return [
+        NGINX, *flags, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"),
+        "-g", f"{global_directives} pid {prefix / 'nginx.pid'};".strip(),
+    ]
 
 
 def pids_through(port: int, want: int, attempts: int = 20) -> set[int]:
@@ -136,20 +134,7 @@ def test_config_is_valid_as_shipped_apart_from_ports_and_paths(tmp_path: Path) -
     assert NGINX is not None
     conf = tmp_path / "nginx.conf"
     conf.write_text(render(DEPLOY_CONF.read_text(), tmp_path, free_port(), (free_port(), free_port())))
-    with launch(
-        [
-            NGINX,
-            "-t",
-            "-p",
-            str(tmp_path),
-            "-c",
-            str(conf),
-            "-e",
-            str(tmp_path / "error.log"),
-            "-g",
-            f"pid {tmp_path / 'nginx.pid'};",
-        ]
-    ) as check:
+    with launch(nginx_argv(tmp_path, conf, "", "-t")) as check:
         assert check.proc.wait(timeout=30) == 0, check.output()
         check.wait_for_line(r"syntax is ok")
 

@@ -160,7 +160,8 @@ async def test_fully_received_but_unread_body_keeps_alive() -> None:
     assert all(r.header(b"connection") is None for r in conn.responses(eof=False))
 
 
-async def test_disconnect_mid_body_raises_client_disconnect() -> None:
+async def reading_mid_body() -> tuple[Conn, Reader]:
+    """A handler that has read 3 bytes of a 10-byte body and waits for the rest."""
     reader = Reader()
     conn = Conn(reader)
     conn.send(POST_CL % 10 + b"abc")
@@ -168,6 +169,11 @@ async def test_disconnect_mid_body_raises_client_disconnect() -> None:
     await conn.settle(lambda: reader.chunks == [b"abc"])
     reader.step.set()
     await conn.settle()
+    return conn, reader
+
+
+async def test_disconnect_mid_body_raises_client_disconnect() -> None:
+    conn, reader = await reading_mid_body()
     conn.proto.connection_lost(ConnectionResetError())
     await conn.settle(lambda: reader.error is not None)
     assert isinstance(reader.error, ClientDisconnect)
@@ -176,13 +182,7 @@ async def test_disconnect_mid_body_raises_client_disconnect() -> None:
 
 
 async def test_half_close_mid_body_raises_client_disconnect() -> None:
-    reader = Reader()
-    conn = Conn(reader)
-    conn.send(POST_CL % 10 + b"abc")
-    reader.step.set()
-    await conn.settle(lambda: reader.chunks == [b"abc"])
-    reader.step.set()
-    await conn.settle()
+    conn, reader = await reading_mid_body()
     assert conn.eof() is False
     await conn.settle(lambda: reader.error is not None)
     assert isinstance(reader.error, ClientDisconnect)
