@@ -314,13 +314,18 @@ class Scenario:
     servers: tuple[str, ...]
     request: Request = field(default_factory=Request)
     connections: int = 50
+    #: A latency scenario: measured in a phase of its own (see ``run_latency_phase``), and
+    #: wrk's whole latency histogram is kept so the p99 over all requests can be computed.
+    latency: bool = False
 
 
 MAIN = ("hump", "hump-mypyc", "uvicorn-h11", "uvicorn-httptools", "starlette-h11", "starlette-httptools", FLOOR)
 ECHO = Request("POST", "/echo", b"x" * 1024, (("Content-Type", "application/octet-stream"),), b"x" * 1024)
 SCENARIOS = (
     Scenario("S1", "GET / x 50 keep-alive connections", "wrk", MAIN, Request(expect_body=b"Hello, world!")),
-    Scenario("S2", "GET / x 1 keep-alive connection", "wrk", MAIN, Request(expect_body=b"Hello, world!"), 1),
+    Scenario(
+        "S2", "GET / x 1 keep-alive connection", "wrk", MAIN, Request(expect_body=b"Hello, world!"), 1, latency=True
+    ),
     Scenario(
         "S3",
         "GET / with Connection: close x 50",
@@ -352,12 +357,23 @@ done = function(summary, latency, requests)
     '"status": %d, "timeout": %d, "p50_us": %.1f, "p99_us": %.1f, "max_us": %.1f}\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(99), latency.max))
+  if wrk_histogram then
+    -- latency(i): the i-th distinct latency (us) and its count, ascending; value 0 past the end
+    local parts, i = {}, 1
+    while i <= summary.requests do
+      local value, count = latency(i)
+      if value == 0 then break end
+      parts[#parts + 1] = string.format("[%d,%d]", value, count)
+      i = i + 1
+    end
+    io.write("WRK_HIST [" .. table.concat(parts, ",") .. "]\n")
+  end
 end
 """
 
 
-def lua_script(request: Request) -> str:
-    lines = [f'wrk.method = "{request.method}"']
+def lua_script(request: Request, histogram: bool = False) -> str:
+    lines = [f'wrk.method = "{request.method}"', f"wrk_histogram = {'true' if histogram else 'false'}"]
     if request.body:
         lines.append(f'wrk.body = string.rep("x", {len(request.body)})')
         assert request.body == b"x" * len(request.body), "lua body must be all 'x'"
@@ -376,10 +392,14 @@ def run_wrk(port: int, path: str, scenario: Scenario, duration: int, script: Pat
         preexec_fn=_pinned(CLIENT_CPU),
         check=False,
     )
+    result: dict[str, Any] | None = None
     for line in out.stdout.splitlines():
         if line.startswith("WRK_JSON "):
-            result: dict[str, Any] = json.loads(line[len("WRK_JSON ") :])
-            return result
+            result = json.loads(line[len("WRK_JSON ") :])
+        elif line.startswith("WRK_HIST ") and result is not None:
+            result["hist"] = json.loads(line[len("WRK_HIST ") :])
+    if result is not None:
+        return result
     raise RuntimeError(f"wrk gave no result (rc={out.returncode}): {out.stderr.strip() or out.stdout[-500:]}")
 
 
@@ -402,14 +422,19 @@ def probe(port: int, request: Request, path: str) -> str | None:
 
 
 def measure_wrk(
-    proc: subprocess.Popen[bytes], port: int, spec: ServerSpec, scenario: Scenario, args: argparse.Namespace
+    proc: subprocess.Popen[bytes],
+    port: int,
+    spec: ServerSpec,
+    scenario: Scenario,
+    args: argparse.Namespace,
+    warmup: bool = True,
 ) -> dict[str, Any]:
     path = spec.path_override or scenario.request.path
     problem = probe(port, scenario.request, path)
     if problem:
         return {"error": problem}
     script = Path(args.tmpdir) / f"{scenario.key}.lua"
-    if args.warmup > 0:
+    if warmup and args.warmup > 0:
         run_wrk(port, path, scenario, args.warmup, script)
     cpu_before, busy_before = cpu_seconds(proc.pid), cpu_busy_seconds(SERVER_CPU)
     client_before, wrk_before = cpu_busy_seconds(CLIENT_CPU), _children_cpu()
@@ -420,7 +445,7 @@ def measure_wrk(
     wall = result["duration_us"] / 1e6
     requests = max(result["requests"], 1)
     errors = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
-    return {
+    sample = {
         "rps": result["requests"] / wall,
         "p50_ms": result["p50_us"] / 1000,
         "p99_ms": result["p99_us"] / 1000,
@@ -432,6 +457,9 @@ def measure_wrk(
         "wrk_errors": errors,
         "error_detail": {k: result[k] for k in ("connect", "read", "write", "status", "timeout") if result[k]},
     }
+    if "hist" in result:
+        sample["hist"] = result["hist"]
+    return sample
 
 
 # --------------------------------------------------------------------------- S6 idle connections
@@ -496,7 +524,7 @@ Samples = dict[str, dict[str, list[dict[str, Any]]]]  # scenario -> server -> pe
 def plan(scenarios: list[Scenario], specs: dict[str, ServerSpec]) -> list[tuple[ServerSpec, list[Scenario]]]:
     """Server launches of one round: each server once for its load scenarios, once per S6."""
     launches: list[tuple[ServerSpec, list[Scenario]]] = []
-    load = [s for s in scenarios if s.kind != "idle"]
+    load = [s for s in scenarios if s.kind != "idle" and not s.latency]
     names = list(dict.fromkeys(name for s in load for name in s.servers if name in specs))
     for name in names:
         launches.append((specs[name], [s for s in load if name in s.servers]))
@@ -523,6 +551,48 @@ def run_launch(spec: ServerSpec, scenarios: list[Scenario], args: argparse.Names
     except ServerStartError as exc:
         for scenario in scenarios:
             record(scenario, {"error": f"server failed to start: {exc}"})
+
+
+def _signal_tree(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    for pid in _proc_tree(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def run_latency_phase(specs: list[ServerSpec], scenario: Scenario, args: argparse.Namespace, samples: Samples) -> None:
+    """Tail latency is what the shared machine's noise moves most, and the noise comes in
+    bursts lasting seconds: so all servers run at once, every one but the measured one is
+    stopped (SIGSTOP, so it cannot disturb), and ``--latency-repeats`` slots each measure
+    every server once, in an order rotated per slot. Neighbouring measurements of
+    different servers are seconds apart, and a burst falls on them alike."""
+
+    def record(spec: ServerSpec, sample: dict[str, Any]) -> None:
+        samples.setdefault(scenario.key, {}).setdefault(spec.name, []).append(sample)
+        print(f"    {scenario.key} {spec.name:<20} {brief(sample)}", flush=True)
+
+    with contextlib.ExitStack() as stack:
+        up: list[tuple[ServerSpec, subprocess.Popen[bytes], int]] = []
+        for spec in specs:
+            try:
+                proc, port = stack.enter_context(running(spec))
+            except ServerStartError as exc:
+                record(spec, {"error": f"server failed to start: {exc}"})
+                continue
+            up.append((spec, proc, port))
+        for _, proc, _ in up:  # callbacks run before the servers' own exits: stopped ones ignore SIGTERM
+            stack.callback(_signal_tree, proc, signal.SIGCONT)
+        for _, proc, _ in up:
+            _signal_tree(proc, signal.SIGSTOP)
+        for slot in range(args.latency_repeats):
+            shift = slot % max(len(up), 1)
+            for spec, proc, port in up[shift:] + up[:shift]:
+                _signal_tree(proc, signal.SIGCONT)
+                try:
+                    record(spec, measure_wrk(proc, port, spec, scenario, args))
+                except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+                    record(spec, {"error": f"{type(exc).__name__}: {exc}"})
+                finally:
+                    _signal_tree(proc, signal.SIGSTOP)
 
 
 def brief(sample: dict[str, Any]) -> str:
@@ -561,8 +631,26 @@ def summarize(samples: Samples) -> dict[str, dict[str, dict[str, Any]]]:
             metrics = {k for r in good for k, v in r.items() if isinstance(v, (int, float))}
             for metric in sorted(metrics):
                 entry[metric] = stats([float(r[metric]) for r in good])
+            if good and all("hist" in r for r in good):
+                entry["p99_all_ms"] = pooled_percentile([r["hist"] for r in good], 99.0) / 1000
             summary.setdefault(key, {})[server] = entry
     return summary
+
+
+def pooled_percentile(histograms: list[list[list[int]]], percent: float) -> float:
+    """The percentile over all requests of several wrk runs, from their histograms of
+    ``[latency_us, count]`` pairs, ranked as wrk's own ``latency:percentile`` ranks."""
+    counts: dict[int, int] = {}
+    for histogram in histograms:
+        for value, count in histogram:
+            counts[value] = counts.get(value, 0) + count
+    rank = round(percent / 100 * sum(counts.values()) + 0.5)
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen >= rank:
+            return float(value)
+    return float(max(counts, default=0))
 
 
 def _med(entry: dict[str, Any] | None, metric: str) -> float | None:
@@ -605,6 +693,9 @@ def wrk_table(entries: dict[str, dict[str, Any]]) -> list[str]:
         f"others CPU{SERVER_CPU}/{CLIENT_CPU}% max",
         "wrk errors",
     ]
+    pooled = any("p99_all_ms" in e for e in entries.values())
+    if pooled:  # a latency scenario: p99 per measurement with its spread, and over all requests
+        header[3:4] = ["p99 ms median [min-max]", "p99 ms all requests"]
     ref, floor = entries.get(REFERENCE), entries.get(FLOOR)
     rows = []
     for name, e in entries.items():
@@ -612,12 +703,16 @@ def wrk_table(entries: dict[str, dict[str, Any]]) -> list[str]:
             rows.append(_error_row(name, e, len(header)))
             continue
         cpu = _med(e, "cpu_us_per_req")
+        if pooled:
+            p99 = [_span(e, "p99_ms", ".3f"), f"{e['p99_all_ms']:.3f}" if "p99_all_ms" in e else "-"]
+        else:
+            p99 = [f"{_med(e, 'p99_ms'):.2f}"]
         rows.append(
             [
                 name,
                 _span(e, "rps", ".0f"),
                 f"{_med(e, 'p50_ms'):.2f}",
-                f"{_med(e, 'p99_ms'):.2f}",
+                *p99,
                 _span(e, "cpu_us_per_req", ".1f"),
                 _ratio(_med(e, "rps"), _med(ref, "rps")),
                 _ratio(cpu, _med(ref, "cpu_us_per_req")),
@@ -738,6 +833,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default="", help="comma-separated scenarios, e.g. S1,S5")
     parser.add_argument("--servers", default="", help="comma-separated server names to keep (default all)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round x 2s")
+    parser.add_argument(
+        "--latency-repeats",
+        type=int,
+        default=3,
+        help="measurements of each server per round in a latency scenario (S2; default 3)",
+    )
     parser.add_argument("--idle-connections", type=int, default=2000, help="S6 connection count (default 2000)")
     parser.add_argument(
         "--uvicorn-loop",
@@ -748,9 +849,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to save results")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.duration, args.warmup = 1, 2, 1
-    if args.rounds < 1 or args.duration < 1 or args.warmup < 0:
-        parser.error("--rounds and --duration must be >= 1, --warmup >= 0")
+        args.rounds, args.duration, args.warmup, args.latency_repeats = 1, 2, 1, 1
+    if args.rounds < 1 or args.duration < 1 or args.warmup < 0 or args.latency_repeats < 1:
+        parser.error("--rounds, --duration and --latency-repeats must be >= 1, --warmup >= 0")
     return args
 
 
@@ -816,18 +917,22 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = select_scenarios(args.only)
     specs = select_servers(args, scenarios)
     launches = plan(scenarios, specs)
-    if not launches:
+    if not launches and not any(s.latency for s in scenarios):
         sys.exit("nothing to run (all servers skipped?)")
     samples: Samples = {}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="hump-bench-") as tmpdir:
         args.tmpdir = tmpdir
         for scenario in scenarios:
-            (Path(tmpdir) / f"{scenario.key}.lua").write_text(lua_script(scenario.request))
+            (Path(tmpdir) / f"{scenario.key}.lua").write_text(lua_script(scenario.request, scenario.latency))
         for round_no in range(1, args.rounds + 1):
             print(f"== round {round_no}/{args.rounds} ({time.monotonic() - started:.0f}s elapsed)", flush=True)
             for spec, its_scenarios in launches:
                 run_launch(spec, its_scenarios, args, samples)
+            for scenario in (s for s in scenarios if s.latency):
+                servers = [specs[name] for name in scenario.servers if name in specs]
+                print(f"  {scenario.key}: all {len(servers)} servers up, one running at a time", flush=True)
+                run_latency_phase(servers, scenario, args, samples)
     summary = summarize(samples)
     text = report(summary, args)
     print("\n" + text)
