@@ -113,6 +113,22 @@ _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0
 #: absolute-form starts with a scheme (RFC 9112 §3.2.2).
 _ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://")
 
+
+def _has_full_items() -> bool:
+    """h11's ``Headers`` is a Sequence whose ``__iter__`` (from the ABC) calls
+    ``__getitem__`` once per header; its ``_full_items`` list of (raw name, lower-cased
+    name, value) is the same data at a fraction of the cost. Used only if this h11 has it."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    event = conn.next_event()
+    if not isinstance(event, h11.Request):
+        return False
+    items = getattr(event.headers, "_full_items", None)
+    return isinstance(items, list) and items == [(b"Host", b"host", b"a")]
+
+
+_FULL_ITEMS = _has_full_items()
+
 # Response body framing (RFC 9112 §6.3), chosen when the response starts.
 _NO_BODY = 0  # HEAD, 204, 304: data is dropped
 _LENGTH = 1  # Content-Length given by the app
@@ -333,7 +349,11 @@ class H11Protocol(asyncio.Protocol):
         else:
             self._reject(505, "unsupported HTTP version")
             return
-        headers: HeaderList = list(event.headers)  # names lower-cased by h11
+        # Names lower-cased by h11.
+        if _FULL_ITEMS:
+            headers: HeaderList = [(name, value) for _, name, value in event.headers._full_items]
+        else:
+            headers = list(event.headers)
         host: bytes | None = None
         framing = 0
         length: bytes | None = None  # h11 has validated it: digits, one value
@@ -408,8 +428,7 @@ class H11Protocol(asyncio.Protocol):
         state = self.state
         task = self.loop.create_task(cycle.run(self.app))
         cycle.task = task
-        state.tasks.add(task)
-        task.add_done_callback(state.task_done)
+        state.tasks.add(task)  # run() removes it as its last step (no done-callback round trip)
         if self.config.handler_timeout is not None:
             cycle.handler_timer = self.loop.call_later(self.config.handler_timeout, cycle._on_handler_timeout)
 
@@ -658,6 +677,8 @@ class RequestCycle:
         finally:
             if self.handler_timer is not None:
                 self.handler_timer.cancel()
+            if self.task is not None:
+                self._proto.state.tasks.discard(self.task)
 
     def _abort(self, status: int) -> None:
         """End the cycle abnormally: ``status`` if no response started, then close.

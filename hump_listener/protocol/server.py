@@ -128,6 +128,7 @@ class ServerState:
         self.loop = loop
         self.clock = clock
         self.connections: set[H11Protocol] = set()
+        #: Every request task; each removes itself as its coroutine's last step.
         self.tasks: set[asyncio.Task[None]] = set()
         self.shutting_down = False
         self._server_line = (
@@ -179,14 +180,6 @@ class ServerState:
         )
 
     # Bookkeeping
-
-    def task_done(self, task: asyncio.Task[None]) -> None:
-        """Done-callback of every request task: forget it and surface any escaped error."""
-        self.tasks.discard(task)
-        if not task.cancelled():
-            exc = task.exception()
-            if exc is not None:
-                logger.error("request task failed", exc_info=exc)
 
     def connection_closed(self, protocol: H11Protocol) -> None:
         self.connections.discard(protocol)
