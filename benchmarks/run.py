@@ -314,8 +314,10 @@ class Scenario:
     servers: tuple[str, ...]
     request: Request = field(default_factory=Request)
     connections: int = 50
-    #: A latency scenario: measured in a phase of its own (see ``run_latency_phase``), and
-    #: wrk's whole latency histogram is kept so the p99 over all requests can be computed.
+    #: Measured in a phase of its own, all servers up and one running at a time
+    #: (``run_phase``): the scenarios whose figure compares rows closely (S2's p99, S5's ratio).
+    phase: bool = False
+    #: Keep wrk's whole latency histogram, so the p99 over all requests can be computed.
     latency: bool = False
 
 
@@ -324,7 +326,14 @@ ECHO = Request("POST", "/echo", b"x" * 1024, (("Content-Type", "application/octe
 SCENARIOS = (
     Scenario("S1", "GET / x 50 keep-alive connections", "wrk", MAIN, Request(expect_body=b"Hello, world!")),
     Scenario(
-        "S2", "GET / x 1 keep-alive connection", "wrk", MAIN, Request(expect_body=b"Hello, world!"), 1, latency=True
+        "S2",
+        "GET / x 1 keep-alive connection",
+        "wrk",
+        MAIN,
+        Request(expect_body=b"Hello, world!"),
+        connections=1,
+        phase=True,
+        latency=True,
     ),
     Scenario(
         "S3",
@@ -341,6 +350,7 @@ SCENARIOS = (
         "routes",
         ("hump-1000r", "hump-1r", "starlette-1000r", "starlette-1r"),
         Request(expect_body=b"Hello, bob!"),
+        phase=True,
     ),
     Scenario("S6", "RSS holding idle keep-alive connections", "idle", MAIN),
 )
@@ -524,7 +534,7 @@ Samples = dict[str, dict[str, list[dict[str, Any]]]]  # scenario -> server -> pe
 def plan(scenarios: list[Scenario], specs: dict[str, ServerSpec]) -> list[tuple[ServerSpec, list[Scenario]]]:
     """Server launches of one round: each server once for its load scenarios, once per S6."""
     launches: list[tuple[ServerSpec, list[Scenario]]] = []
-    load = [s for s in scenarios if s.kind != "idle" and not s.latency]
+    load = [s for s in scenarios if s.kind != "idle" and not s.phase]
     names = list(dict.fromkeys(name for s in load for name in s.servers if name in specs))
     for name in names:
         launches.append((specs[name], [s for s in load if name in s.servers]))
@@ -559,10 +569,13 @@ def _signal_tree(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-def run_latency_phase(specs: list[ServerSpec], scenario: Scenario, args: argparse.Namespace, samples: Samples) -> None:
-    """Tail latency is what the shared machine's noise moves most, and the noise comes in
-    bursts lasting seconds: so all servers run at once, every one but the measured one is
-    stopped (SIGSTOP, so it cannot disturb), and ``--latency-repeats`` slots each measure
+def run_phase(
+    specs: list[ServerSpec], scenario: Scenario, args: argparse.Namespace, samples: Samples, round_no: int
+) -> None:
+    """The shared machine's noise comes in bursts lasting seconds, which is enough to
+    decide S2's p99 or S5's 1000/1 ratio by which server a burst fell on. So all the
+    scenario's servers run at once, every one but the measured one is stopped (SIGSTOP,
+    so it cannot disturb), and ``--repeats`` slots each measure
     every server once, in an order rotated per slot. Neighbouring measurements of
     different servers are seconds apart, and a burst falls on them alike."""
 
@@ -583,8 +596,8 @@ def run_latency_phase(specs: list[ServerSpec], scenario: Scenario, args: argpars
             stack.callback(_signal_tree, proc, signal.SIGCONT)
         for _, proc, _ in up:
             _signal_tree(proc, signal.SIGSTOP)
-        for slot in range(args.latency_repeats):
-            shift = slot % max(len(up), 1)
+        for slot in range(args.repeats):
+            shift = ((round_no - 1) * args.repeats + slot) % max(len(up), 1)  # rotation goes on across rounds
             for spec, proc, port in up[shift:] + up[:shift]:
                 _signal_tree(proc, signal.SIGCONT)
                 try:
@@ -834,10 +847,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--servers", default="", help="comma-separated server names to keep (default all)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round x 2s")
     parser.add_argument(
-        "--latency-repeats",
+        "--repeats",
         type=int,
         default=3,
-        help="measurements of each server per round in a latency scenario (S2; default 3)",
+        help="measurements of each server per round in S2 and S5 (default 3)",
     )
     parser.add_argument("--idle-connections", type=int, default=2000, help="S6 connection count (default 2000)")
     parser.add_argument(
@@ -849,9 +862,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to save results")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.duration, args.warmup, args.latency_repeats = 1, 2, 1, 1
-    if args.rounds < 1 or args.duration < 1 or args.warmup < 0 or args.latency_repeats < 1:
-        parser.error("--rounds, --duration and --latency-repeats must be >= 1, --warmup >= 0")
+        args.rounds, args.duration, args.warmup, args.repeats = 1, 2, 1, 1
+    if args.rounds < 1 or args.duration < 1 or args.warmup < 0 or args.repeats < 1:
+        parser.error("--rounds, --duration and --repeats must be >= 1, --warmup >= 0")
     return args
 
 
@@ -917,7 +930,7 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = select_scenarios(args.only)
     specs = select_servers(args, scenarios)
     launches = plan(scenarios, specs)
-    if not launches and not any(s.latency for s in scenarios):
+    if not launches and not any(s.phase for s in scenarios):
         sys.exit("nothing to run (all servers skipped?)")
     samples: Samples = {}
     started = time.monotonic()
@@ -927,12 +940,15 @@ def main(argv: list[str] | None = None) -> int:
             (Path(tmpdir) / f"{scenario.key}.lua").write_text(lua_script(scenario.request, scenario.latency))
         for round_no in range(1, args.rounds + 1):
             print(f"== round {round_no}/{args.rounds} ({time.monotonic() - started:.0f}s elapsed)", flush=True)
-            for spec, its_scenarios in launches:
+            # Even rounds run in reverse order: a server's position in the round (what ran
+            # just before it) must not favour it, and paired rows (S5's 1 vs 1000 routes)
+            # run in both orders.
+            for spec, its_scenarios in launches if round_no % 2 else launches[::-1]:
                 run_launch(spec, its_scenarios, args, samples)
-            for scenario in (s for s in scenarios if s.latency):
+            for scenario in (s for s in scenarios if s.phase):
                 servers = [specs[name] for name in scenario.servers if name in specs]
                 print(f"  {scenario.key}: all {len(servers)} servers up, one running at a time", flush=True)
-                run_latency_phase(servers, scenario, args, samples)
+                run_phase(servers, scenario, args, samples, round_no)
     summary = summarize(samples)
     text = report(summary, args)
     print("\n" + text)
