@@ -432,19 +432,14 @@ def probe(port: int, request: Request, path: str) -> str | None:
 
 
 def measure_wrk(
-    proc: subprocess.Popen[bytes],
-    port: int,
-    spec: ServerSpec,
-    scenario: Scenario,
-    args: argparse.Namespace,
-    warmup: bool = True,
+    proc: subprocess.Popen[bytes], port: int, spec: ServerSpec, scenario: Scenario, args: argparse.Namespace
 ) -> dict[str, Any]:
     path = spec.path_override or scenario.request.path
     problem = probe(port, scenario.request, path)
     if problem:
         return {"error": problem}
     script = Path(args.tmpdir) / f"{scenario.key}.lua"
-    if warmup and args.warmup > 0:
+    if args.warmup > 0:
         run_wrk(port, path, scenario, args.warmup, script)
     cpu_before, busy_before = cpu_seconds(proc.pid), cpu_busy_seconds(SERVER_CPU)
     client_before, wrk_before = cpu_busy_seconds(CLIENT_CPU), _children_cpu()
@@ -543,10 +538,14 @@ def plan(scenarios: list[Scenario], specs: dict[str, ServerSpec]) -> list[tuple[
     return launches
 
 
+def _record(samples: Samples, scenario: Scenario, spec: ServerSpec, sample: dict[str, Any]) -> None:
+    samples.setdefault(scenario.key, {}).setdefault(spec.name, []).append(sample)
+    print(f"    {scenario.key} {spec.name:<20} {brief(sample)}", flush=True)
+
+
 def run_launch(spec: ServerSpec, scenarios: list[Scenario], args: argparse.Namespace, samples: Samples) -> None:
     def record(scenario: Scenario, sample: dict[str, Any]) -> None:
-        samples.setdefault(scenario.key, {}).setdefault(spec.name, []).append(sample)
-        print(f"    {scenario.key} {spec.name:<20} {brief(sample)}", flush=True)
+        _record(samples, scenario, spec, sample)
 
     try:
         with running(spec) as (proc, port):
@@ -575,13 +574,12 @@ def run_phase(
     """The shared machine's noise comes in bursts lasting seconds, which is enough to
     decide S2's p99 or S5's 1000/1 ratio by which server a burst fell on. So all the
     scenario's servers run at once, every one but the measured one is stopped (SIGSTOP,
-    so it cannot disturb), and ``--repeats`` slots each measure
-    every server once, in an order rotated per slot. Neighbouring measurements of
-    different servers are seconds apart, and a burst falls on them alike."""
+    so it cannot disturb), and ``--repeats`` slots each measure every server once, in an
+    order rotated per slot. Neighbouring measurements of different servers are seconds
+    apart, and a burst falls on them alike."""
 
     def record(spec: ServerSpec, sample: dict[str, Any]) -> None:
-        samples.setdefault(scenario.key, {}).setdefault(spec.name, []).append(sample)
-        print(f"    {scenario.key} {spec.name:<20} {brief(sample)}", flush=True)
+        _record(samples, scenario, spec, sample)
 
     with contextlib.ExitStack() as stack:
         up: list[tuple[ServerSpec, subprocess.Popen[bytes], int]] = []
