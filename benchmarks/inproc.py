@@ -17,14 +17,15 @@ import pstats
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import http_web  # noqa: E402
-from hump_listener.protocol.h11_impl import H11Protocol  # noqa: E402
-from hump_listener.protocol.server import ServerConfig, ServerState  # noqa: E402
+from hump_listener.protocol.config import ServerConfig  # noqa: E402
+from hump_listener.protocol.http11 import H11Protocol  # noqa: E402
+from hump_listener.protocol.memory import MemoryTransport  # noqa: E402
+from hump_listener.protocol.server import ServerState  # noqa: E402
 
 REQUESTS = {
     "GET /": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",
@@ -36,43 +37,16 @@ REQUESTS = {
 }
 
 
-class Sink(asyncio.Transport):
-    """A transport that counts responses (one write each on these routes)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-
-    def write(self, data: Any) -> None:
-        self.writes += 1
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def is_closing(self) -> bool:
-        return False
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-
 async def run(raw: bytes, n: int) -> float:
     app = http_web.app
     app.access_log = False
     loop = asyncio.get_running_loop()
     state = ServerState(app, ServerConfig(), loop)
     proto = H11Protocol(state)
-    sink = Sink()
-    proto.connection_made(sink)
+    # The one in-memory transport; responses are counted (one write each on these
+    # routes) and dropped.
+    sink = MemoryTransport(loop, on_write=lambda data: None)
+    sink.connect(proto)
     start = time.process_time()
     for i in range(1, n + 1):
         proto.data_received(raw)

@@ -7,8 +7,11 @@ the other.
 
 Rule 2: the seam is deliberately as small as ASGI's ``(scope, receive, send)``. A server
 calls ``await app(head, channel)`` once per request, in a task of its own; the app
-answers through ``channel``. An ASGI adapter, the in-process test client and the
-built-in h11 server are all just different producers of ``(RequestHead, Channel)``.
+answers through ``channel``. There are two producers of ``(RequestHead, Channel)``: the
+built-in HTTP/1.1 protocol (``protocol.http11``, with ``protocol.cycle`` as the
+Channel) and the ASGI adapter (``asgi``). The in-process test client is not a third one:
+it drives the built-in protocol over the in-memory transport (``protocol.memory``), so a
+test goes through exactly the code a socket would.
 
 Rule 3: every request gets exactly one response. If the app returns (or raises) without
 having started one, the server answers 500 itself; if it raises after starting one,
@@ -19,12 +22,26 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import IO, Protocol
 
-__all__ = ["Channel", "ClientDisconnect", "HeaderList", "RequestHead", "SeamApp"]
+__all__ = ["Channel", "ClientDisconnect", "HeaderList", "RequestHead", "SeamApp", "reason_phrase"]
 
 #: Header fields as a list of ``(name, value)`` byte pairs; names are lower-case.
 HeaderList = list[tuple[bytes, bytes]]
+
+
+_CLASS_PHRASES = {1: "Informational", 2: "Success", 3: "Redirection", 4: "Client Error", 5: "Server Error"}
+
+
+def reason_phrase(status: int) -> str:
+    """The reason phrase both sides use (status lines, the server's own error bodies, the
+    access log, ``HTTPError``'s default detail): the registered phrase, else the phrase of
+    the status class (RFC 9110 §15: ``499`` is a "Client Error")."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return _CLASS_PHRASES.get(status // 100, "Unknown")
 
 
 class ClientDisconnect(Exception):

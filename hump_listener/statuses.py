@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+from .seam import reason_phrase
+
 CONTINUE: int = 100
 SWITCHING_PROTOCOLS: int = 101
 PROCESSING: int = 102
@@ -76,8 +78,9 @@ REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
 
 
 def reason(status: int) -> str:
-    """The reason phrase for ``status`` (``""`` for an unregistered code)."""
-    return REASONS.get(status, "")
+    """The reason phrase for ``status``: the registered one, else its class's ("Client
+    Error" for 499); the same phrase the status line carries (``seam.reason_phrase``)."""
+    return REASONS.get(status) or reason_phrase(status)
 
 
 def is_valid(status: int) -> bool:

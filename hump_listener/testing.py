@@ -7,7 +7,8 @@
         assert r.status_code == 200 and r.text == "Hello, bob!"
 
 Each request is serialised by h11 in the client role, fed to a fresh ``H11Protocol``
-(the server's own per-connection protocol) over an in-memory transport, and the bytes it
+(the server's own per-connection protocol) over the in-memory transport of
+``protocol.memory``, and the bytes it
 writes are parsed back by h11. So a test exercises exactly what a socket would: framing,
 Content-Length, chunked streams, HEAD, keep-alive decisions, the 500 of a crashing
 handler.
@@ -52,8 +53,10 @@ from urllib.parse import quote, urlencode, urlsplit
 import h11
 
 from .models import Headers
-from .protocol.h11_impl import H11Protocol
-from .protocol.server import ServerConfig, ServerState
+from .protocol.config import ServerConfig
+from .protocol.http11 import H11Protocol
+from .protocol.memory import MemoryTransport
+from .protocol.server import ServerState
 from .seam import SeamApp
 
 __all__ = ["AsyncTestClient", "TestClient", "TestResponse"]
@@ -110,32 +113,21 @@ class TestResponse:
         return f"<TestResponse [{self.status_code} {self.reason}]>"
 
 
-class _MemoryTransport(asyncio.Transport):
-    """The server's end of an in-memory connection: writes go to an h11 client parser."""
+class _ResponseReader:
+    """The client's end of an in-memory connection: the server's bytes go to an h11
+    client parser, and ``done`` resolves once a whole response (or the close) is in."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, protocol: H11Protocol, client: h11.Connection) -> None:
-        super().__init__()
-        self._loop = loop
-        self._protocol = protocol
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: h11.Connection) -> None:
         self._client = client
-        self._closing = False
-        self.readable = asyncio.Event()  # set while the server reads (and once it closed)
-        self.readable.set()
+        self._closed = False
         self.done: asyncio.Future[None] = loop.create_future()
         self.events: list[h11.Event] = []
 
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        extra = {"peername": ("127.0.0.1", 50000), "sockname": (DEFAULT_HOST, 80)}
-        return extra.get(name, default)
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closing or self.done.done():
+    def receive(self, data: bytes) -> None:
+        if self.done.done():
             return
-        self._client.receive_data(bytes(data))
+        self._client.receive_data(data)
         self._parse()
-
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        self.write(b"".join(list_of_data))
 
     def _parse(self) -> None:
         client = self._client
@@ -156,16 +148,14 @@ class _MemoryTransport(asyncio.Transport):
             if not self.done.done():
                 problem = (
                     "the server closed the connection before the response was complete"
-                    if self._closing
+                    if self._closed
                     else "invalid response from the server"
                 )
                 self.done.set_exception(ConnectionError(f"{problem}: {exc}"))
 
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self.readable.set()
+    def closed(self) -> None:
+        """The server closed the connection."""
+        self._closed = True
         if not self.done.done():
             # Close-delimited bodies end here; anything else is an incomplete response.
             self._client.receive_data(b"")
@@ -174,29 +164,6 @@ class _MemoryTransport(asyncio.Transport):
                 self.done.set_exception(
                     ConnectionError("the server closed the connection before the response was complete")
                 )
-        self._loop.call_soon(self._protocol.connection_lost, None)
-
-    def abort(self) -> None:
-        self.close()
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def pause_reading(self) -> None:
-        if not self._closing:
-            self.readable.clear()
-
-    def resume_reading(self) -> None:
-        self.readable.set()
-
-    def is_reading(self) -> bool:
-        return self.readable.is_set()
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
 
 
 class AsyncTestClient:
@@ -366,14 +333,17 @@ class AsyncTestClient:
         loop = asyncio.get_running_loop()
         client = h11.Connection(h11.CLIENT)
         protocol = H11Protocol(self._server_state())
-        transport = _MemoryTransport(loop, protocol, client)
-        protocol.connection_made(transport)
+        reader = _ResponseReader(loop, client)
+        transport = MemoryTransport(
+            loop, sockname=(DEFAULT_HOST, 80), on_write=reader.receive, on_close=reader.closed
+        )
+        transport.connect(protocol)
         head = client.send(h11.Request(method=method, target=target, headers=headers))
         assert head is not None
         tasks: list[asyncio.Task[None]] = []
 
         def feed(data: bytes) -> None:
-            protocol.data_received(data)
+            transport.feed(data)
             cycle = protocol.cycle
             if cycle is not None and cycle.task is not None and cycle.task not in tasks:
                 tasks.append(cycle.task)
@@ -393,13 +363,13 @@ class AsyncTestClient:
                     if end:
                         feed(end)
             except Exception as exc:  # e.g. the caller's body iterator failed
-                if not transport.done.done():
-                    transport.done.set_exception(exc)
+                if not reader.done.done():
+                    reader.done.set_exception(exc)
 
         sender = loop.create_task(send_body())
         try:
             try:
-                await asyncio.wait_for(transport.done, timeout)
+                await asyncio.wait_for(reader.done, timeout)
             except (asyncio.TimeoutError, TimeoutError):
                 for task in tasks:
                     task.cancel()
@@ -415,9 +385,9 @@ class AsyncTestClient:
             if pending:
                 await asyncio.wait(pending)
             await asyncio.sleep(0)
-            if transport.done.done() and not transport.done.cancelled():
-                transport.done.exception()  # mark retrieved: no "never retrieved" warning
-        return _build_response(transport.events)
+            if reader.done.done() and not reader.done.cancelled():
+                reader.done.exception()  # mark retrieved: no "never retrieved" warning
+        return _build_response(reader.events)
 
     def _store_cookies(self, response: TestResponse) -> None:
         for name, value, expired in _parse_set_cookies(response.headers):

@@ -18,78 +18,19 @@ from typing import Any
 
 import h11
 
-from hump_listener.protocol.h11_impl import H11Protocol
-from hump_listener.protocol.server import Server, ServerConfig, ServerState
+from hump_listener.protocol.config import ServerConfig
+from hump_listener.protocol.http11 import H11Protocol
+from hump_listener.protocol.memory import MemoryTransport
+from hump_listener.protocol.server import Server, ServerState
 from hump_listener.seam import Channel, HeaderList, RequestHead, SeamApp
 
 # ---------------------------------------------------------------------------------------
 # Fakes
 
 
-class FakeTransport(asyncio.Transport):
-    """Records writes; close()/abort() report connection_lost on the next loop turn."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, peer: tuple[str, int] = ("127.0.0.1", 50000)) -> None:
-        super().__init__()
-        self.loop = loop
-        self.protocol: asyncio.Protocol | None = None
-        self.out = bytearray()
-        self.writes = 0
-        self.writes_after_close = 0
-        self.closing = False
-        self.aborted = False
-        self.reading = True
-        self.lost = False
-        self.pause_on_write = False
-        self._extra = {"peername": peer, "sockname": ("127.0.0.1", 8000)}
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._extra.get(name, default)
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.closing:
-            self.writes_after_close += 1
-            return
-        self.writes += 1
-        self.out += data
-        if self.pause_on_write:  # as if every write filled the buffer past its high-water mark
-            assert self.protocol is not None
-            self.protocol.pause_writing()
-
-    def writelines(self, list_of_data: Any) -> None:
-        self.write(b"".join(list_of_data))
-
-    def close(self) -> None:
-        if not self.closing:
-            self.closing = True
-            self.loop.call_soon(self._lose)
-
-    def abort(self) -> None:
-        self.aborted = True
-        self.close()
-
-    def _lose(self) -> None:
-        self.lost = True
-        assert self.protocol is not None
-        self.protocol.connection_lost(None)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def is_reading(self) -> bool:
-        return self.reading
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
+def FakeTransport(loop: asyncio.AbstractEventLoop, peer: tuple[str, int] = ("127.0.0.1", 50000)) -> MemoryTransport:
+    """The protocol's one in-memory transport (``hump_listener.protocol.memory``)."""
+    return MemoryTransport(loop, peer=peer)
 
 
 class FakeTimer:
@@ -153,9 +94,8 @@ class Conn:
         loop: Any = self.clock if self.clock is not None else real
         self.state = ServerState(app, ServerConfig(**config), loop)
         self.proto = H11Protocol(self.state)
-        self.transport = FakeTransport(real)
-        self.transport.protocol = self.proto
-        self.proto.connection_made(self.transport)
+        self.transport = MemoryTransport(real)
+        self.transport.connect(self.proto)
 
     def send(self, data: bytes) -> None:
         self.proto.data_received(data)

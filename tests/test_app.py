@@ -353,7 +353,7 @@ def test_statuses() -> None:
     assert statuses.IM_A_TEAPOT == 418
     assert statuses.NOT_FOUND == 404
     assert statuses.reason(418) == "I'm a Teapot"
-    assert statuses.reason(299) == ""
+    assert statuses.reason(299) == "Success"  # the class phrase, as on the status line
 
 
 # -- request model and body --------------------------------------------------------------------

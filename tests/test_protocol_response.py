@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 from protocol_helpers import Conn, hello, request, text
 
-from hump_listener.protocol.h11_impl import STATUS_LINES
+from hump_listener.protocol.writer import STATUS_LINES
 from hump_listener.seam import Channel, ClientDisconnect, HeaderList, RequestHead, SeamApp
 
 pytestmark = pytest.mark.timeout(10)

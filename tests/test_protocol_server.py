@@ -8,7 +8,7 @@ import socket
 import tempfile
 
 import pytest
-from protocol_helpers import echo_body, echo_target, exchange, hello, parse_responses, request, serve
+from protocol_helpers import Conn, echo_body, echo_target, exchange, hello, parse_responses, request, serve, settle
 
 from hump_listener.protocol import Server, ServerConfig
 from hump_listener.seam import Channel, RequestHead
@@ -208,3 +208,41 @@ async def test_shutdown_timeout_cancels_with_503() -> None:
     writer.close()
     with contextlib.suppress(ConnectionError):
         await writer.wait_closed()
+
+
+async def test_a_second_shutdown_call_cuts_the_first_drain_short() -> None:
+    """A second signal calls ``shutdown(0)`` while the first drain (here 60 s) runs: the
+    running drain must cancel what is left now, not wait out its own timeout."""
+    started = asyncio.Event()
+
+    async def app(head: RequestHead, channel: Channel) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    server = Server(app, ServerConfig(port=0))
+    await server.start()
+    async with asyncio.timeout(10):  # the first drain alone would take 60 s
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(request())
+        await started.wait()
+        first = asyncio.ensure_future(server.shutdown(timeout=60))
+        await settle(lambda: server.state is not None and server.state.shutting_down)
+        await server.shutdown(0)
+        assert first.done()
+        await first
+        data = await reader.read()
+    assert parse_responses(data)[0].status == 503
+    assert server.state is not None and not server.state.tasks
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
+async def test_a_request_task_cancelled_before_its_first_step_leaves_the_task_set() -> None:
+    conn = Conn(hello)
+    conn.send(request())
+    cycle = conn.proto.cycle
+    assert cycle is not None and cycle.task is not None and cycle.task in conn.state.tasks
+    cycle.cancel_task()  # before the task ever ran: RequestCycle.run's finally never runs
+    await conn.settle(lambda: not conn.state.tasks)
+    assert cycle.task.cancelled()

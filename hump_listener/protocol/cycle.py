@@ -1,0 +1,396 @@
+"""One request and its response: ``RequestCycle``, the server's ``seam.Channel`` (request lifetime).
+
+The cycle is handed a few narrow collaborators when it is made (the transport, the flow
+control, the loop, the config and the server state) and talks to its connection through
+four named methods of ``H11Protocol``: ``closed``, ``keep_alive_possible()``,
+``cycle_done()`` and ``who()``. The connection talks to the cycle through ``feed()``,
+``feed_end()``, ``lost()``, ``abort()`` and ``run()``.
+
+Rules:
+
+1. Exactly one response per request (seam rule 3): an app that returns or raises without
+   having responded gets a 500 from here; one that raises mid-response gets a close.
+2. A client that went away is normal: the app's later writes become no-ops or
+   ``ClientDisconnect``, and nothing is written to the dead transport.
+3. ``Expect: 100-continue`` (HTTP/1.1 only) is answered when the app first waits in
+   ``receive()`` for body bytes, never after a final response started.
+4. The body deadline counts only time the app spends waiting in ``receive()`` (see
+   ``ServerConfig.body_timeout``), never time when we paused reading.
+5. Keep-alive needs the whole request received, the client willing, the server not
+   shutting down and the connection able to carry another request (the connection knows:
+   ``keep_alive_possible()``); a response started before the request body was fully
+   received therefore closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import IO, TYPE_CHECKING
+
+from hump_listener.protocol.writer import (
+    CHUNKED,
+    CONTINUE,
+    CRLF,
+    LAST_CHUNK,
+    LENGTH,
+    NO_BODY,
+    chunk_size_line,
+    serialise_head,
+)
+from hump_listener.seam import ClientDisconnect, HeaderList, RequestHead, SeamApp
+
+if TYPE_CHECKING:
+    from hump_listener.protocol.flow_control import FlowControl
+    from hump_listener.protocol.http11 import H11Protocol
+
+__all__ = ["RequestCycle"]
+
+logger = logging.getLogger("hump_listener.error")
+
+
+class RequestCycle:
+    """One request and its response; implements ``seam.Channel``."""
+
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_conn",
+        "_expect_100",
+        "_flow",
+        "_framing",
+        "_keep_alive",
+        "_loop",
+        "_received",
+        "_remaining",
+        "_state",
+        "_transport",
+        "_waited",
+        "_waiter",
+        "body_done",
+        "complete",
+        "disconnected",
+        "handler_timer",
+        "head",
+        "keep_alive",
+        "length_left",
+        "started",
+        "task",
+    )
+
+    def __init__(self, conn: H11Protocol, head: RequestHead, keep_alive: bool, expect_100: bool, length: int) -> None:
+        # Collaborators (connection lifetime, borrowed)
+        self._conn = conn
+        self._transport = conn.transport
+        self._flow: FlowControl = conn.flow
+        self._loop = conn.loop
+        self._state = conn.state
+        # The request
+        self.head = head
+        #: The client allows another request after this one.
+        self.keep_alive = keep_alive
+        #: Content-Length body bytes still to count (-1: chunked, decoded by h11).
+        self.length_left = length
+        self.task: asyncio.Task[None] | None = None
+        self.handler_timer: asyncio.TimerHandle | None = None
+        # Request body
+        self._chunks: list[bytes] = []
+        self._buffered = 0  # bytes in _chunks
+        self._received = 0  # body bytes received so far
+        self._waited = 0.0  # seconds the app spent waiting for body bytes
+        self._waiter: asyncio.Future[None] | None = None  # only while the app waits
+        self._expect_100 = expect_100
+        self.body_done = False
+        self.disconnected = False
+        # Response
+        self.started = False
+        self.complete = False
+        self._framing = NO_BODY
+        self._remaining = 0  # Content-Length bytes still to write
+        self._keep_alive = False
+
+    # -- driven by the connection ---------------------------------------------------------
+
+    async def run(self, app: SeamApp) -> None:
+        """Run the app for this request (rule 1); the task removes itself from the server's
+        task set as its last step."""
+        try:
+            await app(self.head, self)
+        except asyncio.CancelledError:
+            self.abort(503)
+            raise
+        except ClientDisconnect:
+            if not self.disconnected:
+                logger.error("app raised ClientDisconnect on a live connection")
+            self.abort(500)
+        except Exception:
+            if self.disconnected:
+                logger.debug("app failed after the client left", exc_info=True)
+            else:
+                logger.exception("Exception in app for %s %r", self.head.method, self.head.target)
+            self.abort(500)
+        else:
+            if not self.started:
+                if not self.disconnected:
+                    logger.error("app returned without responding to %s %r", self.head.method, self.head.target)
+                self.abort(500)
+            elif not self.complete:
+                if not self.disconnected:
+                    logger.error("app returned without ending the response")
+                self.abort(500)
+        finally:
+            if self.handler_timer is not None:
+                self.cancel_handler_timer()
+            if self.task is not None:
+                self._state.tasks.discard(self.task)
+
+    def discard_task(self) -> None:
+        """Remove this cycle's task from the server's task set."""
+        if self.task is not None:
+            self._state.tasks.discard(self.task)
+
+    def cancel_task(self) -> None:
+        """Cancel the app's task. A task cancelled before its first step never runs
+        ``run``'s ``finally``, so the task set is also cleaned by a done-callback here
+        (added only on this rare path, never per request)."""
+        task = self.task
+        if task is not None and not task.done():
+            task.add_done_callback(self._state.tasks.discard)
+            task.cancel()
+
+    def start_handler_timer(self, timeout: float) -> None:
+        self.handler_timer = self._loop.call_later(timeout, self._on_handler_timeout)
+
+    def cancel_handler_timer(self) -> None:
+        if self.handler_timer is not None:
+            self.handler_timer.cancel()
+            self.handler_timer = None
+
+    def feed(self, data: bytes) -> None:
+        """Body bytes from the client."""
+        self._chunks.append(data)
+        n = len(data)
+        self._buffered += n
+        self._received += n
+        self._wake()
+
+    def feed_end(self) -> None:
+        """The request body is complete."""
+        self.body_done = True
+        self._wake()
+
+    @property
+    def buffered(self) -> int:
+        """Body bytes received and not yet taken by the app."""
+        return self._buffered
+
+    def lost(self) -> None:
+        """The client is gone, or the connection is closing: no more body, no more output."""
+        self.disconnected = True
+        self._wake()
+
+    def abort(self, status: int) -> None:
+        """End the cycle abnormally: ``status`` if no response started, then close.
+
+        A no-op once the response is complete: the connection may be serving the next
+        request by then."""
+        if self.complete:
+            return
+        conn = self._conn
+        if not self.started and not self.disconnected and not conn.closed:
+            self._transport.write(self._state.simple_response(status))
+        self.started = self.complete = True
+        self.lost()  # the app's further calls become no-ops / ClientDisconnect
+        conn.cycle_done(self, keep_alive=False)
+
+    def _on_handler_timeout(self) -> None:
+        self.handler_timer = None
+        if not self.complete:
+            logger.warning("handler timeout for %s %r", self.head.method, self.head.target)
+            self.abort(503)
+            self.cancel_task()
+
+    # -- the request body (seam.Channel) -------------------------------------------------
+
+    async def receive(self) -> bytes:
+        while True:
+            chunks = self._chunks
+            if chunks:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self._buffered = 0
+                if not self.body_done:
+                    self._flow.resume_reading()
+                return data
+            if self.body_done:
+                return b""
+            if self.disconnected:
+                raise ClientDisconnect()
+            if self._expect_100:
+                self._expect_100 = False
+                if not self.started:
+                    self._transport.write(CONTINUE)
+            await self._wait_for_body()
+
+    async def _wait_for_body(self) -> None:
+        loop = self._loop
+        config = self._state.config
+        timer = None
+        if config.body_timeout is not None:
+            allowance = config.body_timeout
+            if config.body_min_rate > 0:
+                allowance += self._received / config.body_min_rate - self._waited
+            timer = loop.call_later(max(allowance, 0.0), self._on_body_timeout)
+        waiter = self._waiter = loop.create_future()
+        started = loop.time()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if config.body_min_rate > 0:
+                self._waited += loop.time() - started
+            if timer is not None:
+                timer.cancel()
+
+    def _on_body_timeout(self) -> None:
+        logger.info("%s - request body too slow: 408", self._conn.who())
+        self.abort(408)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the response (seam.Channel) -------------------------------------------------------
+
+    def _head(self, status: int, headers: HeaderList, body: bytes | None) -> bytes:
+        state = self._state
+        head = self.head
+        keep_alive = self.body_done and self.keep_alive and not state.shutting_down and self._conn.keep_alive_possible()
+        out, self._framing, self._remaining, self._keep_alive = serialise_head(
+            status, headers, body, head.method, head.http_version, keep_alive,
+            state.server_headers, state.server_header_lines,
+        )  # positional: this runs once per response
+        return out
+
+    def respond(self, status: int, headers: HeaderList, body: bytes) -> None:
+        if self.disconnected:  # silent: the client is gone (or the server already answered)
+            self.started = self.complete = True
+            return
+        if self.started:
+            raise RuntimeError("response already started")
+        out = self._head(status, headers, body)
+        if self._framing == LENGTH:
+            if self._remaining != len(body):
+                raise ValueError(f"Content-Length {self._remaining} does not match a {len(body)}-byte body")
+            out += body
+        self.started = True
+        self._transport.write(out)
+        self._finish(self._keep_alive)
+
+    async def start(self, status: int, headers: HeaderList) -> None:
+        if self.disconnected:
+            self.started = True
+            return
+        if self.started:
+            raise RuntimeError("response already started")
+        out = self._head(status, headers, None)
+        self.started = True
+        self._transport.write(out)
+
+    async def write(self, data: bytes) -> None:
+        if self.disconnected:
+            raise ClientDisconnect()
+        if not self.started or self.complete:
+            raise RuntimeError("write() needs a started, unfinished response")
+        if not data or self._framing == NO_BODY:
+            return
+        flow = self._flow
+        if flow.write_paused:
+            await flow.drain()
+            if self.disconnected:
+                raise ClientDisconnect()
+        transport = self._transport
+        framing = self._framing
+        if framing == CHUNKED:
+            transport.writelines((chunk_size_line(len(data)), data, CRLF))
+        else:
+            if framing == LENGTH:
+                if len(data) > self._remaining:
+                    raise RuntimeError("more data than the declared Content-Length")
+                self._remaining -= len(data)
+            transport.write(data)
+
+    async def end(self) -> None:
+        if self.complete:
+            return
+        if self.disconnected:
+            self.started = self.complete = True
+            return
+        if not self.started:
+            raise RuntimeError("end() before start()")
+        keep_alive = self._keep_alive
+        if self._framing == CHUNKED:
+            self._transport.write(LAST_CHUNK)
+        elif self._framing == LENGTH and self._remaining:
+            logger.error("response ended %d bytes short of its Content-Length", self._remaining)
+            keep_alive = False  # the client cannot frame what follows: close
+        self._finish(keep_alive)
+
+    async def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        if self.disconnected:
+            raise ClientDisconnect()
+        if not self.started or self.complete:
+            raise RuntimeError("sendfile() needs a started, unfinished response")
+        if count <= 0 or self._framing == NO_BODY:
+            return
+        framing = self._framing
+        if framing == LENGTH:
+            if count > self._remaining:
+                raise RuntimeError("more data than the declared Content-Length")
+            self._remaining -= count
+        transport = self._transport
+        if framing == CHUNKED:
+            # One chunk around the whole range keeps the file bytes zero-copy.
+            transport.write(chunk_size_line(count))
+        flow = self._flow
+        if flow.write_paused:
+            await flow.drain()
+        if self.disconnected:
+            raise ClientDisconnect()
+        if self._conn.sendfile_native:
+            try:
+                sent = await self._loop.sendfile(transport, file, offset, count)
+            except (OSError, RuntimeError) as exc:
+                if self.disconnected or transport.is_closing() or isinstance(exc, ConnectionError):
+                    self.lost()
+                    raise ClientDisconnect() from exc
+                raise
+            if sent != count:
+                raise RuntimeError(f"file ended after {sent} of {count} bytes")
+        else:
+            await self._copy_file(file, offset, count)
+        if framing == CHUNKED:
+            transport.write(CRLF)
+
+    async def _copy_file(self, file: IO[bytes], offset: int, count: int) -> None:
+        """sendfile fallback: read and write in chunks, honouring write backpressure."""
+        flow = self._flow
+        file.seek(offset)
+        left = count
+        while left:
+            chunk = file.read(min(left, 64 * 1024))
+            if not chunk:
+                raise RuntimeError(f"file ended after {count - left} of {count} bytes")
+            self._transport.write(chunk)
+            left -= len(chunk)
+            if flow.write_paused:
+                await flow.drain()
+            if self.disconnected:
+                raise ClientDisconnect()
+
+    def _finish(self, keep_alive: bool) -> None:
+        self.complete = True
+        if self.handler_timer is not None:
+            self.cancel_handler_timer()
+        self._conn.cycle_done(self, keep_alive)

@@ -1,0 +1,445 @@
+"""HTTP/1.1 over an asyncio transport: one ``H11Protocol`` per connection.
+
+The connection's jobs are the asyncio callbacks, the timers, pipelining and closing; the
+head is read by ``head.read_head`` (pure), each request and its response are a
+``cycle.RequestCycle``, and responses are serialised by ``writer`` (pure). Policy
+choices, in the order a connection meets them (RFC 9110 / RFC 9112):
+
+1. Heads and framing: see ``head`` (pre-scan, what we check beyond h11, keep-alive as the
+   client asks). Every error the protocol answers itself carries ``Connection: close`` and
+   closes the connection (lingering, rule 7).
+2. Responses: see ``writer`` (framing by §6.3, no response splitting) and ``cycle`` (one
+   response per request, 100-continue, the body deadline).
+3. Keep-alive only when the request was read to its end, the client allows it, the app did
+   not send ``Connection: close``, the client has not half-closed (or already sent its next
+   request) and the server is not shutting down. After each request a fresh h11 connection
+   parses the next head, so h11 is never left in a state we did not drive.
+4. Pipelining: a request is parsed only once its predecessor's response is complete; bytes
+   that arrive meanwhile are held and reading is paused (read-ahead: one socket read).
+5. Timeouts are ``loop.call_later`` handles: first byte (quiet close), head (408),
+   keep-alive (quiet close), body (408, in the cycle), handler (503, or close once
+   started), linger (close).
+6. No exception escapes an ``asyncio.Protocol`` callback: each one logs and aborts. App
+   errors get a 500 if no response started, a close otherwise (``hump_listener.error``).
+7. Lingering close (nginx's ``lingering_close``): when we close a connection whose client
+   may still be sending (an error answered mid-request, a body left unread), we half-close
+   and discard its bytes until it closes or ``linger_timeout`` passes. Closing with unread
+   bytes in the kernel's buffer sends a reset, and the reset can destroy the response we
+   just wrote (the 413 a client uploading too much should see).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from hump_listener.protocol.cycle import RequestCycle
+from hump_listener.protocol.flow_control import FlowControl
+from hump_listener.protocol.head import Incomplete, ParsedHead, Rejection, read_head
+
+if TYPE_CHECKING:
+    import h11  # the same API as the compiled build; typed against the pure one
+
+    from hump_listener.protocol.server import ServerState
+else:
+    from hump_listener.protocol.parser import h11
+
+__all__ = ["H11Protocol"]
+
+logger = logging.getLogger("hump_listener.error")
+
+
+def _can_write_eof(transport: asyncio.BaseTransport) -> bool:
+    try:
+        return bool(transport.can_write_eof())  # type: ignore[attr-defined]
+    except (AttributeError, NotImplementedError):
+        return False
+
+
+def _peer(address: object) -> tuple[str, int] | None:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return (str(address[0]), int(address[1]))
+    return None
+
+
+class H11Protocol(asyncio.Protocol):
+    """One HTTP/1.1 connection (connection lifetime)."""
+
+    def __init__(self, state: ServerState) -> None:
+        # Shared server state (server lifetime)
+        self.state = state
+        self.config = state.config
+        self.loop = state.loop
+        self.app = state.app
+
+        # Per-connection state
+        self.transport: Any = None  # an asyncio transport (uvloop's are not asyncio.Transport subclasses)
+        self.flow: FlowControl
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.sendfile_native = False
+        #: Received bytes not yet parsed: a partial head, or pipelined requests.
+        self._buf = bytearray()
+        #: The first-byte timer, then the head timer while a head is incomplete.
+        self._head_timer: asyncio.TimerHandle | None = None
+        #: A head's first byte arrived and ``_head_timer`` is the head timer.
+        self._head_started = False
+        #: The keep-alive timer, armed once and re-armed only when it fires early (a
+        #: ``call_later`` + ``cancel`` per request would cost ~2 µs); ``_idle_since`` is
+        #: when the connection last became idle, ``None`` while a request is under way.
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_since: float | None = None
+        #: The linger timer: closes a half-closed connection the client keeps open.
+        self._linger_timer: asyncio.TimerHandle | None = None
+        #: The client half-closed (no more requests will come).
+        self._eof = False
+        #: We closed the transport, or lost it.
+        self._closed = False
+        #: Closed on our side, still reading (and discarding) what the client sends.
+        self._lingering = False
+
+        # Per-request state: the cycle, and the h11 connection decoding its chunked body.
+        self.cycle: RequestCycle | None = None
+        self._decoder: h11.Connection | None = None
+
+    # -- asyncio.Protocol callbacks: each one catches everything (policy 6) ----------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        try:
+            self.flow = FlowControl(transport, self.loop)  # type: ignore[arg-type]
+            config, state = self.config, self.state
+            self.client = _peer(transport.get_extra_info("peername"))
+            self.server = _peer(transport.get_extra_info("sockname"))
+            if transport.get_extra_info("sslcontext") is not None:
+                self.scheme = "https"
+            else:
+                self.sendfile_native = transport.get_extra_info("socket") is not None
+            transport.set_write_buffer_limits(high=config.write_high_water)  # type: ignore[attr-defined]
+            if state.shutting_down or len(state.connections) >= config.max_connections:
+                if not state.shutting_down:
+                    logger.warning("connection limit (%d) reached: 503", config.max_connections)
+                transport.write(state.simple_response(503))  # type: ignore[attr-defined]
+                self._close()
+                return
+            state.connections.add(self)
+            self._head_timer = self.loop.call_later(config.first_byte_timeout, self._on_idle_timeout)
+        except Exception:
+            self._crash("connection_made")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._closed = True
+            self.state.connection_closed(self)
+            self._cancel_timers()
+            if self.cycle is not None:
+                self.cycle.lost()
+            self.flow.resume_writing()  # wake any writer waiting to drain
+        except Exception:
+            logger.exception("error in connection_lost")
+
+    def eof_received(self) -> bool:
+        if self._lingering:
+            return False  # the client has finished sending: close now
+        try:
+            self._eof = True
+            if self.cycle is None and self._buf and not self._closed:
+                self._process_head(self._buf)  # complete pipelined requests are still answered
+            cycle = self.cycle
+            if cycle is not None and not cycle.complete:
+                if cycle.body_done:
+                    return True  # half-close after a complete request: still answer it
+                cycle.lost()  # mid-body: the request can never complete
+        except Exception:
+            self._crash("eof_received")
+        return False
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the rest of a request we answered without reading: discard it
+        try:
+            cycle = self.cycle
+            if cycle is None:
+                self._receive_head(data)
+            elif not cycle.body_done:
+                if cycle.length_left >= 0:
+                    self._feed_length(cycle, data)
+                else:
+                    self._feed_chunked(cycle, data)
+            else:
+                # A pipelined request: it waits, and so does the socket (policy 4).
+                self._buf += data
+                self.flow.pause_reading()
+        except Exception:
+            self._crash("data_received")
+
+    def pause_writing(self) -> None:
+        self.flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.flow.resume_writing()
+
+    # -- request heads ----------------------------------------------------------------------
+
+    def _receive_head(self, data: bytes) -> None:
+        self._idle_since = None  # busy: a pending keep-alive check finds nothing to do
+        if self._head_timer is not None and not self._head_started:
+            self._head_timer.cancel()  # the first-byte timer: the client is active
+            self._head_timer = None
+        buf = self._buf
+        if buf:
+            buf += data
+            self._process_head(buf)
+        else:
+            self._process_head(data)
+
+    def _process_head(self, data: bytes | bytearray) -> None:
+        result = read_head(data, self.config, self._eof, self.client, self.server, self.scheme)
+        if type(result) is ParsedHead:
+            if self._head_started:
+                self._head_started = False
+                if self._head_timer is not None:
+                    self._head_timer.cancel()
+                    self._head_timer = None
+            end = result.end
+            self._buf = bytearray(data[end:]) if len(data) > end else bytearray()
+            self._start_request(result)
+        elif type(result) is Incomplete:
+            self._buf = result.data if isinstance(result.data, bytearray) else bytearray(result.data)
+            if not self._head_started:
+                self._head_started = True
+                self._head_timer = self.loop.call_later(self.config.head_timeout, self._on_head_timeout)
+        else:
+            assert type(result) is Rejection
+            status, reason = result
+            if status is not None:
+                self._reject(status, reason)
+            else:
+                if reason:
+                    logger.info("%s - %s: closing", self.who(), reason)
+                self._close()
+
+    def _start_request(self, parsed: ParsedHead) -> None:
+        """Make the request's cycle, hand it the body bytes already here, run the app."""
+        cycle = self.cycle = RequestCycle(self, parsed.head, parsed.keep_alive, parsed.expect_100, parsed.length)
+        if parsed.length == 0:
+            cycle.feed_end()
+        elif parsed.length > 0:
+            rest, self._buf = self._buf, bytearray()
+            self._feed_length(cycle, rest)
+        else:  # chunked: the h11 connection that read the head decodes the body
+            self._decoder = parsed.decoder
+            if not self._read_chunked(cycle):
+                return
+            rest = self._buf
+            if rest and not cycle.body_done:
+                self._buf = bytearray()
+                if not self._feed_chunked(cycle, bytes(rest)):
+                    return
+        if self._buf:
+            self.flow.pause_reading()  # pipelined bytes already here: read no further
+
+        task = self.loop.create_task(cycle.run(self.app))
+        cycle.task = task
+        self.state.tasks.add(task)  # run() removes it as its last step (no done-callback round trip)
+        if self.config.handler_timeout is not None:
+            cycle.start_handler_timer(self.config.handler_timeout)
+
+    # -- request bodies ---------------------------------------------------------------------
+
+    def _feed_length(self, cycle: RequestCycle, data: bytes | bytearray) -> None:
+        """Hand up to ``cycle.length_left`` bytes of a Content-Length body to the cycle;
+        bytes beyond it belong to the next request and wait in ``_buf`` (policy 4)."""
+        left = cycle.length_left
+        if len(data) > left:
+            self._buf += data[left:]
+            data = data[:left]
+            self.flow.pause_reading()
+        if data:
+            cycle.length_left = left - len(data)
+            cycle.feed(bytes(data))
+        if cycle.length_left == 0:
+            cycle.feed_end()
+        elif cycle.buffered > self.config.body_high_water:
+            self.flow.pause_reading()
+
+    def _feed_chunked(self, cycle: RequestCycle, data: bytes) -> bool:
+        assert self._decoder is not None
+        self._decoder.receive_data(data)
+        return self._read_chunked(cycle)
+
+    def _read_chunked(self, cycle: RequestCycle) -> bool:
+        """Move h11's body events into the cycle; False if the body was malformed."""
+        decoder = self._decoder
+        assert decoder is not None
+        while True:
+            try:
+                event = decoder.next_event()
+            except h11.RemoteProtocolError as exc:
+                logger.info("%s - invalid request body: %s", self.who(), exc)
+                cycle.abort(exc.error_status_hint)
+                return False
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                break
+            if type(event) is h11.Data:
+                cycle.feed(bytes(event.data))
+            elif type(event) is h11.EndOfMessage:
+                cycle.feed_end()
+                break
+            else:  # ConnectionClosed: never fed to h11, so unreachable
+                break
+        if cycle.buffered > self.config.body_high_water:
+            self.flow.pause_reading()
+        return True
+
+    # -- what the cycle asks of its connection --------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """We closed the transport, or lost it."""
+        return self._closed
+
+    def keep_alive_possible(self) -> bool:
+        """The connection can carry another request: the client has not half-closed, or its
+        next request is already buffered."""
+        return not self._eof or bool(self._buf)
+
+    def who(self) -> str:
+        """The client, for log lines."""
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "client"
+
+    def cycle_done(self, cycle: RequestCycle, keep_alive: bool) -> None:
+        """``cycle``'s response is complete (or was aborted): close, or serve the next request."""
+        if self.cycle is not cycle:
+            return
+        self.cycle = None
+        decoder, self._decoder = self._decoder, None
+        if self._closed:
+            return
+        if not keep_alive or not cycle.body_done or self.state.shutting_down:
+            self._close(linger=not cycle.body_done)
+            return
+        if decoder is not None:
+            trailing = decoder.trailing_data[0]
+            if trailing:
+                self._buf[:0] = trailing
+        self.flow.resume_reading()
+        if self._buf:
+            # Parse the next pipelined request from the loop, not from inside the app's call.
+            self.loop.call_soon(self._resume_pipeline)
+        elif self._eof:
+            self._close()
+        else:
+            self._idle_since = self.loop.time()
+            if self._idle_timer is None:
+                self._idle_timer = self.loop.call_later(self.config.keep_alive_timeout, self._on_keep_alive_check)
+
+    def _resume_pipeline(self) -> None:
+        try:
+            if self.cycle is None and self._buf and not self._closed:
+                self._process_head(self._buf)
+        except Exception:
+            self._crash("pipelined request")
+
+    # -- server-driven endings ----------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close now if idle, else after the current response."""
+        if self.cycle is None:
+            self._close()
+
+    def cancel_request(self) -> None:
+        """Shutdown deadline passed: 503 if no response started, else close."""
+        if self.cycle is not None:
+            self.cycle.abort(503)
+
+    def abort(self) -> None:
+        self._closed = True
+        self._cancel_timers()
+        self.transport.abort()
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def _cancel_timers(self) -> None:
+        """Stop the connection-level timers (first-byte/head, keep-alive, linger)."""
+        for timer in (self._head_timer, self._idle_timer, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._idle_timer = self._linger_timer = None
+
+    def _on_idle_timeout(self) -> None:
+        self._head_timer = None
+        self._close()
+
+    def _on_keep_alive_check(self) -> None:
+        """Close if idle for ``keep_alive_timeout``; if the connection has been busy since
+        the timer was armed, wait out the rest of the new idle period."""
+        self._idle_timer = None
+        since = self._idle_since
+        if self._closed or since is None:
+            return  # closed, or serving a request: the request's end arms it again
+        remaining = since + self.config.keep_alive_timeout - self.loop.time()
+        if remaining > 0:
+            self._idle_timer = self.loop.call_later(remaining, self._on_keep_alive_check)
+        else:
+            self._close()
+
+    def _on_head_timeout(self) -> None:
+        self._head_timer = None
+        self._head_started = False
+        if self._buf:
+            self._reject(408, "request head timeout")
+        else:
+            self._close()
+
+    def _on_linger_timeout(self) -> None:
+        self._linger_timer = None
+        self.transport.close()
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def _reject(self, status: int, reason: str) -> None:
+        """Answer a request we could not parse, and close (policy 1)."""
+        logger.info("%s - %d %s", self.who(), status, reason)
+        if not self._closed:
+            self.transport.write(self.state.simple_response(status))
+        self._close(linger=True)
+
+    def _close(self, linger: bool = False) -> None:
+        """Close the connection. ``linger``: the client may still be sending (a request
+        we did not read to its end), so half-close and discard its bytes for a while
+        first (policy 7)."""
+        if not self._closed:
+            self._closed = True
+            self._cancel_timers()
+            transport = self.transport
+            if linger and not self._eof and _can_write_eof(transport):
+                self._lingering = True
+                self._linger_timer = self.loop.call_later(self.config.linger_timeout, self._on_linger_timeout)
+                try:
+                    transport.write_eof()  # our FIN follows the response
+                except OSError:  # the client is already gone
+                    self._linger_timer.cancel()
+                    self._linger_timer = None
+                    transport.abort()
+            else:
+                transport.close()
+            self.flow.resume_reading()
+            self.flow.resume_writing()
+        if self.cycle is not None:
+            self.cycle.lost()
+
+    def _crash(self, where: str) -> None:
+        logger.exception("internal error in %s; closing the connection", where)
+        try:
+            self._closed = True
+            self._cancel_timers()
+            if self.transport is not None:
+                self.transport.abort()
+            if self.cycle is not None:
+                self.cycle.lost()
+        except Exception:
+            logger.exception("error while aborting the connection")
+
