@@ -146,10 +146,10 @@ class App(Listener[HTTPContext]):
         if path in self.routes:
             raise RouteDefinitionError(f"event {path!r} is already registered")
         if path == _FALLBACK:
-            endpoint = Endpoint(path, "*", "/" + path, fn, ["_"], middleware, max_body_size, opts)
+            endpoint = Endpoint(path, "*", None, fn, middleware, max_body_size, opts)
             self.fallback = endpoint
         else:
-            parsed = parse_event_name(path)
+            parsed = parse_event_name(path)  # RouteDefinitionError for a route-like typo
             if parsed is None:
                 # Not an HTTP route: keep tiny-listener's own behaviour for plain events.
                 route = Route(path=path, fn=fn, opts=opts)
@@ -157,11 +157,10 @@ class App(Listener[HTTPContext]):
                 self.routes[path] = route
                 return
             method, route_path = parsed
+            # Compiled once: the plan needs param_names, then the router takes the Template.
             template = Template.compile(route_path)
-            endpoint = Endpoint(
-                path, method, route_path, fn, template.param_names, middleware, max_body_size, opts
-            )
-            self.router.add(method, route_path, endpoint)
+            endpoint = Endpoint(path, method, template, fn, middleware, max_body_size, opts)
+            self.router.add(method, template, endpoint)
         endpoint.chain = _compose(endpoint.middleware, self._invoke)
         self.routes[path] = endpoint
 
@@ -185,16 +184,16 @@ class App(Listener[HTTPContext]):
         return True
 
     def _rebuild_router(self) -> None:
-        routes = list(self.routes.items())
-        self.routes.clear()
+        """Re-index what is left in ``self.routes`` (after a removal): the same Endpoint
+        objects, templates and plans; nothing is parsed, compiled or planned again."""
         self.router, self.fallback, self.plain_routes = Router(), None, []
-        for key, route in routes:
-            opts = dict(route.opts)
-            if isinstance(route, Endpoint):
-                opts.update(middleware=route.middleware, max_body_size=route.max_body_size)
-                self.add_on_event_hook(route.fn, key, **opts)
+        for route in self.routes.values():
+            if not isinstance(route, Endpoint):
+                self.plain_routes.append(route)
+            elif route.template is None:
+                self.fallback = route
             else:
-                self.add_on_event_hook(route.hook._Hook__fn, key, **opts)  # type: ignore[attr-defined]
+                self.router.add(route.method, route.template, route)
 
     def on_event(self, path: str = _FALLBACK, **opts: Any) -> Callable[[F], F]:
         """``@app.on_event("GET:/user/{name}")``; ``middleware=[...]`` and
@@ -257,7 +256,10 @@ class App(Listener[HTTPContext]):
         through the route tree instead of a linear scan."""
         from tiny_listener import EventNotFound
 
-        parsed = parse_event_name(path)
+        try:
+            parsed = parse_event_name(path)
+        except RouteDefinitionError as exc:
+            raise EventNotFound(f"route `{path}` not found: {exc}") from None
         if parsed is not None:
             method, http_path = parsed
             try:

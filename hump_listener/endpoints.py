@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tiny_listener import Context, Data, Depends, Event, Param, Route
 
 from .errors import RouteDefinitionError
+from .routing import WS, Template, parse_event_name
+from .tiny_internals import init_route_without_regex
 
 if TYPE_CHECKING:
     from .context import HTTPContext
@@ -155,16 +156,17 @@ def _name(fn: Any) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)!s}"
 
 
-def _tiny_path(event_name: str) -> str:
-    """Rewrite Flask-style placeholders for tiny-listener's own compiler, which only
-    knows ``{name:conv}``; its regex is kept for ``Route.match`` but never routes HTTP."""
-    name = re.sub(r"<(?:([^<>:]+):)?([^<>:]+)>", lambda m: f"{{{m.group(2)}:{m.group(1) or 'str'}}}", event_name)
-    return name.replace(":string}", ":str}")
+#: ``route_path`` of the not-found fallback (``@app.on_event()``), which has no template.
+_FALLBACK_PATH = "/{_:path}"
 
 
 class Endpoint(Route):
     """A tiny-listener ``Route`` (so ``Event.route`` stays meaningful) that also carries
-    the HTTP method, our compiled template's plan, per-route middleware and limits."""
+    the HTTP method, our compiled template and the plan, per-route middleware and limits.
+
+    ``path`` (tiny-listener's name for it) is the event name as registered. The route is
+    matched with our ``Template`` (``template is None``: the not-found fallback, which
+    answers every HTTP event); tiny-listener's own path regex is never compiled."""
 
     #: The route's middleware around the handler, composed once by the app.
     chain: Callable[[HTTPContext], Awaitable[Response]]
@@ -173,23 +175,42 @@ class Endpoint(Route):
         self,
         event_name: str,
         method: str,
-        path: str,
+        template: Template | None,
         fn: Handler,
-        param_names: Sequence[str],
         middleware: Sequence[Middleware] = (),
         max_body_size: int | None = None,
         opts: dict[str, Any] | None = None,
     ) -> None:
         where = f"route {event_name!r}"
-        self.plan: Plan = build_plan(fn, param_names, where)
-        super().__init__(path=_tiny_path(event_name), fn=fn, opts=opts)
+        self.template = template
+        self.param_names: tuple[str, ...] = tuple(template.param_names) if template is not None else ("_",)
+        self.plan: Plan = build_plan(fn, self.param_names, where)
+        init_route_without_regex(self, event_name, fn, opts)
         self.event_name = event_name
         self.method = method
-        self.route_path = path
+        self.route_path = template.source if template is not None else _FALLBACK_PATH
         self.fn = fn
         self.middleware: tuple[Middleware, ...] = tuple(middleware)
         self.max_body_size = max_body_size
         self.qualname = _name(fn)
+
+    def match(self, path: str) -> dict[str, Any] | None:
+        """tiny-listener's ``Route.match``, by event name (``"GET:/user/bob"``): the path
+        parameters if this endpoint answers that event, as ``Router.match`` would (``*``
+        any HTTP method, HEAD served by GET, WS only by WS), else ``None``."""
+        try:
+            parsed = parse_event_name(path)
+        except RouteDefinitionError:
+            return None
+        if parsed is None:
+            return None
+        method, http_path = parsed
+        if self.template is None:
+            return {"_": http_path}
+        own = self.method
+        if not (own == method or (own == "*" and method != WS) or (own == "GET" and method == "HEAD")):
+            return None
+        return self.template.match(http_path)
 
     def __repr__(self) -> str:
         return f"Endpoint({self.event_name!r} -> {self.qualname})"

@@ -360,7 +360,7 @@ def test_statuses() -> None:
 
 
 async def test_request_model(app: App) -> None:
-    @app.post("/req x")
+    @app.post("/req%20x")  # templates are written percent-encoded, matched decoded
     async def req(ctx: HTTPContext) -> dict[str, Any]:
         r = ctx.request
         return {
