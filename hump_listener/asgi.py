@@ -106,6 +106,12 @@ class ASGIChannel:
     def ended(self) -> bool:
         return self._ended
 
+    @property
+    def websocket(self) -> None:
+        """An ``http`` scope never upgrades (ASGI servers hand WebSockets over as a
+        ``websocket`` scope of their own)."""
+        return None
+
     async def receive(self) -> bytes:
         if self._body_done:
             return b""

@@ -25,7 +25,16 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import IO, Protocol
 
-__all__ = ["Channel", "ClientDisconnect", "HeaderList", "RequestHead", "SeamApp", "reason_phrase"]
+__all__ = [
+    "Channel",
+    "ClientDisconnect",
+    "HeaderList",
+    "RequestHead",
+    "SeamApp",
+    "WebSocketChannel",
+    "WebSocketDisconnect",
+    "reason_phrase",
+]
 
 #: Header fields as a list of ``(name, value)`` byte pairs; names are lower-case.
 HeaderList = list[tuple[bytes, bytes]]
@@ -46,6 +55,21 @@ def reason_phrase(status: int) -> str:
 
 class ClientDisconnect(Exception):
     """The client went away: reading the body or writing the response is no longer possible."""
+
+
+class WebSocketDisconnect(ClientDisconnect):
+    """The WebSocket connection is closed: raised by ``receive`` and ``send`` alike, so a
+    handler that only sends learns of it too. ``code`` is the close code received (1005
+    when the close frame had none, 1006 when the connection dropped without one), or the
+    one we sent when we closed first; ``reason`` its reason."""
+
+    def __init__(self, code: int = 1000, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +140,58 @@ class Channel(Protocol):
     async def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
         """Send ``count`` bytes of ``file`` from ``offset`` as part of a started response,
         zero-copy where the transport allows it."""
+
+    @property
+    def websocket(self) -> WebSocketChannel | None:
+        """The WebSocket this request asks to open (its ``Upgrade`` header names
+        ``websocket``), or ``None``. The request is still plain HTTP until the app calls
+        ``websocket.accept()``; answering with ``respond`` instead refuses the upgrade."""
+
+
+class WebSocketChannel(Protocol):
+    """One WebSocket connection's way back to the server (connection lifetime).
+
+    Rule 1: before ``accept()`` the request is HTTP: ``rejection`` says whether the
+    handshake itself is invalid, and the app answers that (or any refusal) through the
+    request's ``Channel``. After ``accept()`` the connection speaks RFC 6455 only.
+
+    Rule 2: messages are ``str`` (text frames) or ``bytes`` (binary frames), whole:
+    fragments are reassembled and text is validated as UTF-8 by the server.
+
+    Rule 3: once the connection is closed, by either side or by the network, ``receive``
+    and ``send`` raise ``WebSocketDisconnect``; ``close`` is idempotent.
+    """
+
+    @property
+    def rejection(self) -> tuple[int, HeaderList, bytes] | None:
+        """``(status, headers, body)`` to answer instead of a 101 when the handshake is
+        invalid (426 for another WebSocket version, 400 for a bad key, ...), else None."""
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """The subprotocols the client offered (``Sec-WebSocket-Protocol``), in its order."""
+
+    @property
+    def accepted(self) -> bool:
+        """True once the 101 was sent."""
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed (or closing): nothing more can be sent."""
+
+    async def accept(self, subprotocol: str | None = None, headers: HeaderList | None = None) -> None:
+        """Send the 101 (with ``subprotocol``, which must be one the client offered, and
+        any extra ``headers``) and switch the connection to WebSocket."""
+
+    async def receive(self) -> str | bytes:
+        """The next message; raises ``WebSocketDisconnect`` once the connection closes."""
+
+    async def send(self, message: str | bytes) -> None:
+        """Send one message (text for ``str``, binary for ``bytes``); waits while the
+        transport is above its high-water mark. Raises ``WebSocketDisconnect`` if closed."""
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (a no-op once closed)."""
 
 
 #: What a server calls once per request.

@@ -32,6 +32,11 @@ Policy choices:
 5. Cookies: a dict of name → wire value for the host ``testserver``. ``Set-Cookie``
    from responses updates it (``Max-Age=0`` or a past ``Expires`` deletes), like a
    browser that ignores Domain and Path; ``cookies=`` adds cookies to one request only.
+6. WebSockets: ``websocket_connect(path)`` opens one in-memory connection through the
+   server's HTTP/1.1 protocol and, after the 101, its WebSocket protocol; the client's
+   frames are made and parsed by the ``websockets`` package's sans-I/O client. Leaving
+   the block closes the connection (1000) and waits for the handler to end (up to the
+   client's timeout); ``receive()`` raises ``WebSocketDisconnect`` once the server closed.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import json as json_module
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -59,7 +64,14 @@ from .protocol.memory import MemoryTransport
 from .protocol.server import ServerState
 from .seam import SeamApp
 
-__all__ = ["AsyncTestClient", "TestClient", "TestResponse"]
+__all__ = [
+    "AsyncTestClient",
+    "AsyncWebSocketSession",
+    "TestClient",
+    "TestResponse",
+    "WebSocketRejected",
+    "WebSocketSession",
+]
 
 _DEFAULT: Any = object()
 
@@ -297,6 +309,53 @@ class AsyncTestClient:
     async def delete(self, url: str, **kw: Any) -> TestResponse:
         return await self.request("DELETE", url, **kw)
 
+    def websocket_connect(
+        self,
+        url: str,
+        subprotocols: Sequence[str] | None = None,
+        headers: HeaderInput | None = None,
+        *,
+        params: Params | None = None,
+        timeout: Any = _DEFAULT,
+    ) -> contextlib.AbstractAsyncContextManager[AsyncWebSocketSession]:
+        """``async with client.websocket_connect("/ws") as ws: await ws.send_text("hi")``.
+
+        The handshake and every frame go through the server's real HTTP/1.1 and
+        WebSocket protocols over the in-memory transport (policy 6). A refused handshake
+        raises ``WebSocketRejected`` with the HTTP response."""
+        limit: float | None = self.timeout if timeout is _DEFAULT else timeout
+        return self._websocket(self._target(url, params), list(subprotocols or ()), _header_list(headers), limit)
+
+    @contextlib.asynccontextmanager
+    async def _websocket(
+        self, target: bytes, subprotocols: list[str], headers: list[tuple[str, str]], timeout: float | None
+    ) -> AsyncIterator[AsyncWebSocketSession]:
+        loop = asyncio.get_running_loop()
+        protocol = H11Protocol(self._server_state())
+        session = AsyncWebSocketSession(loop, self, target, subprotocols, headers, timeout)
+        transport = MemoryTransport(
+            loop, sockname=(DEFAULT_HOST, 80), on_write=session._received, on_close=session._server_closed,
+            half_close=True,
+        )
+        session._transport = transport
+        transport.connect(protocol)
+        session._start()
+        cycle = protocol.cycle
+        task = cycle.task if cycle is not None else None
+        try:
+            await session._handshake(timeout)
+            yield session
+        finally:
+            await session._finish()
+            if task is not None and not task.done():
+                # Policy 4: the handler has ended when the block does (bounded).
+                done, _ = await asyncio.wait([task], timeout=timeout)
+                if not done:
+                    task.cancel()
+                    await asyncio.wait([task])
+            transport.close()
+            await asyncio.sleep(0)
+
     # Internals
 
     def _target(self, url: str, params: Params | None) -> bytes:
@@ -517,6 +576,286 @@ class TestClient:
 
     def delete(self, url: str, **kw: Any) -> TestResponse:
         return self.request("DELETE", url, **kw)
+
+    @contextlib.contextmanager
+    def websocket_connect(
+        self,
+        url: str,
+        subprotocols: Sequence[str] | None = None,
+        headers: HeaderInput | None = None,
+        **kw: Any,
+    ) -> Iterator[WebSocketSession]:
+        """``with client.websocket_connect("/ws") as ws: ws.send_text("hi")``: see
+        ``AsyncTestClient.websocket_connect``; every call blocks until done."""
+        manager = self._client.websocket_connect(url, subprotocols, headers, **kw)
+        session: AsyncWebSocketSession = self._run(manager.__aenter__())
+        try:
+            yield WebSocketSession(self, session)
+        except BaseException as exc:
+            if not self._run(manager.__aexit__(type(exc), exc, exc.__traceback__)):
+                raise
+        else:
+            self._run(manager.__aexit__(None, None, None))
+
+
+# ---------------------------------------------------------------------------------------
+# WebSockets
+# ---------------------------------------------------------------------------------------
+
+
+class WebSocketRejected(Exception):
+    """The server answered the WebSocket handshake with an HTTP response, not a 101."""
+
+    def __init__(self, response: TestResponse) -> None:
+        super().__init__(f"WebSocket handshake refused: {response.status_code} {response.reason}")
+        self.response = response
+
+
+class AsyncWebSocketSession:
+    """The client's end of one in-memory WebSocket connection (``websocket_connect``).
+
+    Frames are built and parsed by the ``websockets`` package's sans-I/O client, so the
+    server is checked by an independent implementation, as h11 checks its HTTP."""
+
+    __test__ = False
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        client: AsyncTestClient,
+        target: bytes,
+        subprotocols: list[str],
+        headers: list[tuple[str, str]],
+        timeout: float | None,
+    ) -> None:
+        try:
+            from websockets.client import ClientProtocol
+            from websockets.typing import Subprotocol
+            from websockets.uri import parse_uri
+        except ImportError as exc:
+            raise RuntimeError(
+                'websocket_connect needs the websockets package: pip install "hump_listener[websockets]"'
+            ) from exc
+        self._loop = loop
+        self._timeout = timeout
+        uri = parse_uri(f"ws://{client.host}{target.decode('ascii')}")
+        offered = [Subprotocol(name) for name in subprotocols] or None
+        self._ws = ClientProtocol(uri, subprotocols=offered, max_size=None)
+        request = self._ws.connect()
+        jar = client.cookies
+        for name, value in headers:
+            request.headers[name] = value
+        if jar and "cookie" not in {name for name, _ in headers}:
+            request.headers["cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
+        self._ws.send_request(request)
+        self._transport: MemoryTransport | None = None
+        self._opened: asyncio.Future[None] = loop.create_future()
+        self._messages: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        self._fragments: list[bytes] = []
+        self._fragment_text = False
+        #: The 101's headers, once accepted.
+        self.headers: Headers = Headers()
+        #: The subprotocol the server chose, or None.
+        self.subprotocol: str | None = None
+        #: The close code and reason the server sent, once it closed.
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+
+    # -- wiring to the in-memory transport ------------------------------------------------
+
+    def _start(self) -> None:
+        self._send_pending()
+
+    def _send_pending(self) -> None:
+        """Hand what the client protocol has to send to the server, from the loop (never
+        from inside the server's own write)."""
+        transport = self._transport
+        assert transport is not None
+        for data in self._ws.data_to_send():
+            if transport.is_closing():
+                return
+            if data:
+                transport.feed(data)
+            else:
+                transport.feed_eof()
+
+    def _received(self, data: bytes) -> None:
+        from websockets.frames import BINARY, CLOSE, CONT, TEXT, Frame
+        from websockets.http11 import Response
+
+        ws = self._ws
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if isinstance(event, Response):
+                if event.status_code == 101 and ws.handshake_exc is None:
+                    self.headers = Headers(
+                        [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in event.headers.raw_items()]
+                    )
+                    self.subprotocol = ws.subprotocol
+                    if not self._opened.done():
+                        self._opened.set_result(None)
+                else:
+                    headers = Headers(
+                        [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in event.headers.raw_items()]
+                    )
+                    response = TestResponse(
+                        event.status_code, event.reason_phrase, headers, bytes(event.body or b""), "1.1"
+                    )
+                    if not self._opened.done():
+                        self._opened.set_exception(WebSocketRejected(response))
+                continue
+            if not isinstance(event, Frame):
+                continue
+            opcode, data = event.opcode, bytes(event.data)
+            if opcode is TEXT or opcode is BINARY:
+                if event.fin:
+                    self._messages.put_nowait(data.decode() if opcode is TEXT else data)
+                else:
+                    self._fragments, self._fragment_text = [data], opcode is TEXT
+            elif opcode is CONT:
+                self._fragments.append(data)
+                if event.fin:
+                    whole = b"".join(self._fragments)
+                    self._messages.put_nowait(whole.decode() if self._fragment_text else whole)
+            elif opcode is CLOSE:
+                close = ws.close_rcvd
+                self.close_code = close.code if close is not None else 1005
+                self.close_reason = close.reason if close is not None else ""
+                self._messages.put_nowait(None)
+        self._loop.call_soon(self._send_pending)
+
+    def _server_closed(self) -> None:
+        if self.close_code is None:
+            self.close_code = 1006
+            self.close_reason = ""
+        if not self._opened.done():
+            self._opened.set_exception(ConnectionError("the server closed the connection during the handshake"))
+        self._messages.put_nowait(None)
+
+    async def _handshake(self, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(self._opened), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise TimeoutError(f"no answer to the WebSocket handshake in {timeout} s") from None
+
+    async def _finish(self) -> None:
+        if self._opened.done() and not self._opened.cancelled() and self._opened.exception() is None:
+            await self.close()
+
+    # -- the API -----------------------------------------------------------------------
+
+    async def send(self, message: str | bytes) -> None:
+        if isinstance(message, str):
+            self._ws.send_text(message.encode())
+        else:
+            self._ws.send_binary(message)
+        self._send_pending()
+        await asyncio.sleep(0)
+
+    async def send_text(self, text: str) -> None:
+        await self.send(text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self.send(bytes(data))
+
+    async def send_json(self, data: Any, mode: str = "text") -> None:
+        text = json_module.dumps(data)
+        await self.send(text if mode == "text" else text.encode())
+
+    async def receive(self) -> str | bytes:
+        """The next message; ``WebSocketDisconnect`` once the server has closed."""
+        from .seam import WebSocketDisconnect
+
+        if self._messages.empty() and self.close_code is not None:
+            raise WebSocketDisconnect(self.close_code, self.close_reason or "")
+        try:
+            message = await asyncio.wait_for(self._messages.get(), self._timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise TimeoutError(f"no WebSocket message in {self._timeout} s") from None
+        if message is None:
+            self._messages.put_nowait(None)  # later calls raise too
+            raise WebSocketDisconnect(self.close_code or 1006, self.close_reason or "")
+        return message
+
+    async def receive_text(self) -> str:
+        message = await self.receive()
+        if not isinstance(message, str):
+            raise TypeError(f"expected a text message, got {message!r}")
+        return message
+
+    async def receive_bytes(self) -> bytes:
+        message = await self.receive()
+        if not isinstance(message, bytes):
+            raise TypeError(f"expected a binary message, got {message!r}")
+        return message
+
+    async def receive_json(self) -> Any:
+        return json_module.loads(await self.receive())
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (a no-op once the connection is closing)."""
+        from websockets.protocol import OPEN
+
+        if self._ws.state is OPEN:
+            self._ws.send_close(code, reason)
+            self._send_pending()
+        await asyncio.sleep(0)
+
+
+class WebSocketSession:
+    """The blocking twin of ``AsyncWebSocketSession`` (``TestClient.websocket_connect``)."""
+
+    __test__ = False
+
+    def __init__(self, client: TestClient, session: AsyncWebSocketSession) -> None:
+        self._client = client
+        self._session = session
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self._session.subprotocol
+
+    @property
+    def headers(self) -> Headers:
+        return self._session.headers
+
+    @property
+    def close_code(self) -> int | None:
+        return self._session.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self._session.close_reason
+
+    def send(self, message: str | bytes) -> None:
+        self._client._run(self._session.send(message))
+
+    def send_text(self, text: str) -> None:
+        self._client._run(self._session.send_text(text))
+
+    def send_bytes(self, data: bytes) -> None:
+        self._client._run(self._session.send_bytes(data))
+
+    def send_json(self, data: Any, mode: str = "text") -> None:
+        self._client._run(self._session.send_json(data, mode))
+
+    def receive(self) -> str | bytes:
+        message: str | bytes = self._client._run(self._session.receive())
+        return message
+
+    def receive_text(self) -> str:
+        text: str = self._client._run(self._session.receive_text())
+        return text
+
+    def receive_bytes(self) -> bytes:
+        data: bytes = self._client._run(self._session.receive_bytes())
+        return data
+
+    def receive_json(self) -> Any:
+        return self._client._run(self._session.receive_json())
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self._client._run(self._session.close(code, reason))
 
 
 # ---------------------------------------------------------------------------------------

@@ -65,6 +65,32 @@ DEFAULT_HANDLER_TIMEOUT: float | None = None
 #: 10 s leaves room for shutdown callbacks inside the 30 s an orchestrator (Kubernetes'
 #: terminationGracePeriodSeconds, systemd's TimeoutStopSec is 90 s) waits before SIGKILL.
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+#: No write progress for this long (the client stopped reading) → close. nginx
+#: ``send_timeout``: 60 s; Kestrel ``MinResponseDataRate``: 240 B/s after a 5 s grace;
+#: uvicorn: none.
+DEFAULT_SEND_TIMEOUT: float | None = 60.0
+
+# WebSocket (RFC 6455) limits; see protocol/websocket.py for where each applies.
+
+#: Largest message after reassembly; larger → close 1009. websockets ``max_size``: 1 MiB;
+#: aiohttp ``max_msg_size``: 4 MiB; uvicorn ``ws_max_size``: 16 MiB.
+DEFAULT_WS_MAX_MESSAGE_SIZE = 1024 * 1024
+#: Messages received and not yet taken by the handler before reading pauses. websockets
+#: ``max_queue``: 16; uvicorn pauses after every message until the app takes it.
+DEFAULT_WS_MAX_QUEUE = 16
+#: Inbound silence before a keep-alive ping. websockets and uvicorn: 20 s; aiohttp
+#: ``heartbeat``: off. Below nginx's 60 s ``proxy_read_timeout``, so proxies keep it open.
+DEFAULT_WS_PING_INTERVAL: float | None = 20.0
+#: No inbound byte this long after a ping → close 1011. websockets and uvicorn: 20 s.
+DEFAULT_WS_PING_TIMEOUT = 20.0
+#: After a close frame, the peer gets this long to close the TCP connection. websockets
+#: ``close_timeout``: 10 s.
+DEFAULT_WS_CLOSE_TIMEOUT = 10.0
+#: permessage-deflate (RFC 7692): off by default (CPU, and memory per connection). When on,
+#: windows of 2**12 bytes and zlib memLevel 5, uvicorn's tuning: about 64 KiB of zlib
+#: state per connection instead of ~320 KiB with zlib's defaults.
+DEFAULT_WS_DEFLATE_WINDOW_BITS = 12
+DEFAULT_WS_DEFLATE_MEM_LEVEL = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +116,12 @@ class ServerConfig:
     linger_timeout: float = DEFAULT_LINGER_TIMEOUT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     server_header: str | None = "hump_listener"
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT
+    ws_max_message_size: int = DEFAULT_WS_MAX_MESSAGE_SIZE
+    ws_max_queue: int = DEFAULT_WS_MAX_QUEUE
+    ws_ping_interval: float | None = DEFAULT_WS_PING_INTERVAL
+    ws_ping_timeout: float = DEFAULT_WS_PING_TIMEOUT
+    ws_close_timeout: float = DEFAULT_WS_CLOSE_TIMEOUT
+    ws_per_message_deflate: bool = False
+    ws_deflate_window_bits: int = DEFAULT_WS_DEFLATE_WINDOW_BITS
+    ws_deflate_mem_level: int = DEFAULT_WS_DEFLATE_MEM_LEVEL

@@ -43,6 +43,7 @@ from hump_listener.seam import ClientDisconnect, HeaderList, RequestHead, SeamAp
 if TYPE_CHECKING:
     from hump_listener.protocol.flow_control import FlowControl
     from hump_listener.protocol.http11 import H11Protocol
+    from hump_listener.protocol.websocket import WebSocketProtocol
 
 __all__ = ["RequestCycle"]
 
@@ -76,6 +77,7 @@ class RequestCycle:
         "length_left",
         "started",
         "task",
+        "websocket",
     )
 
     def __init__(self, conn: H11Protocol, head: RequestHead, keep_alive: bool, expect_100: bool, length: int) -> None:
@@ -93,6 +95,9 @@ class RequestCycle:
         self.length_left = length
         self.task: asyncio.Task[None] | None = None
         self.handler_timer: asyncio.TimerHandle | None = None
+        #: The WebSocket this request asks to open (``seam.Channel.websocket``), set by
+        #: the connection for an ``Upgrade: websocket`` request.
+        self.websocket: WebSocketProtocol | None = None
         # Request body
         self._chunks: list[bytes] = []
         self._buffered = 0  # bytes in _chunks
@@ -114,13 +119,18 @@ class RequestCycle:
     async def run(self, app: SeamApp) -> None:
         """Run the app for this request (rule 1); the task removes itself from the server's
         task set as its last step."""
+        failed = True
         try:
             await app(self.head, self)
+            failed = False
         except asyncio.CancelledError:
             self.abort(503)
             raise
         except ClientDisconnect:
-            if not self.disconnected:
+            websocket = self.websocket
+            if websocket is not None and websocket.accepted:
+                failed = not websocket.closed  # a WebSocketDisconnect the handler let through
+            elif not self.disconnected:
                 logger.error("app raised ClientDisconnect on a live connection")
             self.abort(500)
         except Exception:
@@ -141,6 +151,8 @@ class RequestCycle:
         finally:
             if self.handler_timer is not None:
                 self.cancel_handler_timer()
+            if self.websocket is not None:
+                self.websocket.finish(failed)  # the handler's end is the connection's
             if self.task is not None:
                 self._state.tasks.discard(self.task)
 

@@ -37,11 +37,12 @@ from typing import TYPE_CHECKING, Any
 from hump_listener.protocol.cycle import RequestCycle
 from hump_listener.protocol.flow_control import FlowControl
 from hump_listener.protocol.head import Incomplete, ParsedHead, Rejection, read_head
+from hump_listener.protocol.websocket import WebSocketProtocol, is_websocket_upgrade
 
 if TYPE_CHECKING:
     import h11  # the same API as the compiled build; typed against the pure one
 
-    from hump_listener.protocol.server import ServerState
+    from hump_listener.protocol.server import Connection, ServerState
 else:
     from hump_listener.protocol.parser import h11
 
@@ -224,6 +225,8 @@ class H11Protocol(asyncio.Protocol):
     def _start_request(self, parsed: ParsedHead) -> None:
         """Make the request's cycle, hand it the body bytes already here, run the app."""
         cycle = self.cycle = RequestCycle(self, parsed.head, parsed.keep_alive, parsed.expect_100, parsed.length)
+        if parsed.upgrade is not None and is_websocket_upgrade(parsed.upgrade):
+            cycle.websocket = WebSocketProtocol(self, cycle, parsed.head)
         if parsed.length == 0:
             cycle.feed_end()
         elif parsed.length > 0:
@@ -335,6 +338,22 @@ class H11Protocol(asyncio.Protocol):
             self._idle_since = self.loop.time()
             if self._idle_timer is None:
                 self._idle_timer = self.loop.call_later(self.config.keep_alive_timeout, self._on_keep_alive_check)
+
+    def detach(self, cycle: RequestCycle, successor: Connection) -> bytes:
+        """The request was upgraded (a 101 is going out): stop serving HTTP on this
+        connection and hand it to ``successor``, which takes over the transport and the
+        place in the server's connections. Returns the bytes read past the request head."""
+        assert self.cycle is cycle
+        cycle.started = cycle.complete = True
+        cycle.cancel_handler_timer()
+        self.cycle = None
+        self._closed = True  # nothing of ours runs on this transport any more
+        self._cancel_timers()
+        leftover, self._buf = bytes(self._buf), bytearray()
+        state = self.state
+        state.connections.add(successor)
+        state.connection_closed(self)
+        return leftover
 
     def _resume_pipeline(self) -> None:
         try:

@@ -79,9 +79,13 @@ class MemoryTransport(asyncio.Transport):
         self.protocol.data_received(data)
 
     def feed_eof(self) -> bool | None:
-        """The client half-closes; returns what the protocol's ``eof_received`` said."""
+        """The client half-closes. As a socket transport does, the transport closes
+        unless the protocol's ``eof_received`` returns true; returns what it said."""
         assert isinstance(self.protocol, asyncio.Protocol)
-        return self.protocol.eof_received()
+        keep_open = self.protocol.eof_received()
+        if not keep_open:
+            self.close()
+        return keep_open
 
     # -- asyncio.Transport ------------------------------------------------------------------
 

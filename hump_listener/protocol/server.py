@@ -19,6 +19,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from hump_listener.protocol.config import ServerConfig
 from hump_listener.protocol.http11 import H11Protocol
@@ -28,6 +29,19 @@ from hump_listener.seam import SeamApp
 __all__ = ["Server", "ServerConfig", "ServerState"]
 
 logger = logging.getLogger("hump_listener.error")
+
+class Connection(Protocol):
+    """What the server asks of every live connection, HTTP/1.1 or WebSocket."""
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close when idle (HTTP), or send close 1001 (WebSocket)."""
+
+    def cancel_request(self) -> None:
+        """The drain deadline passed: end what is still running."""
+
+    def abort(self) -> None:
+        """Drop the connection now."""
+
 
 class ServerState:
     """State shared by every connection of one server (server lifetime).
@@ -48,7 +62,8 @@ class ServerState:
         self.config = config
         self.loop = loop
         self.clock = clock
-        self.connections: set[H11Protocol] = set()
+        #: Live connections of both kinds (``max_connections`` counts them all).
+        self.connections: set[Connection] = set()
         #: Every request task; each removes itself as its coroutine's last step.
         self.tasks: set[asyncio.Task[None]] = set()
         self.shutting_down = False
@@ -92,7 +107,7 @@ class ServerState:
 
     # Bookkeeping
 
-    def connection_closed(self, protocol: H11Protocol) -> None:
+    def connection_closed(self, protocol: Connection) -> None:
         self.connections.discard(protocol)
         waiter = self._closed_waiter
         if not self.connections and waiter is not None and not waiter.done():

@@ -1,0 +1,547 @@
+"""WebSocket (RFC 6455) over an asyncio transport: one ``WebSocketProtocol`` per connection.
+
+The frames are the ``websockets`` package's sans-I/O ``ServerProtocol`` (an optional
+dependency, imported on the first upgrade: ``pip install "hump_listener[websockets]"``):
+it validates the handshake, negotiates permessage-deflate, parses and serialises frames
+(masking in C), answers pings and the closing handshake, and enforces the message size.
+This module is the I/O around it and implements ``seam.WebSocketChannel``. Policy choices:
+
+1. The handshake of a request whose ``Upgrade`` names ``websocket`` is validated in full
+   before the app's handler runs: GET on HTTP/1.1, the Upgrade and Connection tokens, a
+   16-byte base64 key, and version 13 (else 426 with ``Sec-WebSocket-Version: 13``, RFC
+   6455 §4.4). An invalid one is the ``rejection`` the app answers over HTTP.
+2. ``accept()`` writes the 101 and takes the transport over (``set_protocol``); bytes the
+   HTTP protocol had read past the head are fed to this one. The connection stays counted
+   in the server's connections (``max_connections`` covers both kinds).
+3. Messages are reassembled from fragments. Text is validated as UTF-8 as it arrives, so an
+   invalid sequence closes with 1007 at once, even mid-message; a message over
+   ``ws_max_message_size`` closes with 1009; any other protocol error with 1002. Control
+   frames are answered when they arrive, also between the fragments of a message.
+4. Backpressure, both ways. Reading pauses while ``ws_max_queue`` messages wait for the
+   handler, and while the transport's write buffer is above its high-water mark (so a
+   client that sends pings but never reads cannot make us buffer pongs without bound).
+   ``send`` waits while the write buffer is above the high-water mark; after
+   ``send_timeout`` seconds without progress the connection is dropped.
+5. Liveness: after ``ws_ping_interval`` seconds without an inbound byte a ping goes out;
+   any inbound byte counts as alive (a busy sender is never timed out); nothing within
+   ``ws_ping_timeout`` after the ping closes with 1011.
+6. Closing: after a close frame is sent (ours or the echo of the client's), the client gets
+   ``ws_close_timeout`` seconds to close the TCP connection, then it is aborted. A server
+   shutdown sends 1001 (going away) to every open connection.
+7. The handler's task is the connection's: when it returns the connection is closed with
+   1000 if still open, when it fails with 1011 (``finish``; the framework logs the error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import os
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from hump_listener.seam import HeaderList, RequestHead, WebSocketDisconnect
+
+if TYPE_CHECKING:
+    from hump_listener.protocol.cycle import RequestCycle
+    from hump_listener.protocol.http11 import H11Protocol
+
+__all__ = ["EXTRA_HINT", "WebSocketProtocol", "is_websocket_upgrade", "load_websockets"]
+
+logger = logging.getLogger("hump_listener.error")
+
+EXTRA_HINT = 'WebSockets need the websockets package: pip install "hump_listener[websockets]"'
+_UTF8 = codecs.getincrementaldecoder("utf-8")
+
+# RFC 6455 §7.4.1 close codes used here
+_NORMAL = 1000
+_GOING_AWAY = 1001
+_INVALID_DATA = 1007
+_INTERNAL_ERROR = 1011
+_ABNORMAL = 1006
+
+
+def load_websockets() -> Any:
+    """The ``websockets`` package, or a RuntimeError naming the extra that installs it."""
+    try:
+        import websockets.frames
+        import websockets.server
+    except ImportError as exc:  # pragma: no cover - exercised in a venv without it
+        raise RuntimeError(EXTRA_HINT) from exc
+    return websockets
+
+
+def _open_state() -> Any:
+    from websockets.protocol import OPEN
+
+    return OPEN
+
+
+def is_websocket_upgrade(upgrade: bytes | None) -> bool:
+    """The ``Upgrade`` header (lower-cased) names the ``websocket`` protocol."""
+    return upgrade is not None and b"websocket" in (token.strip() for token in upgrade.split(b","))
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    """One WebSocket connection: the handshake while the request is HTTP, then the
+    transport's protocol after the 101 (connection lifetime)."""
+
+    def __init__(self, conn: H11Protocol, cycle: RequestCycle, head: RequestHead) -> None:
+        # Borrowed from the HTTP connection (dropped at accept)
+        self._http: H11Protocol | None = conn
+        self._cycle: RequestCycle | None = cycle
+        # Shared server state (server lifetime)
+        self.state = conn.state
+        self.config = config = conn.config
+        self.loop = conn.loop
+        # Per-connection state
+        self.transport = conn.transport
+        self.flow = conn.flow
+        self.client = conn.client
+        self._head = head
+        self._ws: Any = None  # the websockets ServerProtocol, made by the handshake
+        self._checked = False
+        self._rejection: tuple[int, HeaderList, bytes] | None = None
+        self._response: Any = None  # the 101 websockets prepared
+        self._offered: list[str] = []
+        self._accepted = False
+        self._lost = False  # the transport is gone
+        #: Why ``receive``/``send`` now raise: the close received, or the one we sent.
+        self._closed_by: WebSocketDisconnect | None = None
+        # Incoming messages (rule 3, 4)
+        self._messages: deque[str | bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._max_queue = config.ws_max_queue
+        self._fragments: list[bytes] = []
+        self._fragment_text = False
+        self._decoder: codecs.IncrementalDecoder | None = None
+        # Timers (rule 5, 6)
+        self._last_seen = 0.0
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_sent_at: float | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+
+    # -- the handshake (request lifetime, still HTTP) ---------------------------------------
+
+    def _handshake(self) -> None:
+        if self._checked:
+            return
+        self._checked = True
+        websockets = load_websockets()
+        from websockets.datastructures import Headers
+        from websockets.http11 import Request
+
+        head, config = self._head, self.config
+        headers = Headers()
+        for name, value in head.headers:
+            headers[name.decode("latin-1")] = value.decode("latin-1")
+        self._offered = [
+            token.strip()
+            for value in headers.get_all("Sec-WebSocket-Protocol")
+            for token in value.split(",")
+            if token.strip()
+        ]
+        if headers.get_all("Sec-WebSocket-Version") != ["13"]:
+            body = b"Unsupported WebSocket version: this server speaks version 13.\n"
+            self._rejection = (
+                426,
+                [
+                    (b"sec-websocket-version", b"13"),
+                    (b"upgrade", b"websocket"),
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", b"%d" % len(body)),
+                ],
+                body,
+            )
+            return
+        extensions = None
+        if config.ws_per_message_deflate:
+            from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+
+            bits = config.ws_deflate_window_bits
+            extensions = [
+                ServerPerMessageDeflateFactory(
+                    server_max_window_bits=bits,
+                    client_max_window_bits=bits,
+                    compress_settings={"memLevel": config.ws_deflate_mem_level},
+                )
+            ]
+        ws = websockets.server.ServerProtocol(
+            extensions=extensions,
+            max_size=config.ws_max_message_size,
+            logger=_QUIET,
+        )
+        request = Request(
+            path=head.target.decode("latin-1"),
+            headers=headers,
+            method=head.method,
+            protocol="HTTP/" + head.http_version,
+        )
+        response = ws.accept(request)
+        if response.status_code != 101:
+            body = bytes(response.body)
+            out: HeaderList = [(b"content-type", b"text/plain; charset=utf-8")]
+            for name, value in response.headers.raw_items():
+                if name.lower() in ("allow", "upgrade"):
+                    out.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+            out.append((b"content-length", b"%d" % len(body)))
+            self._rejection = (response.status_code, out, body)
+            return
+        self._ws = ws
+        self._response = response
+
+    @property
+    def rejection(self) -> tuple[int, HeaderList, bytes] | None:
+        self._handshake()
+        return self._rejection
+
+    @property
+    def subprotocols(self) -> list[str]:
+        self._handshake()
+        return list(self._offered)
+
+    @property
+    def accepted(self) -> bool:
+        return self._accepted
+
+    @property
+    def closed(self) -> bool:
+        return self._closed_by is not None or self._lost
+
+    async def accept(self, subprotocol: str | None = None, headers: HeaderList | None = None) -> None:
+        self._handshake()
+        if self._accepted:
+            raise RuntimeError("the WebSocket is already accepted")
+        if self._rejection is not None:
+            raise RuntimeError(f"the WebSocket handshake is invalid ({self._rejection[0]}): answer the rejection")
+        cycle, http = self._cycle, self._http
+        assert cycle is not None and http is not None
+        if cycle.started or cycle.disconnected or http.closed:
+            raise WebSocketDisconnect(_ABNORMAL, "the connection is no longer open")
+        response = self._response
+        if subprotocol is not None:
+            if subprotocol not in self._offered:
+                raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client: {self._offered}")
+            response.headers["Sec-WebSocket-Protocol"] = subprotocol
+        for name, value in headers or ():
+            text_name, text_value = name.decode("latin-1"), value.decode("latin-1")
+            if any(c in text_name + text_value for c in "\r\n"):
+                raise ValueError("CR or LF in a response header")
+            response.headers[text_name] = text_value
+        if self.config.server_header is not None:
+            response.headers["Server"] = self.config.server_header
+        # The handshake's protocol object read no bytes (we parsed the request), so frames
+        # go to a fresh one in state OPEN, with the extensions the handshake negotiated:
+        # the sans-I/O way to take over after a handshake of one's own.
+        handshake = self._ws
+        ws = self._ws = load_websockets().server.ServerProtocol(
+            state=_open_state(), max_size=self.config.ws_max_message_size, logger=_QUIET
+        )
+        ws.extensions = handshake.extensions
+        ws.subprotocol = subprotocol
+        # Rule 2: the HTTP connection lets go, and this protocol takes the transport.
+        self.transport.write(response.serialize())
+        leftover = http.detach(cycle, self)
+        self._http = self._cycle = None
+        self._accepted = True
+        self.transport.set_protocol(self)
+        self._flush()
+        self._last_seen = self.loop.time()
+        self._arm_ping(self.config.ws_ping_interval)
+        self.flow.resume_reading()
+        if leftover:
+            self.data_received(leftover)
+
+    # -- messages (seam.WebSocketChannel) ---------------------------------------------------
+
+    async def receive(self) -> str | bytes:
+        if not self._accepted:
+            raise RuntimeError("receive() before accept()")
+        messages = self._messages
+        while True:
+            if messages:
+                message = messages.popleft()
+                if len(messages) < self._max_queue and not self.flow.write_paused:
+                    self.flow.resume_reading()
+                return message
+            closed = self._closed_by
+            if closed is not None:
+                raise WebSocketDisconnect(closed.code, closed.reason)
+            waiter = self._waiter = self.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    async def send(self, message: str | bytes) -> None:
+        if not self._accepted:
+            raise RuntimeError("send() before accept()")
+        flow = self.flow
+        if flow.write_paused and self._closed_by is None:
+            await self._drain()
+        closed = self._closed_by
+        if closed is not None:
+            raise WebSocketDisconnect(closed.code, closed.reason)
+        ws = self._ws
+        if isinstance(message, str):
+            ws.send_text(message.encode("utf-8"))
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            ws.send_binary(message)
+        else:
+            raise TypeError(f"a WebSocket message is str or bytes, not {type(message).__name__}")
+        self._flush()
+
+    async def close(self, code: int = _NORMAL, reason: str = "") -> None:
+        if not self._accepted:
+            raise RuntimeError("close() before accept(): refuse the handshake with an HTTP response instead")
+        self._start_close(code, reason)
+
+    async def _drain(self) -> None:
+        timeout = self.config.send_timeout
+        if timeout is None:
+            await self.flow.drain()
+            return
+        try:
+            await asyncio.wait_for(self.flow.drain(), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            logger.info("%s - WebSocket client not reading for %.0f s: closing", self._who(), timeout)
+            self._mark_closed(_ABNORMAL, "send timeout")
+            self._abort()
+
+    # -- the server's side ------------------------------------------------------------------
+
+    def finish(self, failed: bool) -> None:
+        """The handler returned (``failed``: it raised): close if still open (rule 7)."""
+        if self._accepted and self._closed_by is None and not self._lost:
+            if failed:
+                self._start_close(_INTERNAL_ERROR, "")
+            else:
+                self._start_close(_NORMAL, "")
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close 1001 (going away), rule 6."""
+        if self._accepted and self._closed_by is None and not self._lost:
+            self._start_close(_GOING_AWAY, "server shutting down")
+
+    def cancel_request(self) -> None:
+        """The shutdown deadline passed: drop the connection."""
+        if not self._lost:
+            self._mark_closed(_GOING_AWAY, "server shutting down")
+            self._abort()
+
+    def abort(self) -> None:
+        self._abort()
+
+    def _start_close(self, code: int, reason: str) -> None:
+        ws = self._ws
+        from websockets.protocol import OPEN
+
+        if ws.state is OPEN:
+            ws.send_close(code, reason)
+            self._flush()
+        self._mark_closed(code, reason)
+        self._arm_close_timer()
+
+    def _mark_closed(self, code: int, reason: str) -> None:
+        if self._closed_by is None:
+            self._closed_by = WebSocketDisconnect(code, reason)
+        self._wake()
+
+    # -- asyncio.Protocol callbacks (after the 101): none lets an exception escape ------------
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._last_seen = self.loop.time()
+            ws = self._ws
+            ws.receive_data(data)
+            events = ws.events_received()
+            if events:
+                self._handle(events)
+            self._flush()
+        except Exception:
+            logger.exception("internal error in WebSocket data_received; closing the connection")
+            self._abort()
+
+    def eof_received(self) -> bool:
+        try:
+            self._ws.receive_eof()
+            self._flush()
+        except Exception:
+            logger.exception("internal error in WebSocket eof_received")
+        return False  # let the transport close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._lost = True
+            for timer in (self._ping_timer, self._close_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._ping_timer = self._close_timer = None
+            ws = self._ws
+            close = ws.close_rcvd if ws is not None else None
+            if close is not None:
+                self._mark_closed(close.code, close.reason)
+            else:
+                self._mark_closed(_ABNORMAL, "")
+            self.flow.resume_writing()  # wake a sender waiting to drain
+            self.state.connection_closed(self)
+        except Exception:
+            logger.exception("error in WebSocket connection_lost")
+
+    def pause_writing(self) -> None:
+        self.flow.pause_writing()
+        self.flow.pause_reading()  # rule 4: no more input (pings) while we cannot write
+
+    def resume_writing(self) -> None:
+        self.flow.resume_writing()
+        if len(self._messages) < self._max_queue and not self._lost:
+            self.flow.resume_reading()
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def _handle(self, events: list[Any]) -> None:
+        from websockets.frames import BINARY, CLOSE, CONT, PONG, TEXT
+
+        for frame in events:
+            opcode = frame.opcode
+            if opcode is TEXT or opcode is BINARY:
+                if frame.fin:
+                    if opcode is TEXT:
+                        try:
+                            self._deliver(frame.data.decode("utf-8"))
+                        except UnicodeDecodeError as exc:
+                            self._fail_utf8(exc)
+                            return
+                    else:
+                        self._deliver(bytes(frame.data))
+                else:
+                    self._fragments = [frame.data]
+                    self._fragment_text = opcode is TEXT
+                    if self._fragment_text:
+                        self._decoder = _UTF8()
+                        if not self._check_utf8(frame.data, False):
+                            return
+            elif opcode is CONT:
+                self._fragments.append(frame.data)
+                if self._fragment_text and not self._check_utf8(frame.data, frame.fin):
+                    return
+                if frame.fin:
+                    data = b"".join(self._fragments)
+                    self._fragments = []
+                    self._decoder = None
+                    self._deliver(data.decode("utf-8") if self._fragment_text else data)
+            elif opcode is PONG:
+                self._ping_sent_at = None
+            elif opcode is CLOSE:
+                close = self._ws.close_rcvd
+                code = close.code if close is not None else 1005
+                self._mark_closed(code, close.reason if close is not None else "")
+                self._arm_close_timer()
+            # PING: websockets has queued the PONG; _flush sends it.
+
+    def _check_utf8(self, data: bytes, final: bool) -> bool:
+        assert self._decoder is not None
+        try:
+            self._decoder.decode(data, final)
+        except UnicodeDecodeError as exc:
+            self._fail_utf8(exc)
+            return False
+        return True
+
+    def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
+        self._fragments = []
+        self._decoder = None
+        self._ws.fail(_INVALID_DATA, "invalid UTF-8 in a text message")
+        self._mark_closed(_INVALID_DATA, "invalid UTF-8")
+        self._arm_close_timer()
+
+    def _deliver(self, message: str | bytes) -> None:
+        messages = self._messages
+        messages.append(message)
+        if len(messages) >= self._max_queue:
+            self.flow.pause_reading()  # rule 4
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _flush(self) -> None:
+        """Write what websockets has to send; an empty bytestring means half-close."""
+        ws = self._ws
+        writes = ws.data_to_send()
+        if not writes:
+            return
+        transport = self.transport
+        if self._lost or transport.is_closing():
+            return
+        for data in writes:
+            if data:
+                transport.write(data)
+            else:  # websockets' SEND_EOF
+                try:
+                    if transport.can_write_eof():
+                        transport.write_eof()
+                    else:
+                        transport.close()
+                except OSError:
+                    transport.abort()
+                self._arm_close_timer()
+        if ws.parser_exc is not None and self._closed_by is None:
+            # websockets failed the connection (1002 protocol error, 1009 too big, ...).
+            sent = ws.close_sent
+            self._mark_closed(sent.code if sent is not None else _ABNORMAL, sent.reason if sent is not None else "")
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def _arm_ping(self, delay: float | None) -> None:
+        if delay is not None and delay > 0:
+            self._ping_timer = self.loop.call_later(delay, self._on_ping_timer)
+
+    def _on_ping_timer(self) -> None:
+        self._ping_timer = None
+        if self._lost or self._closed_by is not None:
+            return
+        config, now = self.config, self.loop.time()
+        sent_at = self._ping_sent_at
+        if sent_at is not None:
+            if self._last_seen > sent_at:
+                self._ping_sent_at = None  # alive: some byte arrived since the ping
+            else:
+                logger.info("%s - WebSocket keep-alive ping timed out: closing 1011", self._who())
+                self._start_close(_INTERNAL_ERROR, "keepalive ping timeout")
+                return
+        interval = config.ws_ping_interval
+        assert interval is not None
+        idle = now - self._last_seen
+        if idle < interval:
+            self._arm_ping(interval - idle)
+            return
+        self._ws.send_ping(os.urandom(4))
+        self._flush()
+        self._ping_sent_at = now
+        self._arm_ping(config.ws_ping_timeout)
+
+    def _arm_close_timer(self) -> None:
+        if self._close_timer is None and not self._lost:
+            self._close_timer = self.loop.call_later(self.config.ws_close_timeout, self._abort)
+
+    def _abort(self) -> None:
+        if not self._lost:
+            self.transport.abort()
+
+    def _who(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "client"
+
+
+class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets logs every open and close at INFO on its own loggers; ours say what
+    matters, so only its warnings and errors pass, on ``hump_listener.error``."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level >= logging.WARNING and self.logger.isEnabledFor(level)
+
+
+_QUIET = _QuietLogger(logger, {})
