@@ -193,7 +193,12 @@ class Subscription:
 
     @property
     def closed(self) -> bool:
+        """The subscription has ended (left, or its Broadcast stopped)."""
         return self._closed
+
+    def qsize(self) -> int:
+        """Messages queued and not read yet."""
+        return len(self._queue)
 
     async def get(self) -> Message:
         """The next message, waiting for one; ``SubscriptionClosed`` once the
