@@ -360,7 +360,9 @@ class _RedisBackend:
         redis = _redis()
         self._redis = redis
         options: dict[str, Any] = dict(redis.asyncio.connection.parse_url(url))
-        self._connection_class: Callable[..., _RedisConnection] = options.pop("connection_class", redis.asyncio.Connection)
+        self._connection_class: Callable[..., _RedisConnection] = options.pop(
+            "connection_class", redis.asyncio.Connection
+        )
         # RESP2 always: pub/sub replies are then plain arrays; socket timeouts bound every
         # connect and reply (the subscriber's reads set their own, see _read).
         options.update(socket_connect_timeout=timeout, socket_timeout=timeout, protocol=2)

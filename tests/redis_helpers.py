@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 READY = "Ready to accept connections"
 START_TIMEOUT = 20.0
 #: A port picked free can be taken before redis-server binds it: try a few.
@@ -129,6 +127,8 @@ class RedisServer:
 
 
 def skip_unless_redis_server() -> str:
+    import pytest  # here: benchmarks/broadcast.py uses this module without pytest
+
     path = redis_server_path()
     if path is None:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server; scripts/test does as root)")

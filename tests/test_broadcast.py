@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from process_helpers import launch, tiny_listener
@@ -27,7 +28,7 @@ from hump_listener.broadcast import (
 #: Bound on waits for something observable (a log line, a message, Redis' state).
 DEADLINE = 30.0
 #: Small reconnection delays and health checks keep the outage tests short.
-FAST = {"backoff_initial": 0.01, "backoff_max": 0.1, "timeout": 1.0}
+FAST: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.1, "timeout": 1.0}
 
 
 class LogWatch(logging.Handler):
@@ -415,6 +416,30 @@ async def test_a_hung_redis_never_hangs_a_publisher(redis_server: RedisServer, l
             # a PUBLISH Redis read before it stopped may still be delivered once it resumes
             assert message == "during"
         assert not sub.closed
+
+
+async def test_a_failure_in_the_reader_is_logged_and_the_reader_carries_on(
+    redis_server: RedisServer, logs: LogWatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hump_listener import broadcast as module
+
+    decode = module._decode
+
+    def faulty(payload: bytes) -> object:
+        if payload.endswith(b"boom"):
+            raise RuntimeError("a bug while decoding")
+        return decode(payload)
+
+    monkeypatch.setattr(module, "_decode", faulty)
+    async with Broadcast(redis_server.url, **FAST) as b, b.subscribe("r") as sub:
+        await b.publish("r", "boom")
+        (record,) = await logs.wait_for(r"the Redis reader failed")
+        assert record.levelno == logging.ERROR and record.exc_info is not None
+        assert "a bug while decoding" in str(record.exc_info[1])
+        await logs.wait_for(r"reconnected to Redis")
+        await wait_numsub(redis_server.url, "r", 1)
+        await b.publish("r", "fine")
+        assert await get(sub) == "fine"
 
 
 def stream_lines(port: int, path: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
