@@ -405,10 +405,12 @@ class _RedisBackend:
         try:
             await publisher.connect()
             await subscriber.connect()
-        except self._lost_errors as exc:
+        except BaseException as exc:
             await publisher.disconnect(nowait=True)
             await subscriber.disconnect(nowait=True)
-            raise BroadcastUnavailable(f"Redis at {self._address} is unreachable: {exc}") from exc
+            if isinstance(exc, self._lost_errors):
+                raise BroadcastUnavailable(f"Redis at {self._address} is unreachable: {exc}") from exc
+            raise
         self._publisher, self._subscriber = publisher, subscriber
         self._reader = asyncio.get_running_loop().create_task(self._run(subscriber), name="hump broadcast reader")
         self._reader.add_done_callback(self._reader_done)
@@ -554,7 +556,8 @@ class _RedisBackend:
                 self._lost(exc)
             self._subscriber = None
             self._release_confirmations()
-            await conn.disconnect(nowait=True)
+            with contextlib.suppress(Exception):  # closing a broken socket: nothing to report
+                await conn.disconnect(nowait=True)
             conn = None
             # A connection that stayed up a while starts the backoff afresh; one that
             # drops at once (a server refusing us) keeps backing off.
