@@ -3,7 +3,7 @@
 backends) and plain redis-py pub/sub, in one run.
 
     python benchmarks/broadcast.py [--quick] [--rounds 3] [--samples 2000]
-                                   [--messages 20000] [--size 64] [--max-seconds 110]
+                                   [--messages 10000] [--size 64] [--max-seconds 100]
 
 How it measures (every implementation the same way):
 
@@ -24,8 +24,10 @@ How it measures (every implementation the same way):
   every other round) and the table shows medians over rounds with [min-max]. The run
   stops early, with what it has, after ``--max-seconds``.
 
+**CPU us/msg** is this process's CPU time (publisher and subscriber, not Redis) per message
+in the msgs/s run: on a shared machine it moves much less than wall-clock figures.
 The ratios compare against hump_listener on the same backend; > 1.00x means hump_listener
-is faster (lower latency, more messages per second).
+is faster (lower latency, more messages per second, less CPU per message).
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ class Sample:
     p50_us: float
     p99_us: float
     rate: float
+    cpu_us: float  # this process's CPU time per message in the throughput run
     lost: int
 
 
@@ -234,11 +237,13 @@ async def measure(impl: Impl, url: str, samples: int, messages: int, size: int) 
 
         consumer = asyncio.ensure_future(consume_all())
         try:
+            cpu = time.process_time()
             start = time.perf_counter_ns()
             for _ in range(messages):
                 await publish(payload)
             await publish(END)
             end = await asyncio.wait_for(done, 60)
+            cpu = time.process_time() - cpu
         finally:
             consumer.cancel()
             await asyncio.gather(consumer, return_exceptions=True)
@@ -247,6 +252,7 @@ async def measure(impl: Impl, url: str, samples: int, messages: int, size: int) 
         p50_us=latencies[len(latencies) // 2] / 1000,
         p99_us=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] / 1000,
         rate=messages / ((end - start) / 1e9),
+        cpu_us=cpu / messages * 1e6,
         lost=messages - received,
     )
 
@@ -284,7 +290,8 @@ async def run(args: argparse.Namespace, url: str | None) -> list[Row]:
             row.samples.append(sample)
             print(
                 f"round {rnd + 1}: {row.impl.backend:<6} {row.impl.name:<16} p50 {sample.p50_us:8.1f} us  "
-                f"p99 {sample.p99_us:8.1f} us  {sample.rate:10.0f} msgs/s  lost {sample.lost}",
+                f"p99 {sample.p99_us:8.1f} us  {sample.rate:10.0f} msgs/s  {sample.cpu_us:6.1f} CPU us/msg  "
+                f"lost {sample.lost}",
                 flush=True,
             )
     return rows
@@ -303,35 +310,38 @@ def spread(values: list[float], fmt: str) -> str:
 def table(rows: list[Row], args: argparse.Namespace) -> str:
     reference = {r.impl.backend: r for r in rows if r.impl.name == "hump_listener" and r.samples}
     header = (
-        "backend", "implementation", "p50 us", "p99 us", "msgs/s", "lost",
-        "hump speedup p50", "hump speedup msgs/s",
+        "backend", "implementation", "p50 us", "p99 us", "msgs/s", "CPU us/msg", "lost",
+        "hump speedup p50", "msgs/s", "CPU",
     )
-    lines = [header]
+    lines: list[tuple[str, ...]] = [header]
     for row in rows:
         if not row.samples:
-            lines.append((row.impl.backend, row.impl.name, row.failure or "no sample", "", "", "", "", ""))
+            lines.append((row.impl.backend, row.impl.name, row.failure or "no sample", *[""] * (len(header) - 3)))
             continue
         p50 = [s.p50_us for s in row.samples]
         p99 = [s.p99_us for s in row.samples]
         rate = [s.rate for s in row.samples]
+        cpu = [s.cpu_us for s in row.samples]
         ref = reference.get(row.impl.backend)
         if ref is None or ref is row:
-            ratios = ("1.00x" if ref is row else "", "1.00x" if ref is row else "")
+            ratios = ("1.00x" if ref is row else "",) * 3
         else:
             ratios = (
                 f"{statistics.median(p50) / statistics.median([s.p50_us for s in ref.samples]):.2f}x",
                 f"{statistics.median([s.rate for s in ref.samples]) / statistics.median(rate):.2f}x",
+                f"{statistics.median(cpu) / statistics.median([s.cpu_us for s in ref.samples]):.2f}x",
             )
         lines.append((
             row.impl.backend, row.impl.name, spread(p50, ".1f"), spread(p99, ".1f"), spread(rate, ".0f"),
-            str(max(s.lost for s in row.samples)), *ratios,
+            spread(cpu, ".1f"), str(max(s.lost for s in row.samples)), *ratios,
         ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = [" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
     out.insert(1, "-+-".join("-" * w for w in widths))
     note = (
-        f"{args.rounds} round(s), {args.samples} latency samples and {args.messages} messages of "
-        f"{args.size} B per round; medians [min-max] over rounds; hump speedup > 1.00x: hump_listener is faster"
+        f"samples per row: {', '.join(f'{r.impl.backend}/{r.impl.name} {len(r.samples)}' for r in rows)} "
+        f"(of {args.rounds} round(s)); {args.samples} latency samples and {args.messages} messages of "
+        f"{args.size} B each; medians [min-max] over rounds; hump speedup > 1.00x: hump_listener is faster"
     )
     return "\n".join([*out, note])
 
@@ -342,9 +352,9 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--samples", type=int, default=2000, help="latency samples per round")
-    parser.add_argument("--messages", type=int, default=20000, help="messages per throughput run")
+    parser.add_argument("--messages", type=int, default=10000, help="messages per throughput run")
     parser.add_argument("--size", type=int, default=64, help="message size in bytes (text)")
-    parser.add_argument("--max-seconds", type=float, default=110.0, help="stop starting measurements after this")
+    parser.add_argument("--max-seconds", type=float, default=100.0, help="stop starting measurements after this")
     parser.add_argument("--quick", action="store_true", help="1 round, 300 samples, 3000 messages (overrides)")
     args = parser.parse_args()
     if args.quick:
