@@ -1,0 +1,480 @@
+"""Broadcast (hump_listener.broadcast): the memory backend, and the Redis backend against
+a real redis-server started per test (tests/redis_helpers.py): across two Broadcast
+instances, across two server processes, and through a crash and a hang of Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import logging
+import re
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from process_helpers import launch, tiny_listener
+from redis_helpers import RedisServer, free_port, running_redis
+
+from hump_listener.broadcast import (
+    DEFAULT_MAX_QUEUE,
+    Broadcast,
+    BroadcastUnavailable,
+    Subscription,
+    SubscriptionClosed,
+)
+
+#: Bound on waits for something observable (a log line, a message, Redis' state).
+DEADLINE = 30.0
+#: Small reconnection delays and health checks keep the outage tests short.
+FAST: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.1, "timeout": 1.0}
+
+
+class LogWatch(logging.Handler):
+    """Collects ``hump_listener.error`` records and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.changed.set()
+
+    def matching(self, pattern: str, level: int | None = None) -> list[logging.LogRecord]:
+        rx = re.compile(pattern)
+        return [r for r in self.records if rx.search(r.getMessage()) and (level is None or r.levelno == level)]
+
+    async def wait_for(self, pattern: str, count: int = 1) -> list[logging.LogRecord]:
+        """Wait (each wait for a new record bounded) until ``count`` records match."""
+        while len(found := self.matching(pattern)) < count:
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), DEADLINE)
+        return found
+
+
+@pytest.fixture
+def logs() -> Iterator[LogWatch]:
+    logger = logging.getLogger("hump_listener.error")
+    watch = LogWatch()
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(watch)
+    try:
+        yield watch
+    finally:
+        logger.removeHandler(watch)
+        logger.setLevel(level)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own (skipped when redis-server is not installed)."""
+    with running_redis(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Broadcast, Broadcast]]:
+    """(publisher, subscriber side): one memory Broadcast twice, or two Broadcasts on
+    one Redis, as two processes would have."""
+    if request.param == "memory":
+        async with Broadcast() as b:
+            yield b, b
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        async with Broadcast(server.url) as pub, Broadcast(server.url) as sub:
+            yield pub, sub
+
+
+def is_redis(b: Broadcast) -> bool:
+    return b.url.startswith("redis")
+
+
+async def numsub(url: str, channel: str) -> int:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        ((_, count),) = await client.pubsub_numsub(channel)
+        return int(count)
+    finally:
+        await client.aclose()
+
+
+async def wait_numsub(url: str, channel: str, want: int) -> None:
+    """Poll Redis (each poll is a round trip) until ``channel`` has ``want`` subscribers."""
+    for _ in range(2000):
+        if await numsub(url, channel) == want:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{channel!r} never had {want} subscribers")
+
+
+async def get(sub: Subscription) -> object:
+    return await asyncio.wait_for(sub.get(), DEADLINE)
+
+
+# -- the same semantics on both backends --------------------------------------------------
+
+
+async def test_every_subscriber_of_a_channel_gets_each_message_in_order(pair: tuple[Broadcast, Broadcast]) -> None:
+    pub, side = pair
+    async with side.subscribe("news") as s1, side.subscribe("news") as s2, side.subscribe("news") as s3:
+        assert side.subscriber_count("news") == 3
+        counts = [await pub.publish("news", f"m{i}") for i in range(3)]
+        # memory counts local subscriptions; Redis counts subscribed connections (one Broadcast)
+        assert counts == ([1, 1, 1] if is_redis(pub) else [3, 3, 3])
+        for sub in (s1, s2, s3):
+            assert [await get(sub) for _ in range(3)] == ["m0", "m1", "m2"]
+
+
+async def test_channels_are_isolated(pair: tuple[Broadcast, Broadcast]) -> None:
+    pub, side = pair
+    async with side.subscribe("a") as a, side.subscribe("b") as b:
+        await pub.publish("b", "for b")
+        await pub.publish("a", "for a")
+        await pub.publish("a", "end")
+        assert await get(a) == "for a"
+        assert await get(a) == "end"  # "for b" never reached a
+        assert await get(b) == "for b"
+        await pub.publish("nobody", "lost")  # a channel nobody listens to
+        await pub.publish("b", "end")
+        assert await get(b) == "end"
+
+
+async def test_messages_keep_their_type(pair: tuple[Broadcast, Broadcast]) -> None:
+    pub, side = pair
+    sent: list[str | bytes] = ["text", b"bytes", "", b"", "h\xe9llo \u2603", b"\x00\xff", "\x00x", "\x01y", b"\x01z"]
+    async with side.subscribe("t") as sub:
+        for message in sent:
+            await pub.publish("t", message)
+        got = [await get(sub) for _ in sent]
+        assert got == sent
+        assert [type(m) for m in got] == [type(m) for m in sent]
+        await pub.publish_json("t", {"a": [1, 2], "s": "\u2603"})
+        await pub.publish("t", b'{"raw": true}')
+        assert await asyncio.wait_for(sub.get_json(), DEADLINE) == {"a": [1, 2], "s": "\u2603"}
+        assert await asyncio.wait_for(sub.get_json(), DEADLINE) == {"raw": True}
+
+
+async def test_iteration_and_iter_json_end_when_the_broadcast_stops(pair: tuple[Broadcast, Broadcast]) -> None:
+    pub, side = pair
+    got: list[object] = []
+    async with side.subscribe("j") as sub:
+
+        async def consume() -> None:
+            async for obj in sub.iter_json():
+                got.append(obj)
+                if len(got) == 2:
+                    await side.stop()
+
+        task = asyncio.ensure_future(consume())
+        await pub.publish_json("j", 1)
+        await pub.publish_json("j", [2])
+        await asyncio.wait_for(task, DEADLINE)  # ends: the stop ended the iteration
+    assert got == [1, [2]]
+    assert sub.closed
+
+
+async def test_leaving_unsubscribes(pair: tuple[Broadcast, Broadcast]) -> None:
+    pub, side = pair
+    async with side.subscribe("c") as first:
+        async with side.subscribe("c") as second:
+            if is_redis(side):
+                assert await numsub(side.url, "c") == 1  # one Redis subscription for both
+            await pub.publish("c", "both")
+            assert await get(second) == "both"
+        assert second.closed and side.subscriber_count("c") == 1
+        await pub.publish("c", "first only")
+        assert [await get(first), await get(first)] == ["both", "first only"]
+        async with side.subscribe("c") as probe:
+            await pub.publish("c", "queued")
+            assert await get(probe) == "queued"  # the same fan-out queued it in first
+        assert first.qsize() == 1
+    assert side.subscriber_count("c") == 0
+    assert await first.get() == "queued"  # what was queued is still read after leaving
+    with pytest.raises(SubscriptionClosed):
+        await first.get()
+    if is_redis(side):
+        await wait_numsub(side.url, "c", 0)
+    assert await pub.publish("c", "nobody") == 0
+
+
+async def test_a_subscriber_that_falls_behind_loses_its_oldest_messages(
+    pair: tuple[Broadcast, Broadcast], logs: LogWatch
+) -> None:
+    pub, side = pair
+    async with side.subscribe("q", max_queue=3) as slow, side.subscribe("q") as fast:
+        for i in range(5):
+            await pub.publish("q", str(i))
+        # fast is filled by the same fan-out as slow: once fast has "4", slow has seen all
+        assert [await get(fast) for _ in range(5)] == ["0", "1", "2", "3", "4"]
+        assert slow.dropped == 2
+        assert [await get(slow) for _ in range(3)] == ["2", "3", "4"]
+        warnings = logs.matching(r"fell behind", logging.WARNING)
+        assert len(warnings) == 1  # once per burst, not once per dropped message
+        assert "'q'" in warnings[0].getMessage()
+        for i in range(5, 12):  # slow emptied its queue: this is a new burst
+            await pub.publish("q", str(i))
+        assert [await get(fast) for _ in range(7)] == [str(i) for i in range(5, 12)]
+        assert slow.dropped == 6
+        assert [await get(slow) for _ in range(3)] == ["9", "10", "11"]
+        assert len(logs.matching(r"fell behind", logging.WARNING)) == 2
+        assert fast.dropped == 0 and fast.max_queue == DEFAULT_MAX_QUEUE
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_no_task_is_left_after_stop(backend: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("redis_server").url if backend == "redis" else None
+    before = asyncio.all_tasks()
+    pub, side = Broadcast(url), Broadcast(url)
+    side = pub if url is None else side
+    async with side.subscribe("x") as sub:
+        await pub.publish("x", "hi")
+        assert await get(sub) == "hi"
+        assert asyncio.all_tasks() != before or url is None  # Redis: a reader task while started
+    await pub.stop()
+    await side.stop()
+    assert asyncio.all_tasks() == before
+    assert not side.started and not side.connected
+
+
+# -- lifecycle and API edges (memory) -------------------------------------------------------
+
+
+async def test_start_and_stop_are_idempotent_and_publish_starts_lazily() -> None:
+    b = Broadcast()
+    assert not b.started
+    assert await b.publish("x", "nobody listens") == 0  # started lazily
+    assert b.started and b.connected
+    await b.start()
+    await b.stop()
+    await b.stop()
+    assert not b.started
+    async with b.subscribe("x") as sub:  # a stopped Broadcast starts again
+        assert b.started
+        await b.publish("x", "again")
+        assert await get(sub) == "again"
+    await b.stop()
+
+
+async def test_stop_ends_open_subscriptions_after_their_queued_messages() -> None:
+    b = Broadcast()
+    async with b.subscribe("x") as sub:
+        await b.publish("x", "one")
+        await b.publish("x", "two")
+        await b.stop()
+        assert [m async for m in sub] == ["one", "two"]
+        with pytest.raises(SubscriptionClosed):
+            await sub.get()
+    assert b.subscriber_count("x") == 0
+
+
+async def test_a_waiting_reader_is_woken_by_stop() -> None:
+    b = Broadcast()
+    async with b.subscribe("x") as sub:
+        reader = asyncio.ensure_future(sub.get())
+        await asyncio.sleep(0)
+        assert not reader.done()
+        await b.stop()
+        with pytest.raises(SubscriptionClosed):
+            await asyncio.wait_for(reader, DEADLINE)
+
+
+async def test_misuse_is_a_clear_error() -> None:
+    b = Broadcast()
+    with pytest.raises(TypeError, match="publish_json"):
+        await b.publish("x", {"not": "text"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="channel"):
+        await b.publish(b"x", "m")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_queue"):
+        b.subscribe("x", max_queue=0)
+    with pytest.raises(ValueError, match="max_queue"):
+        Broadcast(max_queue=0)
+    sub = b.subscribe("x")
+    with pytest.raises(RuntimeError, match="async with"):
+        await sub.get()
+    async with sub:
+        reader = asyncio.ensure_future(sub.get())
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="already reading"):
+            await sub.get()
+        await b.publish("x", "m")
+        assert await asyncio.wait_for(reader, DEADLINE) == "m"
+    with pytest.raises(RuntimeError, match="entered once"):
+        async with sub:
+            pass
+    await b.stop()
+
+
+def test_urls_choose_the_backend() -> None:
+    assert Broadcast().url == "memory://"
+    assert Broadcast("memory://").url == "memory://"
+    with pytest.raises(ValueError, match=r"memory://.*redis://host:port/db.*rediss://"):
+        Broadcast("kafka://localhost:9092")
+    with pytest.raises(ValueError, match="unsupported"):
+        Broadcast("localhost:6379")
+    b = Broadcast("redis://user:s3cret@127.0.0.1:6379/2")
+    assert "s3cret" not in repr(b) and "***" in repr(b)
+
+
+def test_a_missing_redis_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m == "redis" or m.startswith("redis.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "redis", None)  # import redis raises ImportError
+    with pytest.raises(ImportError, match=r"hump_listener\[redis\]"):
+        Broadcast("redis://127.0.0.1:6379/0")
+    Broadcast()  # the memory backend needs nothing
+
+
+# -- Redis ----------------------------------------------------------------------------------
+
+
+async def test_start_fails_clearly_when_redis_is_unreachable() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    b = Broadcast(url, **FAST)
+    with pytest.raises(BroadcastUnavailable, match="unreachable"):
+        await b.start()
+    assert not b.started
+    with pytest.raises(BroadcastUnavailable):
+        await b.publish("x", "m")
+    with pytest.raises(BroadcastUnavailable):
+        async with b.subscribe("x"):
+            pass
+    assert b.subscriber_count("x") == 0
+    assert isinstance(BroadcastUnavailable(), ConnectionError)
+
+
+async def test_a_foreign_publisher_s_messages_arrive_as_bytes(redis_server: RedisServer) -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        async with Broadcast(redis_server.url) as b, b.subscribe("x") as sub:
+            assert await client.publish("x", "plain") == 1  # what redis-cli PUBLISH sends
+            assert await get(sub) == b"plain"
+    finally:
+        await client.aclose()
+
+
+async def test_a_killed_and_restarted_redis_is_survived(redis_server: RedisServer, logs: LogWatch) -> None:
+    before = asyncio.all_tasks()
+    pub = Broadcast(redis_server.url, **FAST)
+    side = Broadcast(redis_server.url, **FAST)
+    async with pub, side, side.subscribe("chat") as sub:
+        await pub.publish("chat", "before")
+        assert await get(sub) == "before"
+
+        redis_server.kill()
+        with pytest.raises(BroadcastUnavailable, match="chat"):
+            await pub.publish("chat", "during")
+        # Publishers queued behind a failing one fail too, none waits for long.
+        results = await asyncio.gather(*(pub.publish("chat", f"d{i}") for i in range(10)), return_exceptions=True)
+        assert all(isinstance(r, BroadcastUnavailable) for r in results)
+        await logs.wait_for(r"lost the connection to Redis")
+        assert not side.connected and side.started
+        async with side.subscribe("late") as late:  # subscribing during the outage works
+            redis_server.start()  # same port
+            await logs.wait_for(r"reconnected to Redis")
+            await wait_numsub(redis_server.url, "chat", 1)  # subscribed again
+            await wait_numsub(redis_server.url, "late", 1)
+            assert side.connected
+            await pub.publish("chat", "after")  # the publisher reconnects by itself
+            await pub.publish("late", "welcome")
+            assert await get(sub) == "after"  # the subscription stayed open
+            assert await get(late) == "welcome"
+        assert not sub.closed and sub.dropped == 0
+    # per Broadcast (each has its subscriber connection), one warning for the outage and
+    # one info line when back, however many attempts the reconnection took
+    assert len(logs.matching(r"lost the connection", logging.WARNING)) == 2
+    assert len(logs.matching(r"reconnected to Redis", logging.INFO)) == 2
+    assert not logs.matching(r"", logging.ERROR)
+    assert asyncio.all_tasks() == before
+
+
+async def test_a_hung_redis_never_hangs_a_publisher(redis_server: RedisServer, logs: LogWatch) -> None:
+    pub = Broadcast(redis_server.url, **FAST)
+    side = Broadcast(redis_server.url, health_check_interval=0.2, **FAST)
+    async with pub, side, side.subscribe("h") as sub:
+        await pub.publish("h", "before")
+        assert await get(sub) == "before"
+        redis_server.pause()  # the connections stay open, nothing answers
+        try:
+            with pytest.raises(BroadcastUnavailable, match=r"[Tt]imeout"):
+                await pub.publish("h", "during")
+            # the subscriber's health check finds the silent connection
+            await logs.wait_for(r"lost the connection to Redis")
+        finally:
+            redis_server.resume()
+        await logs.wait_for(r"reconnected to Redis")
+        await wait_numsub(redis_server.url, "h", 1)
+        await pub.publish("h", "after")
+        while (message := await get(sub)) != "after":
+            # a PUBLISH Redis read before it stopped may still be delivered once it resumes
+            assert message == "during"
+        assert not sub.closed
+
+
+async def test_a_failure_in_the_reader_is_logged_and_the_reader_carries_on(
+    redis_server: RedisServer, logs: LogWatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hump_listener import broadcast as module
+
+    decode = module._decode
+
+    def faulty(payload: bytes) -> object:
+        if payload.endswith(b"boom"):
+            raise RuntimeError("a bug while decoding")
+        return decode(payload)
+
+    monkeypatch.setattr(module, "_decode", faulty)
+    async with Broadcast(redis_server.url, **FAST) as b, b.subscribe("r") as sub:
+        await b.publish("r", "boom")
+        (record,) = await logs.wait_for(r"the Redis reader failed")
+        assert record.levelno == logging.ERROR and record.exc_info is not None
+        assert "a bug while decoding" in str(record.exc_info[1])
+        await logs.wait_for(r"reconnected to Redis")
+        await wait_numsub(redis_server.url, "r", 1)
+        await b.publish("r", "fine")
+        assert await get(sub) == "fine"
+
+
+def stream_lines(port: int, path: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    assert response.status == 200
+    return conn, response
+
+
+def post(port: int, path: str, body: bytes) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
+    try:
+        conn.request("POST", path, body=body)
+        response = conn.getresponse()
+        assert response.status == 200
+        return response.read().decode()
+    finally:
+        conn.close()
+
+
+def test_two_server_processes_exchange_messages_through_redis(redis_server: RedisServer) -> None:
+    env = {"HUMP_BROADCAST_URL": redis_server.url, "HUMP_ACCESS_LOG": "0"}
+    app = tiny_listener("apps.broadcast_app:app")
+    with launch(app, env=env) as one, launch(app, env=env) as two:
+        ports = one.serving_port(), two.serving_port()
+        assert ports[0] != ports[1]
+        for sub_port, pub_port in (ports, ports[::-1]):
+            conn, stream = stream_lines(sub_port, "/subscribe/chat?n=2")
+            try:
+                assert stream.readline() == b"subscribed\n"
+                assert post(pub_port, "/text/chat", "h\xe9llo".encode()) == "1"  # one subscribed process
+                assert post(pub_port, "/bytes/chat", b"\x00\xff") == "1"
+                assert stream.readline().decode() == "str:h\xe9llo\n"
+                assert stream.readline() == b"bytes:00ff\n"
+                assert stream.readline() == b""  # n=2: the response ends
+            finally:
+                conn.close()
