@@ -13,8 +13,9 @@ from another thread all end up in ``BackgroundEvents.trigger``. tiny-listener's 
    (tiny-listener never drops a context, and its ``Event`` holds the context only by
    weak reference, so a background event of a finished request got ``ctx=None``.)
 2. **Every task is kept and inspected.** The app's ``BackgroundEvents.tasks`` holds each
-   task until a done-callback removes it; that callback, not the coroutine, releases the
-   context, so a task cancelled before its first step releases it too.
+   task until a done-callback removes it. The event's hold on its context is released as
+   the coroutine's last step (so whoever awaits the task finds the context released), or
+   by that callback for a task cancelled before its first step, which never ran.
 3. **Errors are reported exactly once, never re-raised into a detached task.** An
    exception in a handler (or its before/after hooks, or a timeout) runs the matching
    ``on_error`` hooks; with none, it is logged on ``hump_listener.error`` with its
@@ -195,6 +196,7 @@ class Event(tiny_listener.Event[Any]):
         super().__init__(ctx, route, data)
         self._context = ctx
         self._value: Any = None
+        self._settled = False  # done, and its hold on the context released
         #: The name it was triggered with (``"step 1: save Alice's data"``); the route's
         #: template until then.
         self.name: str = route.path
@@ -380,8 +382,7 @@ class BackgroundEvents:
             return None
         finally:
             event.running = False
-            if event.auto_done:
-                event.done()
+            self._settle(event)
 
     async def _report(self, event: Event, exc: Exception) -> None:
         """``on_error`` hooks, else one log line with the traceback (rule 3)."""
@@ -407,14 +408,24 @@ class BackgroundEvents:
                 "background event %r (fired by %s) ended with %r", event.name, event.ctx.describe(), exc,
                 exc_info=exc,
             )
-        if event.auto_done and not event.is_done:
-            event.done()  # cancelled before its first step: no finally ran
+        self._settle(event)  # a no-op unless it was cancelled before its first step
+        if not self.tasks:
+            self._wake_idle()
+
+    @staticmethod
+    def _settle(event: Event) -> None:
+        """Once per event: mark it done (unless the handler took that over with
+        ``prevent_auto_done``), unlist it from a context that keeps no done events,
+        release its hold on the context."""
+        if event._settled:
+            return
+        event._settled = True
+        if event.auto_done:
+            event.done()
         ctx = event.ctx
         if not ctx.keep_done_events:
             ctx._forget(event)
         ctx.release()
-        if not self.tasks:
-            self._wake_idle()
 
     # -- waiting and draining -------------------------------------------------------------
 
