@@ -326,7 +326,10 @@ class App(Listener[HTTPContext]):
             client, scheme, head.server,
         )
         ctx.channel = channel
-        ctx.hold()  # into app.ctxs; background events triggered in it hold it too
+        # ctx.hold(), inlined (hot path): the request holds its context; events
+        # triggered in it hold it too (events.EventContext).
+        ctx._holds = 1
+        self.ctxs[cid] = ctx
         status = 0
         try:
             try:
@@ -349,7 +352,11 @@ class App(Listener[HTTPContext]):
             event = ctx._event
             if event is not None and event.auto_done:
                 event.done()
-            ctx.release()
+            if ctx._holds == 1 and not ctx.events:
+                ctx._holds = 0  # ctx.release() when nothing else holds it (hot path)
+                self.ctxs.pop(cid, None)  # (ctx.drop() may have removed it)
+            else:
+                ctx.release()  # background events still hold it, or events to clear
         if self.access_log and status:
             target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
             self._log_access(head, target, status, started, ctx.request.client)
