@@ -161,6 +161,7 @@ class App(Listener[HTTPContext]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self._stopped: asyncio.Event | None = None  # set when run()'s main() may return
+        self._starting = False
         self._exit_status = 0
 
     # -- registration ------------------------------------------------------------------
@@ -526,6 +527,9 @@ class App(Listener[HTTPContext]):
                 await self.server.shutdown(0)
             return
         self._stopping = True
+        if self._starting:
+            error_log.info("Signal %s during startup: shutting down once it has finished", sig)
+            return  # main() sees _stopping after run_startup and shuts down instead of serving
         error_log.info("Shutting down (signal %s)", sig)
         loop = asyncio.get_running_loop()
         timeout = self.drain_timeout
@@ -614,10 +618,16 @@ class App(Listener[HTTPContext]):
     async def main(self) -> None:
         """What ``run()`` runs on its loop: startup, listen, wait for the signal."""
         self._stopped = asyncio.Event()
+        self._starting = True
         try:
             await self.run_startup()
         except Exception:
             self._exit_status = 1  # logged by run_startup
+            return
+        finally:
+            self._starting = False
+        if self._stopping:  # a signal came during startup
+            await self.run_shutdown()
             return
         try:
             await self.listen()

@@ -333,3 +333,21 @@ def _env() -> dict[str, str]:
     env = {**os.environ, "HUMP_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")]))
     return env
+
+
+def test_a_signal_during_startup_shuts_down_once_startup_has_finished() -> None:
+    import signal
+
+    from process_helpers import launch
+    from process_helpers import tiny_listener as tiny_listener_args
+
+    env = {"TEST_SLOW_STARTUP": "1", "HUMP_ACCESS_LOG": "0"}
+    with launch(tiny_listener_args("apps.events_app:app"), env=env) as server:
+        server.wait_for_line(r"startup waiting")
+        server.proc.send_signal(signal.SIGTERM)
+        server.wait_for_line(r"during startup: shutting down once it has finished")
+        server.proc.send_signal(signal.SIGUSR1)  # let the startup callback finish
+        assert server.proc.wait(timeout=30) == 0
+        output = server.output()
+        assert "startup finished" in output and "shutdown callback ran" in output
+        assert "Serving on" not in output

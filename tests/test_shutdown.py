@@ -1,6 +1,7 @@
 """Graceful shutdown of a real ``tiny-listener`` process: SIGTERM while a slow request
 is in flight → new connections are refused, the request still completes, shutdown
-callbacks run, the process exits 0."""
+callbacks run, the process exits 0. Background events get the same drain (one deadline),
+are cancelled past it with a line saying how many, and a second signal skips the rest."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@
 - ``GET /stats``: live contexts (other than this request's), running background events,
   and Event objects still alive after a collection.
 
-``TEST_SHUTDOWN_TIMEOUT`` sets the drain time.
+``TEST_SHUTDOWN_TIMEOUT`` sets the drain time; with ``TEST_SLOW_STARTUP=1`` the startup
+waits for SIGUSR1 too.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ events_seen: weakref.WeakSet[Event] = weakref.WeakSet()  # type: ignore[type-arg
 @app.startup
 async def arm() -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, release.set)
+    if os.environ.get("TEST_SLOW_STARTUP"):
+        log.info("startup waiting")
+        await release.wait()
+        release.clear()
+        log.info("startup finished")
 
 
 @app.shutdown
