@@ -586,3 +586,14 @@ def test_soak_through_a_real_server_leaves_nothing_held() -> None:
         assert client.get("/signups").json()[0] == "u0 via POST /signup"
         server.wait_for_line(r"Exception in background event 'explode' \(fired by POST /boom\)")
         assert "never retrieved" not in server.output()
+
+
+async def test_an_event_handler_that_cannot_be_injected_fails_on_its_first_trigger(app: App) -> None:
+    from hump_listener import RouteDefinitionError
+
+    @app.on_event("odd")
+    async def odd(mystery: int) -> None: ...
+
+    with pytest.raises(RouteDefinitionError, match="mystery"):
+        app.trigger_event("odd")
+    assert app.ctxs == {} and not app.background.tasks
