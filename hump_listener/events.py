@@ -48,7 +48,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import tiny_listener
-from tiny_listener import Context, ContextNotFound, Route
+from tiny_listener import Context, Route
 
 from . import tiny_internals
 from .endpoints import Endpoint, Handler, Plan, build_plan, call_plan
@@ -479,7 +479,3 @@ class BackgroundEvents:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-
-
-def context_not_found(cid: str) -> ContextNotFound:
-    return ContextNotFound(f"context {cid!r} is not alive (its request and events have finished)")

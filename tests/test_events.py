@@ -330,14 +330,18 @@ async def test_wait_event_done_started_before_the_events_wakes_without_polling(a
         await gates[i].wait()
         return i * 10
 
+    waiting: list[bool] = []
+
     @app.on_event("collect")
     async def collect(event: Event) -> list[Any]:  # type: ignore[type-arg]
+        waiting.append(True)  # no suspension point between here and the wait itself
         return await event.wait_event_done("step {i:int}", n=2)
 
     ctx = EventContext(app, "conn")  # a context held by someone else (a connection)
     ctx.hold()
     waiter = app.trigger_event("collect", cid="conn")
-    assert await spin(lambda: len(ctx.events) == 1)  # collect is waiting, no step yet
+    assert await spin(lambda: bool(waiting))  # collect is waiting, no step triggered yet
+    assert not waiter.done()
     app.trigger_event("step 0", cid="conn")
     app.trigger_event("step 1", cid="conn")
     gates[1].set()
