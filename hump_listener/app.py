@@ -9,16 +9,34 @@ Request path, in order (each step is skipped when nothing is registered for it):
             before_event hooks ─► route middleware ─► handler (planned injection)
             after_event hooks
         the reply (or 500) sent through the Channel    exactly one response
-        context dropped, access line logged
+        context released, access line logged           dropped once its events are done
 
 Errors: ``HTTPError`` anywhere becomes that response (middleware sees it as a response
 from ``call_next``); any other exception runs tiny-listener's ``on_error`` hooks and,
 unless one of them replied, becomes a logged 500 with a generic body.
+
+Lifecycle: one pair of methods, ``await app.run_startup()`` / ``await app.run_shutdown()``,
+used by every runner (the built-in server in ``main()``, the ASGI lifespan, the test
+client, the workers, which run ``main()``), with one policy:
+
+1. Startup runs the services' starts (``add_service``), then the ``@app.startup``
+   callbacks, in order. The first that raises stops startup: it is logged once on
+   ``hump_listener.error`` ("Application startup failed: ..."), background events it
+   started are cancelled, services already started are stopped, and the exception
+   propagates: the server exits 1, the ASGI adapter sends ``lifespan.startup.failed``,
+   the test client raises it. Shutdown callbacks do not run after a failed startup
+   (as in Starlette and uvicorn: they may depend on what startup did not finish).
+2. Shutdown drains the background events (up to the drain time: what is left of the one
+   ``shutdown_timeout`` the server's request drain started), then runs every
+   ``@app.shutdown`` callback (one that raises is logged, the next still runs), then
+   cancels events those callbacks triggered if they outlive the deadline, then stops the
+   services in reverse order (failures logged). It never raises.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import logging
 import os
@@ -28,12 +46,13 @@ from functools import cached_property
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tiny_listener import Listener, Route
+from tiny_listener import ContextNotFound, Listener, Route
 
-from . import statuses
+from . import statuses, tiny_internals
 from .context import HTTPContext
 from .endpoints import Endpoint, Handler, Middleware, PlannedHook, call_plan
 from .errors import ClientDisconnect, HTTPError, NoResponse, RouteDefinitionError
+from .events import DEFAULT_DRAIN_TIMEOUT, BackgroundEvents
 from .models import Headers, Request, Response
 from .proxy import TrustedProxies, effective_peer
 from .routing import Router, Template, decode_path, parse_event_name, split_target
@@ -57,6 +76,7 @@ DEFAULT_PORT = 8000
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+Callback = Callable[[], Awaitable[Any]]
 _FALLBACK = "{_:path}"  # tiny-listener's default path: `@app.on_event()` = the catch-all
 
 
@@ -127,10 +147,22 @@ class App(Listener[HTTPContext]):
         self._entry: Callable[[HTTPContext], Awaitable[Response]] = self._routed
         self._ctx_cls: type[HTTPContext] = HTTPContext
         self._next_cid = 0
+        # tiny-listener's hook lists (live: its decorators append to them)
+        self._before_hooks = tiny_internals.before_event_hooks(self)
+        self._after_hooks = tiny_internals.after_event_hooks(self)
+        self._error_hooks = tiny_internals.error_handlers(self)
+        # Lifecycle state (server lifetime)
+        #: Background events: their tasks, their loop, the shutdown drain (events.py).
+        self.background = BackgroundEvents(self)
+        self._services: list[tuple[Callback | None, Callback | None]] = []
+        self._started_services: list[Callback | None] = []
         # Tasks we start ourselves (signal handling); kept so they are not collected.
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._stopped: asyncio.Event | None = None  # set when run()'s main() may return
+        self._starting = False
+        self._exit_status = 0
 
     # -- registration ------------------------------------------------------------------
 
@@ -166,13 +198,13 @@ class App(Listener[HTTPContext]):
 
     # tiny-listener's hooks, with injection planned once (see endpoints.PlannedHook)
     def add_before_event_hook(self, fn: Handler) -> None:
-        self._middleware_before_event.append(PlannedHook(fn, "before_event"))
+        self._before_hooks.append(PlannedHook(fn, "before_event"))
 
     def add_after_event_hook(self, fn: Handler) -> None:
-        self._middleware_after_event.append(PlannedHook(fn, "after_event"))
+        self._after_hooks.append(PlannedHook(fn, "after_event"))
 
     def add_on_error_hook(self, fn: Handler, exc: type[Exception]) -> None:
-        self._error_handlers.append((exc, PlannedHook(fn, "on_error")))
+        self._error_hooks.append((exc, PlannedHook(fn, "on_error")))
 
     def remove_on_event_hook(self, name: str | Callable[..., Any]) -> bool:
         keys = [k for k, r in self.routes.items() if k == name or getattr(r, "fn", None) is name]
@@ -297,6 +329,9 @@ class App(Listener[HTTPContext]):
             client, scheme, head.server,
         )
         ctx.channel = channel
+        # ctx.hold(), inlined (hot path): the request holds its context; events
+        # triggered in it hold it too (events.EventContext).
+        ctx._holds = 1
         self.ctxs[cid] = ctx
         status = 0
         try:
@@ -315,12 +350,16 @@ class App(Listener[HTTPContext]):
         except ClientDisconnect:
             error_log.debug("client disconnected: %s %s", method, path)
         finally:
-            del self.ctxs[cid]
             if ctx._cleanups:
                 ctx._run_cleanups()
             event = ctx._event
             if event is not None and event.auto_done:
                 event.done()
+            if ctx._holds == 1 and not ctx.events:
+                ctx._holds = 0  # ctx.release() when nothing else holds it (hot path)
+                self.ctxs.pop(cid, None)  # (ctx.drop() may have removed it)
+            else:
+                ctx.release()  # background events still hold it, or events to clear
         if self.access_log and status:
             target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
             self._log_access(head, target, status, started, ctx.request.client)
@@ -337,12 +376,12 @@ class App(Listener[HTTPContext]):
         ctx.endpoint = endpoint
         ctx.params = params
         ctx.max_body_size = endpoint.max_body_size
-        if self._middleware_before_event:
-            for hook in self._middleware_before_event:
+        if self._before_hooks:
+            for hook in self._before_hooks:
                 await hook(ctx.event, {})
         response = await endpoint.chain(ctx)
-        if self._middleware_after_event:
-            for hook in self._middleware_after_event:
+        if self._after_hooks:
+            for hook in self._after_hooks:
                 await hook(ctx.event, {})
         return ctx.reply or response
 
@@ -363,7 +402,7 @@ class App(Listener[HTTPContext]):
         """Run tiny-listener's on_error hooks; unless one replied, log and answer 500."""
         ctx.reply = None
         endpoint = ctx.endpoint
-        hooks = [hook for kls, hook in self._error_handlers if isinstance(exc, kls)]
+        hooks = [hook for kls, hook in self._error_hooks if isinstance(exc, kls)]
         if hooks and endpoint is not None:
             event = ctx.event
             event.error = exc
@@ -467,25 +506,177 @@ class App(Listener[HTTPContext]):
     def _on_signal(self, sig: int) -> None:
         task = asyncio.ensure_future(self.graceful_shutdown(sig))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._signal_task_done)
+
+    def _signal_task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            error_log.error("graceful shutdown failed", exc_info=exc)
+            if self._stopped is not None:
+                self._stopped.set()
 
     async def graceful_shutdown(self, sig: int) -> None:
-        """Stop accepting, drain in-flight requests (up to ``shutdown_timeout``), run the
-        shutdown callbacks, then let ``run()`` return. A second signal skips the drain."""
+        """Stop accepting, drain in-flight requests and background events (one deadline:
+        ``shutdown_timeout``), run the shutdown callbacks, then let ``run()`` return.
+
+        A second signal skips what is left of the drain: background events are cancelled
+        at once (with the log line saying how many) and the server is told to cut its
+        request drain short (``server.shutdown(0)``)."""
         if self._stopping:
+            error_log.info("Second signal (%s): skipping the rest of the drain", sig)
+            self.background.cut()
             if self.server is not None:
                 await self.server.shutdown(0)
             return
         self._stopping = True
+        if self._starting:
+            error_log.info("Signal %s during startup: shutting down once it has finished", sig)
+            return  # main() sees _stopping after run_startup and shuts down instead of serving
         error_log.info("Shutting down (signal %s)", sig)
+        loop = asyncio.get_running_loop()
+        timeout = self.drain_timeout
+        deadline = loop.time() + timeout
+        try:
+            if self.server is not None:
+                await self.server.shutdown(timeout)
+            await self.run_shutdown(max(deadline - loop.time(), 0.0))
+        finally:
+            if self._stopped is not None:
+                self._stopped.set()
+
+    # -- lifecycle: one startup / shutdown for every runner (policy: module docstring) ------
+
+    @property
+    def drain_timeout(self) -> float:
+        """Seconds a shutdown waits for requests and background events together:
+        ``App(shutdown_timeout=...)``, else the server config's ``shutdown_timeout``."""
+        if self.shutdown_timeout is not None:
+            return self.shutdown_timeout
         if self.server is not None:
-            await self.server.shutdown(self.shutdown_timeout)
-        for callback in self._shutdown:
+            return self.server.config.shutdown_timeout
+        configured = self.server_options.get("shutdown_timeout")
+        return float(configured) if configured is not None else DEFAULT_DRAIN_TIMEOUT
+
+    def add_service(self, start: Callback | None = None, stop: Callback | None = None) -> None:
+        """Register a framework service (a broadcast backend, a pool): ``start`` runs
+        before the ``@app.startup`` callbacks (so they can use it), ``stop`` after the
+        shutdown callbacks and the background-event drain, in reverse order."""
+        self._services.append((start, stop))
+
+    async def run_startup(self) -> None:
+        """Start the app on the running loop: services, then the startup callbacks.
+
+        The first failure is logged once and re-raised (policy 1 in the module docstring)."""
+        self.background.started(asyncio.get_running_loop())
+        self._started_services = []
+        step = "service"
+        callback: Any = None
+        try:
+            for start, stop in self._services:
+                callback = start
+                if start is not None:
+                    await start()
+                self._started_services.append(stop)
+            step = "startup callback"
+            for callback in list(tiny_internals.startup_callbacks(self)):
+                await callback()
+        except Exception as exc:
+            error_log.error(
+                "Application startup failed: %s %s raised %s: %s",
+                step, _callable_name(callback), type(exc).__name__, exc, exc_info=exc,
+            )
+            await self.background.drain(0, "startup failed")
+            await self._stop_services()
+            raise
+
+    async def run_shutdown(self, timeout: float | None = None) -> None:
+        """Drain background events (up to ``timeout``, default ``drain_timeout``), run the
+        shutdown callbacks, stop the services. Never raises (policy 2)."""
+        loop = asyncio.get_running_loop()
+        timeout = self.drain_timeout if timeout is None else timeout
+        deadline = loop.time() + timeout
+        await self.background.drain(timeout)
+        for callback in list(tiny_internals.shutdown_callbacks(self)):
             try:
                 await callback()
             except Exception as exc:
-                error_log.error("shutdown callback failed", exc_info=exc)
-        self._Listener__exiting.set()  # type: ignore[attr-defined]
+                error_log.error(
+                    "shutdown callback %s failed (the others still run)", _callable_name(callback), exc_info=exc
+                )
+        if self.background.tasks:  # triggered by a shutdown callback
+            await self.background.drain(max(deadline - loop.time(), 0.0))
+        await self._stop_services()
+
+    async def _stop_services(self) -> None:
+        stops, self._started_services = self._started_services, []
+        for stop in reversed(stops):
+            if stop is None:
+                continue
+            try:
+                await stop()
+            except Exception as exc:
+                error_log.error("stopping service %s failed", _callable_name(stop), exc_info=exc)
+
+    async def main(self) -> None:
+        """What ``run()`` runs on its loop: startup, listen, wait for the signal."""
+        self._stopped = asyncio.Event()
+        self._starting = True
+        try:
+            await self.run_startup()
+        except Exception:
+            self._exit_status = 1  # logged by run_startup
+            return
+        finally:
+            self._starting = False
+        if self._stopping:  # a signal came during startup
+            await self.run_shutdown()
+            return
+        try:
+            await self.listen()
+        except OSError as exc:
+            error_log.error("Could not listen on %s:%s: %s", self.host, self.port, exc)
+            self._exit_status = 1
+            await self.run_shutdown(0)
+            return
+        await self._stopped.wait()
+
+    # -- events outside any request ------------------------------------------------------
+
+    def trigger_event(
+        self,
+        path: str,
+        cid: str | None = None,
+        timeout: float | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> asyncio.Task[Any]:
+        """Run the (non-HTTP) event ``path`` in the background on the running loop.
+
+        ``cid=None``: in a fresh context, dropped when the event is done (a startup
+        callback, a timer). ``cid``: in that live context (``ContextNotFound`` if it has
+        been dropped). Same guarantees as ``ctx.trigger_event`` (see events.py): the task
+        is kept, errors go to ``on_error`` hooks or the log, shutdown drains it; awaiting
+        it gives the handler's return value (``None`` if it failed)."""
+        if cid is None:
+            ctx = self._event_context()
+        else:
+            found = self.ctxs.get(cid)
+            if found is None:
+                raise ContextNotFound(f"context {cid!r} is not alive (its request and events have finished)")
+            ctx = found
+        return self.background.trigger(ctx, path, timeout=timeout, data=data)
+
+    def trigger_event_threadsafe(
+        self, path: str, *, timeout: float | None = None, data: dict[str, Any] | None = None
+    ) -> concurrent.futures.Future[Any]:
+        """``trigger_event`` from any thread, in a fresh context, on the app's loop. The
+        future gets the handler's return value (``None`` if it failed; the error went to
+        the hooks or the log), or the error that kept it from starting. ``RuntimeError``
+        if the app is not running."""
+        return self.background.trigger_threadsafe(self._event_context, path, timeout=timeout, data=data)
+
+    def _event_context(self) -> HTTPContext:
+        self._next_cid += 1
+        return self._ctx_cls(self, f"event-{self._next_cid}")
 
     def run(self) -> None:
         from .logs import configure_default_logging
@@ -498,6 +689,8 @@ class App(Listener[HTTPContext]):
             if status:
                 raise SystemExit(status)
             return
+        self._stopping = False
+        self._exit_status = 0
         try:
             super().run()
         finally:
@@ -506,6 +699,12 @@ class App(Listener[HTTPContext]):
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
                 asyncio.set_event_loop(None)
+        if self._exit_status:
+            raise SystemExit(self._exit_status)
+
+
+def _callable_name(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
 def _compose(

@@ -2,9 +2,10 @@
 
 ``asgi(app)`` (or ``app.asgi``) is one more producer of the seam's ``(RequestHead,
 Channel)``, like the built-in h11 server: an HTTP scope becomes a ``RequestHead`` and
-``receive``/``send`` become a ``Channel``. Lifespan events run the app's tiny-listener
-startup/shutdown callbacks. Like the h11 server this module knows nothing of routing or
-tiny-listener; it imports only the seam.
+``receive``/``send`` become a ``Channel``. Lifespan events run the app's one startup /
+shutdown lifecycle (``App.run_startup()`` / ``App.run_shutdown()``: callbacks, the
+background-event drain), with the App's error policy. Like the h11 server this module
+knows nothing of routing or tiny-listener; it imports only the seam.
 
     uvicorn http_web:asgi --workers 4          # http_web.py: asgi = app.asgi
 
@@ -20,6 +21,10 @@ Policy choices, where ASGI leaves room:
   ``send`` (uvicorn raises an ``OSError`` subclass) is reported the same way.
 - ``sendfile`` uses the ``http.response.zerocopysend`` extension when the server offers
   it, else reads the file in a worker thread, ``SENDFILE_CHUNK`` at a time.
+- Lifespan: ``lifespan.startup.failed`` (with ``"ExcType: message"``) when
+  ``run_startup()`` raises (it has logged the traceback); shutdown never fails (the
+  App logs a failing shutdown callback and runs the others). A seam app without
+  ``run_startup`` / ``run_shutdown`` has nothing to run: both complete at once.
 - Only ``http`` and ``lifespan`` scopes; any other (websocket) is refused by raising, as
   the ASGI spec asks, and the server rejects the connection.
 - ``root_path`` is not stripped: routes match ``scope["path"]`` as sent.
@@ -30,13 +35,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import IO, Any
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import IO, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 from .seam import ClientDisconnect, HeaderList, RequestHead, SeamApp
 
-__all__ = ["SENDFILE_CHUNK", "ASGIAdapter", "ASGIChannel", "asgi", "head_from_scope"]
+__all__ = ["SENDFILE_CHUNK", "ASGIAdapter", "ASGIChannel", "Lifespan", "asgi", "head_from_scope"]
 
 error_log = logging.getLogger("hump_listener.error")
 
@@ -44,7 +49,16 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-LifespanCallback = Callable[[], Awaitable[Any]]
+
+
+@runtime_checkable
+class Lifespan(Protocol):
+    """What the lifespan scope drives: ``App.run_startup`` / ``App.run_shutdown``."""
+
+    async def run_startup(self) -> None: ...
+
+    async def run_shutdown(self) -> None: ...
+
 
 #: Read size for ``sendfile`` without the zero-copy extension: Starlette's FileResponse
 #: uses 64 KiB chunks too.
@@ -217,30 +231,15 @@ class ASGIChannel:
 class ASGIAdapter:
     """An ASGI 3 application that serves a seam app (server lifetime).
 
-    ``on_startup`` / ``on_shutdown`` are read at each lifespan event, so callbacks
-    registered after the adapter was made still run; by default they are a tiny-listener
-    ``Listener``'s ``_startup`` / ``_shutdown`` lists.
+    ``lifespan``: what lifespan events run; by default the app itself when it has
+    ``run_startup`` / ``run_shutdown`` (an ``App``), else nothing.
     """
 
-    def __init__(
-        self,
-        app: SeamApp,
-        on_startup: Iterable[LifespanCallback] | None = None,
-        on_shutdown: Iterable[LifespanCallback] | None = None,
-    ) -> None:
+    def __init__(self, app: SeamApp, lifespan: Lifespan | None = None) -> None:
         self.app = app
-        self._on_startup = on_startup
-        self._on_shutdown = on_shutdown
-
-    @property
-    def on_startup(self) -> list[LifespanCallback]:
-        found = self._on_startup if self._on_startup is not None else getattr(self.app, "_startup", ())
-        return list(found)
-
-    @property
-    def on_shutdown(self) -> list[LifespanCallback]:
-        found = self._on_shutdown if self._on_shutdown is not None else getattr(self.app, "_shutdown", ())
-        return list(found)
+        self.lifespan_target: Lifespan | None = (
+            lifespan if lifespan is not None else app if isinstance(app, Lifespan) else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -272,24 +271,27 @@ class ASGIAdapter:
             await channel.finish()
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
+        target = self.lifespan_target
         while True:
             message = await receive()
             kind = message["type"]
             if kind == "lifespan.startup":
-                callbacks, ok, fail = self.on_startup, "lifespan.startup.complete", "lifespan.startup.failed"
+                try:
+                    if target is not None:
+                        await target.run_startup()  # logs its own failure
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
             elif kind == "lifespan.shutdown":
-                callbacks, ok, fail = self.on_shutdown, "lifespan.shutdown.complete", "lifespan.shutdown.failed"
-            else:
-                continue
-            try:
-                for callback in callbacks:
-                    await callback()
-            except Exception as exc:
-                error_log.exception("%s callback failed", kind)
-                await send({"type": fail, "message": f"{type(exc).__name__}: {exc}"})
-                return
-            await send({"type": ok})
-            if kind == "lifespan.shutdown":
+                try:
+                    if target is not None:
+                        await target.run_shutdown()
+                except Exception as exc:  # App.run_shutdown never raises; another target might
+                    error_log.exception("lifespan shutdown failed")
+                    await send({"type": "lifespan.shutdown.failed", "message": f"{type(exc).__name__}: {exc}"})
+                    return
+                await send({"type": "lifespan.shutdown.complete"})
                 return
 
 

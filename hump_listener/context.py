@@ -17,10 +17,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, overload
 from urllib.parse import parse_qsl
 
-from tiny_listener import Context, Event
-
 from .cookies import EPOCH, SameSite, build_set_cookie
 from .errors import HTTPError, ResponseAlreadySent
+from .events import Event, EventContext
 from .forms import DEFAULT_MAX_FIELD_SIZE, DEFAULT_MAX_FILES, DEFAULT_SPOOL_MAX_SIZE, FormData
 from .models import HTML, JSON, TEXT, MutableHeaders, Request, Response
 from .seam import Channel
@@ -46,8 +45,14 @@ class _Missing:
 _MISSING: Any = _Missing()
 
 
-class HTTPContext(Context):
-    """The per-request context handlers receive as ``ctx: HTTPContext``."""
+class HTTPContext(EventContext):
+    """The per-request context handlers receive as ``ctx: HTTPContext``.
+
+    The request holds it while it runs (``events.EventContext``), and so does every event
+    triggered in it (``ctx.trigger_event(...)``): it stays alive, in ``app.ctxs``, until
+    the request and all those events have finished. A context made for
+    ``app.trigger_event`` outside any request has no ``request``.
+    """
 
     # Per-request state, set by the app right after construction / routing.
     request: Request
@@ -59,7 +64,7 @@ class HTTPContext(Context):
         self.reply: Response | None = None
         self.endpoint: Endpoint | None = None
         self.max_body_size: int | None = None
-        self._event: Event[Any] | None = None
+        self._event: Event | None = None
         self._body: bytes | None = None
         self._streamed = False
         # Callables run (last first) when the request ends, after the response is sent:
@@ -70,7 +75,7 @@ class HTTPContext(Context):
         self._form: FormData | None = None
 
     @property
-    def event(self) -> Event[Any]:
+    def event(self) -> Event:
         """The tiny-listener ``Event`` this request fired (created on first use: most
         handlers never ask for it)."""
         if self._event is None:
@@ -360,6 +365,11 @@ class HTTPContext(Context):
             raise HTTPError(status, f"Invalid form: {e}") from None
         self._form = FormData(pairs)
         return self._form
+
+    def describe(self) -> str:
+        """``GET /signup``: the request that fired this context's events."""
+        req = getattr(self, "request", None)
+        return f"{req.method} {req.path}" if req is not None else self.origin
 
     def __repr__(self) -> str:
         req = getattr(self, "request", None)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tiny_listener import Context, Data, Depends, Event, Param, Route
 
+from . import tiny_internals
 from .errors import RouteDefinitionError
 from .routing import WS, Template, parse_event_name
 from .tiny_internals import init_route_without_regex
@@ -36,9 +37,9 @@ Middleware = Callable[["HTTPContext", CallNext], Awaitable[Any]]
 # Plan step kinds (small ints: the plan is a tuple walked on every request)
 _CTX, _EVENT, _PARAM, _DATA, _DEPENDS = range(5)
 Step = tuple[int, Any, str | None]  # (kind, key, keyword name or None for positional)
+#: A handler's injection steps. A ``Depends`` step's key is ``(dependency, its fn, its
+#: plan)``: plans nest, so no registry outlives the routes that use them.
 Plan = tuple[Step, ...]
-
-_plans: dict[Depends, Plan] = {}
 
 
 def build_plan(fn: Handler, param_names: Sequence[str] | None, where: str) -> Plan:
@@ -69,8 +70,8 @@ def build_plan(fn: Handler, param_names: Sequence[str] | None, where: str) -> Pl
                 f"annotated with the string {anno!r}; use the name itself"
             )
         if isinstance(default, Depends):
-            _plans.setdefault(default, build_plan(default._Hook__fn, None, where))  # type: ignore[attr-defined]
-            steps.append((_DEPENDS, default, keyword))
+            dep_fn = tiny_internals.hook_fn(default)
+            steps.append((_DEPENDS, (default, dep_fn, build_plan(dep_fn, None, where)), keyword))
         elif inspect.isclass(anno) and issubclass(anno, Context):
             steps.append((_CTX, None, keyword))
         elif inspect.isclass(anno) and issubclass(anno, Event):
@@ -94,9 +95,12 @@ def build_plan(fn: Handler, param_names: Sequence[str] | None, where: str) -> Pl
     return tuple(steps)
 
 
-async def call_plan(fn: Handler, plan: Plan, ctx: HTTPContext, params: dict[str, Any]) -> Any:
-    """Call ``fn`` with the arguments ``plan`` says to inject (the tiny-listener
-    ``Event`` is only created if something asks for it)."""
+async def call_plan(
+    fn: Handler, plan: Plan, ctx: HTTPContext, params: dict[str, Any], event: Event[Any] | None = None
+) -> Any:
+    """Call ``fn`` with the arguments ``plan`` says to inject. ``event``: the event being
+    handled (a background event); ``None``: the request's own ``ctx.event``, created
+    only if something asks for it."""
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     for kind, key, keyword in plan:
@@ -110,16 +114,17 @@ async def call_plan(fn: Handler, plan: Plan, ctx: HTTPContext, params: dict[str,
 
                 raise PathParamsError(f"path param `{key}` is missing, allowed: {list(params)}") from None
         elif kind == _EVENT:
-            value = ctx.event
+            value = ctx.event if event is None else event
         elif kind == _DATA:
+            data = (ctx.event if event is None else event).data
             try:
-                value = ctx.event.data[key]
+                value = data[key]
             except KeyError:
                 from tiny_listener import EventDataError
 
-                raise EventDataError(f"event data `{key}` is missing, allowed: {list(ctx.event.data)}") from None
+                raise EventDataError(f"event data `{key}` is missing, allowed: {list(data)}") from None
         else:
-            value = await _resolve(key, ctx, params)
+            value = await _resolve(key, ctx, params, event)
         if keyword is None:
             args.append(value)
         else:
@@ -127,11 +132,14 @@ async def call_plan(fn: Handler, plan: Plan, ctx: HTTPContext, params: dict[str,
     return await fn(*args, **kwargs)
 
 
-async def _resolve(dep: Depends, ctx: HTTPContext, params: dict[str, Any]) -> Any:
+async def _resolve(
+    step: tuple[Depends, Handler, Plan], ctx: HTTPContext, params: dict[str, Any], event: Event[Any] | None
+) -> Any:
     """tiny-listener's Depends semantics (per-context cache, optional timeout), planned."""
+    dep, fn, plan = step
     if dep.use_cache and dep in ctx.cache:
         return ctx.cache[dep]
-    call = call_plan(dep._Hook__fn, _plans[dep], ctx, params)  # type: ignore[attr-defined]
+    call = call_plan(fn, plan, ctx, params, event)
     value = await (asyncio.wait_for(call, dep.timeout) if dep.timeout is not None else call)
     ctx.cache[dep] = value
     return value
@@ -146,7 +154,7 @@ class PlannedHook:
         self.plan = build_plan(fn, None, f"{kind} hook")
 
     async def __call__(self, event: Event[Any], params: dict[str, Any]) -> Any:
-        return await call_plan(self.fn, self.plan, event.ctx, params)
+        return await call_plan(self.fn, self.plan, event.ctx, params, event)
 
     def __repr__(self) -> str:
         return f"PlannedHook({_name(self.fn)})"

@@ -23,7 +23,9 @@ Policy choices:
 2. ``AsyncTestClient`` runs in the caller's event loop. ``TestClient`` runs an event
    loop in a background thread for as long as the client is open, so startup
    callbacks, handlers and shutdown callbacks share one loop (asyncio objects created at
-   startup stay usable); every call blocks until its response is complete.
+   startup stay usable); every call blocks until its response is complete. Entering
+   the ``with`` block runs ``app.run_startup()`` (a failing startup callback raises
+   there); leaving it runs ``app.run_shutdown()``, which waits for background events.
 3. The whole response is read before the call returns; an endless stream (SSE) never
    returns, so give such tests a source that ends, or ``timeout=``.
 4. When the call returns, the request task (the handler, middleware and the app's
@@ -212,15 +214,19 @@ class AsyncTestClient:
         self.config: ServerConfig = config
         self._state: ServerState | None = None
 
-    # Lifespan
+    # Lifespan: the app's one lifecycle (App.run_startup / App.run_shutdown), as the
+    # server and the ASGI lifespan run it. A failing startup callback raises here; the
+    # shutdown drains the background events (up to the app's drain time) and never raises.
 
     async def startup(self) -> None:
-        for callback in getattr(self.app, "_startup", ()):
-            await callback()
+        run_startup = getattr(self.app, "run_startup", None)
+        if run_startup is not None:
+            await run_startup()
 
     async def shutdown(self) -> None:
-        for callback in getattr(self.app, "_shutdown", ()):
-            await callback()
+        run_shutdown = getattr(self.app, "run_shutdown", None)
+        if run_shutdown is not None:
+            await run_shutdown()
 
     async def __aenter__(self) -> AsyncTestClient:
         await self.startup()
@@ -534,7 +540,11 @@ class TestClient:
         loop.close()
 
     def __enter__(self) -> TestClient:
-        self._run(self._client.startup())
+        try:
+            self._run(self._client.startup())
+        except BaseException:
+            self.close()  # no __exit__ follows a failed __enter__: stop the loop thread here
+            raise
         self._lifespan = True
         return self
 

@@ -139,6 +139,7 @@ def worker_main(spec: WorkerSpec, shared: socket.socket | None, supervisor: Conn
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # rule 3; the app would reinstall it
     from tiny_listener import import_from_string
 
+    from . import tiny_internals
     from .app import App
 
     app = import_from_string(spec.import_string)
@@ -168,7 +169,7 @@ def worker_main(spec: WorkerSpec, shared: socket.socket | None, supervisor: Conn
 
         loop.add_reader(supervisor.fileno(), supervisor_gone)
 
-    app._startup.insert(0, worker_started)
+    tiny_internals.startup_callbacks(app).insert(0, worker_started)  # before the app's own
     app.run()
 
 

@@ -420,17 +420,30 @@ async def test_lifespan_runs_the_listener_callbacks(app: App) -> None:
 
 
 async def test_lifespan_startup_failure_is_reported(caplog: pytest.LogCaptureFixture) -> None:
-    async def fails() -> None:
-        raise ValueError("no database")
+    class FailingLifespan:
+        async def run_startup(self) -> None:
+            raise ValueError("no database")
+
+        async def run_shutdown(self) -> None:
+            raise AssertionError("no shutdown after a failed startup")
 
     async def never(head: RequestHead, channel: Channel) -> None:
         raise AssertionError
 
-    adapter = ASGIAdapter(never, on_startup=[fails], on_shutdown=[])
+    adapter = ASGIAdapter(never, lifespan=FailingLifespan())
     peer = Peer({"type": "lifespan.startup"})
     with caplog.at_level(logging.ERROR):
         await adapter({"type": "lifespan"}, peer.receive, peer.send)
     assert peer.sent == [{"type": "lifespan.startup.failed", "message": "ValueError: no database"}]
+
+
+async def test_lifespan_of_a_plain_seam_app_has_nothing_to_run() -> None:
+    async def never(head: RequestHead, channel: Channel) -> None:
+        raise AssertionError
+
+    peer = Peer({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"})
+    await asgi(never)({"type": "lifespan"}, peer.receive, peer.send)
+    assert peer.types == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 
 async def test_websocket_scope_is_refused(app: App) -> None:

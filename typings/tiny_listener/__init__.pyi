@@ -1,5 +1,9 @@
 # Minimal type stubs for tiny-listener 1.2.1 (it ships no py.typed). Only what
 # hump_listener uses; kept in step with the pinned version.
+#
+# Private names (``Listener._startup``, ``Hook._Hook__fn``, ...) are deliberately absent:
+# hump_listener.tiny_internals is the one module that reaches them (by getattr), so mypy
+# refuses any other use.
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -42,6 +46,7 @@ class Route:
     path: str
     opts: dict[str, Any]
     hook: Hook
+    convertors: dict[str, Any]
     def __init__(self, path: str, fn: Callable[..., Any], opts: dict[str, Any] | None = None) -> None: ...
     def match(self, path: str) -> PathParams | None: ...
 
@@ -89,11 +94,6 @@ class Context:
 class Listener(Generic[CTXType]):
     ctxs: dict[str, CTXType]
     routes: dict[str, Route]
-    _startup: list[CoroFunc]
-    _shutdown: list[CoroFunc]
-    _middleware_before_event: list[Any]
-    _middleware_after_event: list[Any]
-    _error_handlers: list[tuple[type[Exception], Any]]
     def __init__(self) -> None: ...
     async def listen(self) -> None: ...
     def install_signal_handlers(self) -> None: ...
