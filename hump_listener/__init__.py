@@ -14,16 +14,20 @@ The public API is exactly ``__all__`` (a test keeps it so)::
 
 from . import statuses
 from .app import App
+from .broadcast import Broadcast, BroadcastUnavailable
 from .context import HTTPContext
 from .errors import ClientDisconnect, HTTPError, ResponseAlreadySent, RouteDefinitionError
 from .forms import FormData, UploadFile
 from .models import Headers, MultiDict, MutableHeaders, Request, Response
 from .responses import FileResponse, StreamingResponse
+from .websocket import WebSocket, WebSocketDisconnect, WebSocketState
 
 __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "Broadcast",
+    "BroadcastUnavailable",
     "ClientDisconnect",
     "FileResponse",
     "FormData",
@@ -38,6 +42,9 @@ __all__ = [
     "RouteDefinitionError",
     "StreamingResponse",
     "UploadFile",
+    "WebSocket",
+    "WebSocketDisconnect",
+    "WebSocketState",
     "__version__",
     "statuses",
 ]

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import importlib.util
 import logging
 import os
 import signal
@@ -49,14 +50,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tiny_listener import ContextNotFound, Listener, Route
 
 from . import statuses, tiny_internals
+from .broadcast import Broadcast
 from .context import HTTPContext
 from .endpoints import Endpoint, Handler, Middleware, PlannedHook, call_plan
 from .errors import ClientDisconnect, HTTPError, NoResponse, RouteDefinitionError
-from .events import DEFAULT_DRAIN_TIMEOUT, BackgroundEvents
+from .events import DEFAULT_DRAIN_TIMEOUT, BackgroundEvents, ConnectionContext
 from .models import Headers, Request, Response
 from .proxy import TrustedProxies, effective_peer
 from .routing import Router, Template, decode_path, parse_event_name, split_target
-from .seam import Channel, RequestHead
+from .seam import Channel, RequestHead, WebSocketChannel
 
 if TYPE_CHECKING:
     import socket
@@ -118,6 +120,7 @@ class App(Listener[HTTPContext]):
         shutdown_timeout: float | None = None,
         server_options: Mapping[str, Any] | None = None,
         forwarded_allow_ips: str | Sequence[str] | None = None,
+        broadcast_url: str | None = None,
     ) -> None:
         super().__init__()
         # Server-lifetime configuration
@@ -147,6 +150,8 @@ class App(Listener[HTTPContext]):
         self._entry: Callable[[HTTPContext], Awaitable[Response]] = self._routed
         self._ctx_cls: type[HTTPContext] = HTTPContext
         self._next_cid = 0
+        #: Some ``WS:`` route exists: only then does an upgrade request look for one.
+        self._websocket_routes = False
         # tiny-listener's hook lists (live: its decorators append to them)
         self._before_hooks = tiny_internals.before_event_hooks(self)
         self._after_hooks = tiny_internals.after_event_hooks(self)
@@ -156,6 +161,10 @@ class App(Listener[HTTPContext]):
         self.background = BackgroundEvents(self)
         self._services: list[tuple[Callback | None, Callback | None]] = []
         self._started_services: list[Callback | None] = []
+        #: Fan-out across workers and hosts (broadcast.py): in-process memory unless
+        #: ``broadcast_url`` / $HUMP_BROADCAST_URL names Redis; started with the app.
+        self.broadcast = Broadcast(broadcast_url or os.environ.get("HUMP_BROADCAST_URL") or None)
+        self.add_service(self.broadcast.start, self.broadcast.stop)
         # Tasks we start ourselves (signal handling); kept so they are not collected.
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -189,6 +198,8 @@ class App(Listener[HTTPContext]):
                 self.routes[path] = route
                 return
             method, route_path = parsed
+            if method == "WS":
+                self._check_websocket_route(path, middleware)
             # Compiled once: the plan needs param_names, then the router takes the Template.
             template = Template.compile(route_path)
             endpoint = Endpoint(path, method, template, fn, middleware, max_body_size, opts)
@@ -226,6 +237,24 @@ class App(Listener[HTTPContext]):
                 self.fallback = route
             else:
                 self.router.add(route.method, route.template, route)
+
+    def _check_websocket_route(self, path: str, middleware: Sequence[Middleware]) -> None:
+        if importlib.util.find_spec("websockets") is None:
+            raise RouteDefinitionError(
+                f"route {path!r}: WebSocket routes need the websockets package: "
+                'pip install "hump_listener[websockets]"'
+            )
+        if middleware:
+            raise RouteDefinitionError(
+                f"route {path!r}: HTTP middleware (call_next returns a Response) cannot wrap a "
+                "WebSocket; use a dependency (Depends) or check in the handler before accept()"
+            )
+        self._websocket_routes = True
+
+    def websocket(self, path: str, **opts: Any) -> Callable[[F], F]:
+        """``@app.websocket("/ws/chat/{room}")``: the same as ``@app.on_event("WS:/ws/chat/{room}")``.
+        The handler gets the connection as ``ws: WebSocket`` (see ``hump_listener.websocket``)."""
+        return self.on_event(f"WS:{path}", **opts)
 
     def on_event(self, path: str = _FALLBACK, **opts: Any) -> Callable[[F], F]:
         """``@app.on_event("GET:/user/{name}")``; ``middleware=[...]`` and
@@ -320,6 +349,15 @@ class App(Listener[HTTPContext]):
             if self.access_log:
                 self._log_access(head, head.target.decode("latin-1"), response.status, started)
             return
+        websocket = channel.websocket
+        if websocket is not None and self._websocket_routes:
+            try:
+                endpoint, params = self.router.match("WS", path)
+            except HTTPError:
+                pass  # no WS route at this path: the upgrade request is answered as HTTP
+            else:
+                await self._serve_websocket(head, channel, websocket, endpoint, params, path, raw_path, query, started)
+                return
         self._next_cid += 1
         cid = str(self._next_cid)
         ctx = self._ctx_cls(self, cid)
@@ -363,6 +401,48 @@ class App(Listener[HTTPContext]):
         if self.access_log and status:
             target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
             self._log_access(head, target, status, started, ctx.request.client)
+
+    # -- WebSockets (see websocket.py) ----------------------------------------------------
+
+    async def _serve_websocket(
+        self,
+        head: RequestHead,
+        channel: Channel,
+        websocket: WebSocketChannel,
+        endpoint: Endpoint,
+        params: dict[str, Any],
+        path: str,
+        raw_path: bytes,
+        query: bytes,
+        started: float,
+    ) -> None:
+        from .websocket import serve
+
+        client, scheme = effective_peer(head.client, head.scheme, head.headers, self.forwarded_allow_ips)
+        request = Request(
+            head.method, path, raw_path, query, head.http_version, Headers(head.headers),
+            client, "wss" if scheme == "https" else "ws", head.server,
+        )
+        await serve(self, head, channel, websocket, endpoint, params, request, started)
+
+    def next_cid(self) -> str:
+        """A fresh context id (requests, WebSocket connections)."""
+        self._next_cid += 1
+        return str(self._next_cid)
+
+    async def run_hooks(self, ctx: ConnectionContext, before: bool) -> None:
+        """tiny-listener's ``before_event`` (or ``after_event``) hooks for ``ctx``'s event."""
+        hooks = self._before_hooks if before else self._after_hooks
+        for hook in hooks:
+            await hook(ctx.event, {})
+
+    def log_websocket(self, head: RequestHead, request: Request, status: int, started: float) -> None:
+        """The access line of a WebSocket handshake: 101 when accepted, else the refusal."""
+        if self.access_log:
+            target = request.raw_path.decode("latin-1")
+            if request.query_string:
+                target += "?" + request.query_string.decode("latin-1")
+            self._log_access(head, target, status, started, request.client)
 
     async def _routed(self, ctx: HTTPContext) -> Response:
         """Route lookup, then the route's chain: hooks, route middleware, handler."""

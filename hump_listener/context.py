@@ -19,15 +19,14 @@ from urllib.parse import parse_qsl
 
 from .cookies import EPOCH, SameSite, build_set_cookie
 from .errors import HTTPError, ResponseAlreadySent
-from .events import Event, EventContext
+from .events import ConnectionContext
 from .forms import DEFAULT_MAX_FIELD_SIZE, DEFAULT_MAX_FILES, DEFAULT_SPOOL_MAX_SIZE, FormData
-from .models import HTML, JSON, TEXT, MutableHeaders, Request, Response
+from .models import HTML, JSON, TEXT, MutableHeaders, Response
 from .seam import Channel
 
 if TYPE_CHECKING:
     from tiny_listener import Listener
 
-    from .endpoints import Endpoint
 
 __all__ = ["DEFAULT_MAX_FORM_FIELDS", "HTTPContext"]
 
@@ -45,7 +44,7 @@ class _Missing:
 _MISSING: Any = _Missing()
 
 
-class HTTPContext(EventContext):
+class HTTPContext(ConnectionContext):
     """The per-request context handlers receive as ``ctx: HTTPContext``.
 
     The request holds it while it runs (``events.EventContext``), and so does every event
@@ -54,17 +53,14 @@ class HTTPContext(EventContext):
     ``app.trigger_event`` outside any request has no ``request``.
     """
 
-    # Per-request state, set by the app right after construction / routing.
-    request: Request
+    # Per-request state, set by the app right after construction / routing (``request``,
+    # ``params``, ``endpoint`` and ``event``: see ``events.ConnectionContext``).
     channel: Channel
-    params: dict[str, Any]
 
     def __init__(self, listener: Listener[Any], cid: str, scope: dict[str, Any] | None = None) -> None:
         super().__init__(listener, cid, scope)
         self.reply: Response | None = None
-        self.endpoint: Endpoint | None = None
         self.max_body_size: int | None = None
-        self._event: Event | None = None
         self._body: bytes | None = None
         self._streamed = False
         # Callables run (last first) when the request ends, after the response is sent:
@@ -73,16 +69,6 @@ class HTTPContext(EventContext):
         # Set-Cookie values, keyed by (name, path, domain): setting a cookie again replaces it.
         self._set_cookies: dict[tuple[str, str | None, str | None], str] = {}
         self._form: FormData | None = None
-
-    @property
-    def event(self) -> Event:
-        """The tiny-listener ``Event`` this request fired (created on first use: most
-        handlers never ask for it)."""
-        if self._event is None:
-            if self.endpoint is None:
-                raise RuntimeError("no event yet: the request has not been routed")
-            self._event = self.new_event(self.endpoint, {})
-        return self._event
 
     # -- replies ---------------------------------------------------------------------
 
@@ -365,11 +351,6 @@ class HTTPContext(EventContext):
             raise HTTPError(status, f"Invalid form: {e}") from None
         self._form = FormData(pairs)
         return self._form
-
-    def describe(self) -> str:
-        """``GET /signup``: the request that fired this context's events."""
-        req = getattr(self, "request", None)
-        return f"{req.method} {req.path}" if req is not None else self.origin
 
     def __repr__(self) -> str:
         req = getattr(self, "request", None)

@@ -24,6 +24,7 @@ from .tiny_internals import init_route_without_regex
 
 if TYPE_CHECKING:
     from .context import HTTPContext
+    from .events import ConnectionContext
     from .models import Response
 
 __all__ = ["Endpoint", "Middleware", "Plan", "PlannedHook", "build_plan", "call_plan"]
@@ -42,11 +43,16 @@ Step = tuple[int, Any, str | None]  # (kind, key, keyword name or None for posit
 Plan = tuple[Step, ...]
 
 
-def build_plan(fn: Handler, param_names: Sequence[str] | None, where: str) -> Plan:
+def build_plan(
+    fn: Handler, param_names: Sequence[str] | None, where: str, context: type[Context] | None = None
+) -> Plan:
     """Read ``fn``'s signature once and turn it into a tuple of injection steps.
 
     ``param_names``: the path parameters the route provides (``None``: unknown, e.g. a
-    dependency, whose ``Param`` lookups are checked at call time).
+    dependency, whose ``Param`` lookups are checked at call time). ``context``: the kind
+    of context the route's handler gets (``HTTPContext`` or ``WebSocket``); a parameter
+    annotated with an unrelated context class (``ctx: HTTPContext`` on a WebSocket
+    route) is refused, here and in its dependencies.
     """
     if not asyncio.iscoroutinefunction(fn):
         raise RouteDefinitionError(f"{where}: handler {_name(fn)} must be an `async def` function")
@@ -71,8 +77,13 @@ def build_plan(fn: Handler, param_names: Sequence[str] | None, where: str) -> Pl
             )
         if isinstance(default, Depends):
             dep_fn = tiny_internals.hook_fn(default)
-            steps.append((_DEPENDS, (default, dep_fn, build_plan(dep_fn, None, where)), keyword))
+            steps.append((_DEPENDS, (default, dep_fn, build_plan(dep_fn, None, where, context)), keyword))
         elif inspect.isclass(anno) and issubclass(anno, Context):
+            if context is not None and not (issubclass(context, anno) or issubclass(anno, context)):
+                raise RouteDefinitionError(
+                    f"{where}: {_name(fn)} asks for {name}: {anno.__name__}, but this route's "
+                    f"handler gets a {context.__name__}"
+                )
             steps.append((_CTX, None, keyword))
         elif inspect.isclass(anno) and issubclass(anno, Event):
             steps.append((_EVENT, None, keyword))
@@ -96,7 +107,7 @@ def build_plan(fn: Handler, param_names: Sequence[str] | None, where: str) -> Pl
 
 
 async def call_plan(
-    fn: Handler, plan: Plan, ctx: HTTPContext, params: dict[str, Any], event: Event[Any] | None = None
+    fn: Handler, plan: Plan, ctx: ConnectionContext, params: dict[str, Any], event: Event[Any] | None = None
 ) -> Any:
     """Call ``fn`` with the arguments ``plan`` says to inject. ``event``: the event being
     handled (a background event); ``None``: the request's own ``ctx.event``, created
@@ -133,7 +144,7 @@ async def call_plan(
 
 
 async def _resolve(
-    step: tuple[Depends, Handler, Plan], ctx: HTTPContext, params: dict[str, Any], event: Event[Any] | None
+    step: tuple[Depends, Handler, Plan], ctx: ConnectionContext, params: dict[str, Any], event: Event[Any] | None
 ) -> Any:
     """tiny-listener's Depends semantics (per-context cache, optional timeout), planned."""
     dep, fn, plan = step
@@ -168,6 +179,17 @@ def _name(fn: Any) -> str:
 _FALLBACK_PATH = "/{_:path}"
 
 
+def _context_kind(method: str) -> type[Context]:
+    """The context a route's handler gets: a ``WebSocket`` for ``WS``, else an ``HTTPContext``."""
+    if method == "WS":
+        from .websocket import WebSocket
+
+        return WebSocket
+    from .context import HTTPContext
+
+    return HTTPContext
+
+
 class Endpoint(Route):
     """A tiny-listener ``Route`` (so ``Event.route`` stays meaningful) that also carries
     the HTTP method, our compiled template and the plan, per-route middleware and limits.
@@ -192,7 +214,7 @@ class Endpoint(Route):
         where = f"route {event_name!r}"
         self.template = template
         self.param_names: tuple[str, ...] = tuple(template.param_names) if template is not None else ("_",)
-        self.plan: Plan = build_plan(fn, self.param_names, where)
+        self.plan: Plan = build_plan(fn, self.param_names, where, _context_kind(method))
         init_route_without_regex(self, event_name, fn, opts)
         self.event_name = event_name
         self.method = method

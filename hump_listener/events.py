@@ -55,11 +55,13 @@ from .endpoints import Endpoint, Handler, Plan, build_plan, call_plan
 
 if TYPE_CHECKING:
     from .app import App
+    from .models import Request
 
 __all__ = [
     "CANCEL_GRACE",
     "DEFAULT_DRAIN_TIMEOUT",
     "BackgroundEvents",
+    "ConnectionContext",
     "Event",
     "EventContext",
 ]
@@ -185,6 +187,33 @@ class EventContext(Context):
             watchers[route].remove(notify)
         if not watchers[route]:
             del watchers[route]
+
+
+class ConnectionContext(EventContext):
+    """The context of one request (``HTTPContext``) or one WebSocket connection
+    (``WebSocket``): the ``Request`` it came with, the route it matched (``endpoint``,
+    ``params``) and the tiny-listener ``Event`` it fired, made on first use."""
+
+    # Set by the app right after construction / routing.
+    request: Request
+    params: dict[str, Any]
+    endpoint: Endpoint | None = None
+    _event: Event | None = None
+
+    @property
+    def event(self) -> Event:
+        """The tiny-listener ``Event`` this request or connection fired (created on first
+        use: most handlers never ask for it)."""
+        if self._event is None:
+            if self.endpoint is None:
+                raise RuntimeError("no event yet: the request has not been routed")
+            self._event = self.new_event(self.endpoint, {})
+        return self._event
+
+    def describe(self) -> str:
+        """``GET /signup``: the request that fired this context's events."""
+        req = getattr(self, "request", None)
+        return f"{req.method} {req.path}" if req is not None else self.origin
 
 
 class Event(tiny_listener.Event[Any]):

@@ -20,6 +20,7 @@ class MemoryChannel:
     disconnected: bool = False
     started: bool = False
     reads: int = 0
+    websocket: None = None  # never an upgrade request
 
     async def receive(self) -> bytes:
         self.reads += 1

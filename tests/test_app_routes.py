@@ -9,7 +9,7 @@ import pytest
 from framework_helpers import call
 from tiny_listener import Event, EventNotFound, Param, Route
 
-from hump_listener import App, HTTPContext
+from hump_listener import App, HTTPContext, WebSocket
 from hump_listener import routing as routing_module
 from hump_listener.endpoints import Endpoint
 from hump_listener.errors import RouteConflict, RouteDefinitionError
@@ -120,8 +120,11 @@ def test_wildcard_and_ws_endpoints_match_like_the_router(app: App) -> None:
     async def h(ctx: HTTPContext) -> str:
         return ""
 
+    async def w(ws: WebSocket) -> None:
+        pass
+
     app.on_event("* /any")(h)
-    app.on_event("WS:/ws")(h)
+    app.on_event("WS:/ws")(w)
     star, ws = app.routes["* /any"], app.routes["WS:/ws"]
     assert star.match("BREW:/any") == {} and star.match("WS:/any") is None
     assert ws.match("WS:/ws") == {} and ws.match("GET:/ws") is None
@@ -207,11 +210,11 @@ async def test_ws_routes_are_endpoints_invisible_to_http(app: App) -> None:
         return f"page {room}"
 
     @app.on_event("WS:/chat/{room}")
-    async def chat(ctx: HTTPContext, room: Param) -> None:
+    async def chat(ws: WebSocket, room: Param) -> None:
         pass
 
     @app.on_event("WS /only/:id")
-    async def only(ctx: HTTPContext, id: Param) -> None:
+    async def only(ws: WebSocket, id: Param) -> None:
         pass
 
     ws = app.routes["WS:/chat/{room}"]
