@@ -446,10 +446,10 @@ async def test_lifespan_of_a_plain_seam_app_has_nothing_to_run() -> None:
     assert peer.types == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 
-async def test_websocket_scope_is_refused(app: App) -> None:
+async def test_other_scopes_are_refused(app: App) -> None:
     peer = Peer()
-    with pytest.raises(RuntimeError, match="websocket"):
-        await app.asgi({"type": "websocket"}, peer.receive, peer.send)
+    with pytest.raises(RuntimeError, match="webtransport"):
+        await app.asgi({"type": "webtransport"}, peer.receive, peer.send)
 
 
 # -- under a real uvicorn --------------------------------------------------------------------

@@ -22,3 +22,18 @@ async def echo(ws: WebSocket) -> None:
 @app.shutdown
 async def done() -> None:
     log.warning("shutdown callback ran")
+
+
+@app.websocket("/ws/deny")
+async def deny(ws: WebSocket) -> None:
+    await ws.deny(401, "who are you?")
+
+
+@app.websocket("/ws/bye")
+async def bye(ws: WebSocket) -> None:
+    await ws.accept(subprotocol="v2" if "v2" in ws.subprotocols else None)
+    await ws.send_json({"scheme": ws.request.scheme, "path": ws.request.path})
+    await ws.close(4001, "done")
+
+
+asgi = app.asgi  # the same app under uvicorn (tests/test_asgi_websocket.py)
