@@ -8,26 +8,12 @@ import asyncio
 import signal
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from servers import RunningServer, run_server
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-
-#: Bound on every wait for a WebSocket message or close (a failing test must end).
-WS_WAIT = 10.0
-
-
-def ws_connect(base_url: str, path: str, **kw: Any) -> connect:
-    """The ``websockets`` client on ``ws://`` + the server's address; no proxy from the
-    environment (everything is on loopback)."""
-    return connect(base_url.replace("http://", "ws://", 1) + path, proxy=None, open_timeout=WS_WAIT, **kw)
-
-
-async def recv(ws: ClientConnection) -> str | bytes:
-    return await asyncio.wait_for(ws.recv(), WS_WAIT)
+from ws_helpers import recv, ws_connect
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +147,18 @@ def test_chunked_body_over_the_limit_is_413_mid_stream(demo: RunningServer) -> N
         data = read_response(sock)
     assert data.startswith(b"HTTP/1.1 413 ")
     assert b"connection: close" in data.lower()
+
+
+def test_signup_runs_its_event_in_the_background(client: httpx.Client) -> None:
+    r = client.post("/signup", data={"name": "server-side ann"})
+    assert r.status_code == 202 and r.json()["name"] == "server-side ann"
+    # The event runs after the response: poll (each poll a round trip, bounded) until the
+    # name is listed.
+    for _ in range(100):
+        names = client.get("/signups").json()
+        if "server-side ann" in names:
+            break
+    assert names.count("server-side ann") == 1
 
 
 # -- WebSockets, with the websockets client library ---------------------------------------
