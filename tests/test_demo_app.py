@@ -15,8 +15,10 @@ from hump_listener import WebSocketDisconnect
 from hump_listener.testing import AsyncTestClient, TestClient, WebSocketRejected
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client() -> Iterator[TestClient]:
+    # Per test: some tests run the same app (http_web.app) in a client of their own, and an
+    # app is started by one runner at a time.
     with TestClient(http_web.app) as c:
         yield c
 
