@@ -161,6 +161,19 @@ async def test_chat_connection_end_cancels_its_relay_and_leaves_nothing_behind()
         assert app.ctxs == {}
 
 
+
+async def test_chat_closes_1001_when_the_broadcast_stops() -> None:
+    """The relay ends when its subscription does (the app's broadcast stopped): the
+    connection is closed with 1001 instead of left open with nobody relaying."""
+    async with AsyncTestClient(http_web.app) as client, client.websocket_connect("/ws/chat/stopping") as ws:
+        await ws.send_text("hi")
+        assert await ws.receive() == "hi"
+        await http_web.app.broadcast.stop()
+        with pytest.raises(WebSocketDisconnect) as info:
+            await ws.receive()
+        assert info.value.code == 1001
+    assert http_web.app.ctxs == {}
+
 async def test_a_failing_relay_closes_1011_and_is_logged(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
