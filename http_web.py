@@ -1,16 +1,46 @@
 """The demo app: ``tiny-listener http_web:app``, then open http://127.0.0.1:8000/page.
 
-Its routes are a contract other checks rely on (tests, benchmarks).
+Its routes are a contract other checks rely on (tests, benchmarks):
+
+- ``GET /`` "Hello, world!"; ``GET /user/{username}``; ``GET /api/users/<int:user_id>``
+  (JSON); ``GET /search`` (the query as JSON); ``POST /echo`` (the body back, same type);
+  ``GET /throw`` (500); ``GET /teapot`` (418); ``GET /page`` (links to everything);
+  ``POST /upload`` (multipart, up to 10 MiB); ``GET /clock`` (SSE, ``?n=`` ticks);
+  ``GET /static/...`` (public/).
+- ``WS /ws/echo``: each message back with its own type (text as text, binary as binary).
+- ``WS /ws/chat/{room}``: every text message goes to every connection in the room, the
+  sender included, through ``app.broadcast``: in-process by default, across workers and
+  hosts with ``HUMP_BROADCAST_URL=redis://...``. The 101 is sent once the connection is
+  subscribed, so a client that sees the connection open receives the room's next message.
+  A binary message closes with 1003, a text over ``CHAT_MAX_CHARS`` with 1009, a message
+  that cannot be published (Redis down) with 1013 (try again later). ``GET /chat?room=``
+  is the page where a person chats.
+- ``POST /signup`` (``name`` as a form field, JSON ``{"name": ...}`` or ``?name=``)
+  answers 202 at once and fires the ``user_created`` background event, which records
+  the name; ``GET /signups`` lists the names recorded so far (JSON; per process).
 """
 
 import asyncio
+import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tiny_listener import Param
+from tiny_listener import Data, Param
 
-from hump_listener import App, HTTPContext, HTTPError, UploadFile, statuses
+from hump_listener import (
+    App,
+    BroadcastUnavailable,
+    HTTPContext,
+    HTTPError,
+    UploadFile,
+    WebSocket,
+    WebSocketDisconnect,
+    WebSocketState,
+    statuses,
+)
+from hump_listener.broadcast import Subscription
 
 app = App()
 app.static("/static", Path(__file__).resolve().parent / "public")
@@ -41,6 +71,13 @@ PAGE = """<!doctype html>
 <form id="upload-form" method="post" action="/upload" enctype="multipart/form-data">
   <input name="title" value="my file"> <input id="upload-file" type="file" name="file">
   <button id="upload-submit" type="submit">Upload</button>
+</form>
+<h2>WebSockets</h2>
+<p><a id="chat" href="/chat?room=lobby">Chat in the lobby</a> (open it in two windows)</p>
+<h2>Background events</h2>
+<form id="signup-form" method="post" action="/signup">
+  <input id="signup-name" name="name" value="ann"> <button id="signup-submit" type="submit">POST /signup</button>
+  <a id="signups" href="/signups">GET /signups</a>
 </form>
 <h2>Server-Sent Events clock</h2>
 <p>Server time: <span id="clock">waiting…</span></p>
@@ -119,3 +156,156 @@ async def clock(ctx: HTTPContext) -> None:
             await asyncio.sleep(1)
 
     ctx.sse(ticks())
+
+
+# -- WebSockets -------------------------------------------------------------------------
+
+
+@app.websocket("/ws/echo")
+async def ws_echo(ws: WebSocket) -> None:
+    """Each message back with its own type: ``str`` (text) as text, ``bytes`` as binary."""
+    await ws.accept()
+    async for message in ws:
+        await ws.send(message)
+
+
+#: Longest chat message, in characters: a chat line, not a file transfer (Slack cuts a
+#: message at 4000 characters, IRC lines are 512 bytes); longer closes with 1009.
+CHAT_MAX_CHARS = 4000
+#: Longest room name: it becomes part of a Redis channel name.
+CHAT_MAX_ROOM = 64
+#: Channel prefix: channels are shared by everything on one Redis (docs/broadcast.md).
+CHAT_CHANNEL = "hump_demo:chat:"
+# Close codes (RFC 6455 §7.4.1, and 1013 from the IANA registry)
+_UNSUPPORTED_DATA = 1003
+_TOO_BIG = 1009
+_INTERNAL_ERROR = 1011
+_TRY_AGAIN_LATER = 1013
+_GOING_AWAY = 1001
+
+
+@app.websocket("/ws/chat/{room}")
+async def chat(ws: WebSocket, room: Param) -> None:
+    """A chat room: what the client sends is published on the room's channel; what the
+    channel carries is relayed to the client (its own messages too).
+
+    Two tasks per connection: this handler reads the client, ``_relay`` writes to it.
+    The handler waits on the client, never on the subscription, so when the connection
+    ends (the client leaves, or SIGTERM's 1001) it returns at once, and the ``finally``
+    cancels the relay: nothing outlives the connection and a graceful drain does not wait.
+    """
+    if len(room) > CHAT_MAX_ROOM:
+        await ws.deny(400, f"a room name has at most {CHAT_MAX_ROOM} characters")
+        return
+    channel = CHAT_CHANNEL + room
+    async with app.broadcast.subscribe(channel) as sub:
+        await ws.accept()  # subscribed first: the client's first message comes back to it
+        relay = asyncio.create_task(_relay(ws, sub), name=f"chat relay {room!r}")
+        try:
+            async for message in ws:
+                if not isinstance(message, str):
+                    await ws.close(_UNSUPPORTED_DATA, "the chat takes text messages")
+                    break
+                if len(message) > CHAT_MAX_CHARS:
+                    await ws.close(_TOO_BIG, f"a chat message has at most {CHAT_MAX_CHARS} characters")
+                    break
+                try:
+                    await app.broadcast.publish(channel, message)
+                except BroadcastUnavailable:
+                    # Not sent, and the client must know: it reconnects and sends again.
+                    await ws.close(_TRY_AGAIN_LATER, "the chat is unavailable; try again")
+                    break
+        finally:
+            relay.cancel()
+            await asyncio.wait([relay])
+        if not relay.cancelled():
+            relay.result()  # a relay that failed: its error becomes the handler's (logged, 1011)
+
+
+async def _relay(ws: WebSocket, sub: Subscription) -> None:
+    """Send the room's messages to the client until the connection or the subscription
+    ends; either way the connection is closed when it returns, so the handler's loop over
+    the client's messages ends too."""
+    try:
+        async for message in sub:
+            await ws.send(message)
+    except WebSocketDisconnect:
+        return  # the connection is closed: the handler's loop has ended or is ending
+    except Exception:  # a bug: close now (the handler re-raises it, so it is logged)
+        with contextlib.suppress(WebSocketDisconnect):
+            if ws.client_state is WebSocketState.CONNECTED:
+                await ws.close(_INTERNAL_ERROR)
+        raise
+    # The subscription ended: the broadcast stopped (the app is shutting down).
+    await ws.close(_GOING_AWAY, "the chat is shutting down")
+
+
+CHAT_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>hump_listener chat</title>
+<link rel="stylesheet" href="/static/style.css"></head>
+<body>
+<h1>Chat: <span id="room"></span></h1>
+<p>Status: <span id="chat-status">connecting…</span> · <a href="/page">back to the demo</a></p>
+<ul id="messages"></ul>
+<form id="chat-form" autocomplete="off">
+  <input id="chat-name" size="10" aria-label="your name">
+  <input id="chat-input" size="40" maxlength="3000" placeholder="say something" aria-label="message" autofocus>
+  <button id="chat-send" type="submit">Send</button>
+</form>
+<script src="/static/chat.js"></script>
+</body>
+</html>
+"""
+
+
+@app.get("/chat")
+async def chat_page(ctx: HTTPContext) -> None:
+    """The chat page (``?room=``, default ``lobby``); its script is public/chat.js."""
+    ctx.html(CHAT_PAGE)
+
+
+# -- background events ----------------------------------------------------------------------
+
+#: Names kept for ``GET /signups`` (the oldest go first): the demo keeps them in memory.
+SIGNUPS_KEPT = 1000
+#: Longest name ``POST /signup`` takes.
+MAX_NAME = 100
+signups: deque[str] = deque(maxlen=SIGNUPS_KEPT)
+
+
+@app.on_event("user_created")
+async def user_created(name: Data) -> None:
+    """The background event ``POST /signup`` fires: record the name (where a real app
+    would send a welcome mail)."""
+    signups.append(name)
+
+
+@app.post("/signup")
+async def signup(ctx: HTTPContext) -> None:
+    name = await _signup_name(ctx)
+    ctx.trigger_event("user_created", data={"name": name})  # fire and forget: runs after the reply
+    ctx.json({"name": name, "status": "accepted"}, status=statuses.ACCEPTED)
+
+
+@app.get("/signups")
+async def list_signups(ctx: HTTPContext) -> None:
+    ctx.json(list(signups))
+
+
+async def _signup_name(ctx: HTTPContext) -> str:
+    content_type = ctx.request.content_type.split(";")[0].strip().lower()
+    name: object
+    if content_type == "application/json":
+        data = await ctx.json()
+        name = data.get("name") if isinstance(data, dict) else None
+    elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        name = (await ctx.form()).get("name")
+    else:
+        name = ctx.request.query.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise HTTPError(400, "give a name: a form field, JSON {\"name\": ...} or ?name=")
+    name = name.strip()
+    if len(name) > MAX_NAME:
+        raise HTTPError(400, f"a name has at most {MAX_NAME} characters")
+    return name

@@ -26,6 +26,7 @@ if not (CHROMIUM and CHROMEDRIVER):
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -96,3 +97,65 @@ def test_static_file_link(browser: webdriver.Chrome, demo: RunningServer) -> Non
     browser.find_element(By.ID, "static").click()
     WebDriverWait(browser, 15).until(ec.url_to_be(f"{demo.url}/static/hello.txt"))
     assert browser.find_element(By.TAG_NAME, "body").text == "Hello from a static file!"
+
+
+def _messages(browser: webdriver.Chrome) -> list[str]:
+    return [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#messages li")]
+
+
+def _wait_connected(browser: webdriver.Chrome) -> None:
+    WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "chat-status").text == "connected")
+
+
+def test_chat_in_two_pages(browser: webdriver.Chrome, demo: RunningServer) -> None:
+    """A person types in one page; the message appears in the other (and in their own)."""
+    first = browser.current_window_handle
+    browser.get(f"{demo.url}/page")
+    browser.find_element(By.ID, "chat").click()
+    WebDriverWait(browser, 15).until(ec.url_to_be(f"{demo.url}/chat?room=lobby"))
+    browser.get(f"{demo.url}/chat?room=browser&name=one")
+    _wait_connected(browser)
+    browser.switch_to.new_window("window")
+    second = browser.current_window_handle
+    try:
+        browser.get(f"{demo.url}/chat?room=browser&name=two")
+        _wait_connected(browser)
+        assert browser.find_element(By.ID, "room").text == "browser"
+
+        browser.switch_to.window(first)
+        box = browser.find_element(By.ID, "chat-input")
+        box.send_keys("hello from page one", Keys.ENTER)
+        WebDriverWait(browser, 15).until(lambda b: "one: hello from page one" in _messages(b))
+        assert box.get_attribute("value") == ""  # sent, and the box cleared
+
+        browser.switch_to.window(second)
+        WebDriverWait(browser, 15).until(lambda b: "one: hello from page one" in _messages(b))
+        browser.find_element(By.ID, "chat-input").send_keys("<b>hi</b> from two")
+        browser.find_element(By.ID, "chat-send").click()
+        WebDriverWait(browser, 15).until(lambda b: "two: <b>hi</b> from two" in _messages(b))
+
+        browser.switch_to.window(first)
+        WebDriverWait(browser, 15).until(lambda b: "two: <b>hi</b> from two" in _messages(b))
+        # Shown as text, never as markup.
+        assert browser.find_elements(By.CSS_SELECTOR, "#messages b") == []
+        assert _messages(browser) == ["one: hello from page one", "two: <b>hi</b> from two"]
+    finally:
+        browser.switch_to.window(second)
+        browser.close()
+        browser.switch_to.window(first)
+    demo.wait_for_line(r'"GET /ws/chat/browser HTTP/1.1" 101')
+
+
+def test_signup_form_in_the_browser(browser: webdriver.Chrome, demo: RunningServer) -> None:
+    browser.get(f"{demo.url}/page")
+    name = browser.find_element(By.ID, "signup-name")
+    name.clear()
+    name.send_keys("browser ann")
+    browser.find_element(By.ID, "signup-submit").click()
+    WebDriverWait(browser, 15).until(ec.url_to_be(f"{demo.url}/signup"))
+    assert '"name":"browser ann"' in browser.find_element(By.TAG_NAME, "body").text
+    for _ in range(100):  # the event runs after the response: bounded polls of the list
+        browser.get(f"{demo.url}/signups")
+        if "browser ann" in browser.find_element(By.TAG_NAME, "body").text:
+            break
+    assert '"browser ann"' in browser.find_element(By.TAG_NAME, "body").text

@@ -1,19 +1,24 @@
 """The demo's page-level features, in-process through the test client: the static
-folder, the upload form and the SSE clock, all reachable from /page."""
+folder, the upload form, the SSE clock, the WebSocket echo and chat, and the signup
+background event, all reachable from /page."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 
 import pytest
 
 import http_web
-from hump_listener.testing import TestClient
+from hump_listener import WebSocketDisconnect
+from hump_listener.testing import AsyncTestClient, TestClient, WebSocketRejected
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client() -> Iterator[TestClient]:
+    # Per test: some tests run the same app (http_web.app) in a client of their own, and an
+    # app is started by one runner at a time.
     with TestClient(http_web.app) as c:
         yield c
 
@@ -21,7 +26,8 @@ def client() -> Iterator[TestClient]:
 def test_page_links_every_feature(client: TestClient) -> None:
     page = client.get("/page").text
     for needle in ('href="/static/hello.txt"', 'action="/upload"', 'enctype="multipart/form-data"',
-                   'new EventSource("/clock")', 'href="/user/bob"', 'href="/static/style.css"'):
+                   'new EventSource("/clock")', 'href="/user/bob"', 'href="/static/style.css"',
+                   'href="/chat?room=lobby"', 'action="/signup"', 'href="/signups"'):
         assert needle in page
 
 
@@ -50,3 +56,172 @@ def test_sse_clock(client: TestClient) -> None:
     assert r.headers["cache-control"] == "no-cache"
     events = re.findall(r"event: tick\ndata: (\d\d:\d\d:\d\d UTC)\n\n", r.text)
     assert len(events) == 2
+
+
+# -- WebSockets ---------------------------------------------------------------------------
+
+
+def test_ws_echo_keeps_each_message_type(client: TestClient) -> None:
+    with client.websocket_connect("/ws/echo") as ws:
+        ws.send_text("héllo")
+        assert ws.receive() == "héllo"  # str: a text frame came back
+        ws.send_bytes(b"\x00\xffbin")
+        assert ws.receive() == b"\x00\xffbin"  # bytes: a binary frame
+        ws.send_text("")
+        assert ws.receive() == ""
+        ws.send_bytes(b"")
+        assert ws.receive() == b""
+        big = "x" * 100_000
+        ws.send_text(big)
+        assert ws.receive() == big
+
+
+def test_ws_echo_keeps_order(client: TestClient) -> None:
+    with client.websocket_connect("/ws/echo") as ws:
+        for i in range(20):
+            ws.send(str(i) if i % 2 else bytes([i]))
+        assert [ws.receive() for _ in range(20)] == [str(i) if i % 2 else bytes([i]) for i in range(20)]
+
+
+def test_chat_fans_out_to_the_room_sender_included(client: TestClient) -> None:
+    with client.websocket_connect("/ws/chat/fanout") as a, client.websocket_connect("/ws/chat/fanout") as b:
+        a.send_text("hello from a")
+        assert a.receive() == "hello from a"
+        assert b.receive() == "hello from a"
+        b.send_text("hi from b")
+        assert b.receive() == "hi from b"
+        assert a.receive() == "hi from b"
+        with client.websocket_connect("/ws/chat/fanout") as c:
+            c.send_text("three of us")
+            assert [a.receive(), b.receive(), c.receive()] == ["three of us"] * 3
+
+
+def test_chat_rooms_are_isolated(client: TestClient) -> None:
+    with client.websocket_connect("/ws/chat/x") as x, client.websocket_connect("/ws/chat/y") as y:
+        x.send_text("only for x")
+        assert x.receive() == "only for x"  # published: delivered to every subscriber of x by now
+        y.send_text("only for y")
+        # y's next message is its own: "only for x" never reached room y.
+        assert y.receive() == "only for y"
+        x.send_text("x again")
+        assert x.receive() == "x again"  # and "only for y" never reached room x
+
+
+def test_chat_refuses_binary_and_oversized_messages(client: TestClient) -> None:
+    with client.websocket_connect("/ws/chat/rules") as ws:
+        ws.send_bytes(b"binary")
+        with pytest.raises(WebSocketDisconnect) as info:
+            ws.receive()
+        assert info.value.code == 1003
+    with client.websocket_connect("/ws/chat/rules") as ws:
+        ws.send_text("x" * (http_web.CHAT_MAX_CHARS + 1))
+        with pytest.raises(WebSocketDisconnect) as info:
+            ws.receive()
+        assert info.value.code == 1009
+    with client.websocket_connect("/ws/chat/rules") as ws:
+        ws.send_text("x" * http_web.CHAT_MAX_CHARS)  # at the limit: relayed
+        assert ws.receive() == "x" * http_web.CHAT_MAX_CHARS
+
+
+def test_chat_refuses_an_overlong_room_name_before_the_handshake(client: TestClient) -> None:
+    with pytest.raises(WebSocketRejected) as info, client.websocket_connect("/ws/chat/" + "r" * 65):
+        pass
+    assert info.value.response.status_code == 400
+    with client.websocket_connect("/ws/chat/" + "r" * 64) as ws:
+        ws.send_text("ok")
+        assert ws.receive() == "ok"
+
+
+def test_chat_page(client: TestClient) -> None:
+    page = client.get("/chat?room=lobby")
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    for needle in ('id="chat-input"', 'id="chat-status"', 'id="messages"', '<script src="/static/chat.js">'):
+        assert needle in page.text
+    script = client.get("/static/chat.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert "/ws/chat/" in script.text and "textContent" in script.text and "innerHTML" not in script.text
+
+
+async def test_chat_connection_end_cancels_its_relay_and_leaves_nothing_behind() -> None:
+    app = http_web.app
+    channel = http_web.CHAT_CHANNEL + "cleanup"
+
+    def relays() -> list[asyncio.Task[object]]:
+        return [t for t in asyncio.all_tasks() if t.get_name().startswith("chat relay") and not t.done()]
+
+    async with AsyncTestClient(app) as client:
+        async with client.websocket_connect("/ws/chat/cleanup") as a, client.websocket_connect("/ws/chat/cleanup"):
+            assert app.broadcast.subscriber_count(channel) == 2
+            assert len(relays()) == 2
+            await a.send_text("bye")
+            assert await a.receive() == "bye"
+        # Both blocks left: each handler has returned (the client waits for it).
+        assert app.broadcast.subscriber_count(channel) == 0
+        assert relays() == []
+        assert app.ctxs == {}
+
+
+
+async def test_chat_closes_1001_when_the_broadcast_stops() -> None:
+    """The relay ends when its subscription does (the app's broadcast stopped): the
+    connection is closed with 1001 instead of left open with nobody relaying."""
+    async with AsyncTestClient(http_web.app) as client, client.websocket_connect("/ws/chat/stopping") as ws:
+        await ws.send_text("hi")
+        assert await ws.receive() == "hi"
+        await http_web.app.broadcast.stop()
+        with pytest.raises(WebSocketDisconnect) as info:
+            await ws.receive()
+        assert info.value.code == 1001
+    assert http_web.app.ctxs == {}
+
+async def test_a_failing_relay_closes_1011_and_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The relay task's errors are never lost: the connection closes with 1011 and the
+    handler re-raises the error, which the framework logs with its traceback."""
+    real_send = http_web.WebSocket.send
+
+    async def broken_send(self: http_web.WebSocket, message: str | bytes) -> None:
+        if message == "boom":
+            raise ValueError("relay bug")
+        await real_send(self, message)
+
+    monkeypatch.setattr(http_web.WebSocket, "send", broken_send)
+    async with AsyncTestClient(http_web.app) as client, client.websocket_connect("/ws/chat/broken") as ws:
+        await ws.send_text("fine")
+        assert await ws.receive() == "fine"
+        await ws.send_text("boom")
+        with pytest.raises(WebSocketDisconnect) as info:
+            await ws.receive()
+        assert info.value.code == 1011
+    errors = [r for r in caplog.records if r.name == "hump_listener.error" and r.exc_info]
+    assert len(errors) == 1 and "relay bug" in str(errors[0].exc_info[1])  # type: ignore[index]
+    assert http_web.app.ctxs == {}
+
+
+# -- the signup background event ---------------------------------------------------------------
+
+
+def test_signup_fires_a_background_event_listed_by_signups() -> None:
+    http_web.signups.clear()
+    with TestClient(http_web.app) as client:
+        r = client.post("/signup", data={"name": "ann"})
+        assert r.status_code == 202 and r.json() == {"name": "ann", "status": "accepted"}
+        assert client.post("/signup", json={"name": " bob "}).json()["name"] == "bob"
+        assert client.post("/signup?name=cid").status_code == 202
+    # The block ended after the background events finished (the app's shutdown drain).
+    assert list(http_web.signups) == ["ann", "bob", "cid"]
+    with TestClient(http_web.app) as client:
+        r = client.get("/signups")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert r.json() == ["ann", "bob", "cid"]
+    assert http_web.app.ctxs == {}
+
+
+
+def test_signup_needs_a_name(client: TestClient) -> None:
+    for kw in ({}, {"data": {"name": "  "}}, {"json": {"nom": "x"}}, {"json": ["ann"]}):
+        r = client.post("/signup", **kw)  # type: ignore[arg-type]
+        assert r.status_code == 400 and "give a name" in r.text, kw
+    r = client.post("/signup", data={"name": "n" * (http_web.MAX_NAME + 1)})
+    assert r.status_code == 400 and "at most" in r.text

@@ -1,14 +1,19 @@
 """The demo app as a user runs it: ``tiny-listener http_web:app`` in a subprocess,
-checked route by route with a real HTTP client; plus raw-socket pipelining."""
+checked route by route with a real HTTP client, its WebSockets with the ``websockets``
+client library; plus raw-socket pipelining and a graceful shutdown with chats open."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import socket
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from servers import RunningServer, run_server
+from websockets.exceptions import ConnectionClosed
+from ws_helpers import recv, ws_connect
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +147,74 @@ def test_chunked_body_over_the_limit_is_413_mid_stream(demo: RunningServer) -> N
         data = read_response(sock)
     assert data.startswith(b"HTTP/1.1 413 ")
     assert b"connection: close" in data.lower()
+
+
+def test_signup_runs_its_event_in_the_background(client: httpx.Client) -> None:
+    r = client.post("/signup", data={"name": "server-side ann"})
+    assert r.status_code == 202 and r.json()["name"] == "server-side ann"
+    # The event runs after the response: poll (each poll a round trip, bounded) until the
+    # name is listed.
+    for _ in range(100):
+        names = client.get("/signups").json()
+        if "server-side ann" in names:
+            break
+    assert names.count("server-side ann") == 1
+
+
+# -- WebSockets, with the websockets client library ---------------------------------------
+
+
+async def test_ws_echo_with_a_real_client(demo: RunningServer) -> None:
+    async with ws_connect(demo.url, "/ws/echo") as ws:
+        await ws.send("text ✓")
+        assert await recv(ws) == "text ✓"
+        await ws.send(b"\x00binary\xff")
+        assert await recv(ws) == b"\x00binary\xff"
+        big = bytes(range(256)) * 1000  # 256 kB: several reads and writes
+        await ws.send(big)
+        assert await recv(ws) == big
+        # websockets offers permessage-deflate; the demo runs with it off (the default).
+        assert ws.response is not None and "Sec-WebSocket-Extensions" not in ws.response.headers
+    assert ws.close_code == 1000
+    demo.wait_for_line(r'"GET /ws/echo HTTP/1.1" 101')
+
+
+async def test_ws_chat_with_real_clients(demo: RunningServer) -> None:
+    async with ws_connect(demo.url, "/ws/chat/real") as a, ws_connect(demo.url, "/ws/chat/real") as b, \
+            ws_connect(demo.url, "/ws/chat/elsewhere") as other:
+        await a.send("from a")
+        assert await recv(a) == "from a" and await recv(b) == "from a"
+        await b.send("from b")
+        assert await recv(b) == "from b" and await recv(a) == "from b"
+        await other.send("elsewhere")
+        assert await recv(other) == "elsewhere"  # its room's first message: nothing from "real"
+
+
+async def test_ws_upgrade_to_an_http_route_is_answered_as_http(demo: RunningServer) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as info:
+        async with ws_connect(demo.url, "/user/bob"):
+            pass
+    assert info.value.response.status_code == 200  # the GET route answered; no hang
+
+
+async def test_sigterm_closes_open_chats_1001_and_drains_at_once() -> None:
+    """SIGTERM with chat connections open: each gets close 1001, its handler returns (its
+    relay task, blocked on the subscription, is cancelled), so the drain ends without
+    waiting out ``shutdown_timeout`` and nothing is cancelled; the process exits 0."""
+    with run_server("http_web:app") as server:
+        async with ws_connect(server.url, "/ws/chat/shutdown") as a, ws_connect(
+            server.url, "/ws/chat/shutdown"
+        ) as b, ws_connect(server.url, "/ws/echo") as echo:
+            await a.send("before")
+            assert await recv(a) == "before" and await recv(b) == "before"
+            server.proc.send_signal(signal.SIGTERM)
+            for ws in (a, b, echo):
+                with pytest.raises(ConnectionClosed):
+                    await recv(ws)
+                assert ws.close_code == 1001, ws.close_reason
+        assert await asyncio.to_thread(server.proc.wait, 30) == 0
+        log = server.output()
+    assert "Stopped accepting connections; 3 request(s) in flight" in log
+    assert "cancelling" not in log, log  # neither requests nor background events were cut off

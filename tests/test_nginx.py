@@ -1,5 +1,8 @@
 """deploy/nginx.conf in front of two real instances (``tiny-listener`` subprocesses of
-tests/apps/proxied_app.py), all on 127.0.0.1.
+tests/apps/proxied_app.py, or of the demo http_web.py for the chat), all on 127.0.0.1.
+The chat test adds a real redis-server that both instances share (HUMP_BROADCAST_URL),
+so a message crosses from one instance's client to the other's; it is skipped, with the
+reason, where redis-server is absent, as every test here is where nginx is.
 
 The test runs the deploy config itself, rewritten only where a test must differ (ports,
 a temp prefix for logs, pid and temp files, one nginx worker, no ``user``) plus one
@@ -10,21 +13,29 @@ client, as on the internet.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 from process_helpers import Launched, launch, tiny_listener
+from redis_helpers import running_redis
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+from ws_helpers import recv, ws_connect
+
+from hump_listener.protocol.config import DEFAULT_WS_PING_INTERVAL, DEFAULT_WS_PING_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_CONF = ROOT / "deploy" / "nginx.conf"
@@ -35,6 +46,12 @@ APP = "apps.proxied_app:app"
 NGINX_SIDE = "127.0.0.2"  # nginx's source address towards the instances (proxy_bind)
 #: Upper bound on requests the background client sends during a restart.
 MAX_LOOP_REQUESTS = 5000
+#: WebSocket connections tried through nginx to get one on each instance (round robin
+#: alternates, so two are enough unless something else took a turn).
+MAX_CHAT_CLIENTS = 8
+#: Bounded wait for an instance's access line: polls of LOG_POLL seconds each.
+LOG_POLLS = 300
+LOG_POLL = 0.1
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="the nginx binary is not installed (apt-get install nginx)")
 
@@ -84,10 +101,27 @@ def request(port: int, path: str, headers: dict[str, str] | None = None) -> tupl
         conn.close()
 
 
-def start_instance(stack: ExitStack, port: int = 0) -> tuple[Launched, int]:
-    env = {"HUMP_PORT": str(port), "HUMP_FORWARDED_ALLOW_IPS": NGINX_SIDE}
-    instance = stack.enter_context(launch(tiny_listener(APP), env=env))
+def start_instance(
+    stack: ExitStack, port: int = 0, app: str = APP, env: dict[str, str] | None = None
+) -> tuple[Launched, int]:
+    full_env = {"HUMP_PORT": str(port), "HUMP_FORWARDED_ALLOW_IPS": NGINX_SIDE, **(env or {})}
+    instance = stack.enter_context(launch(tiny_listener(app), env=full_env))
     return instance, instance.serving_port()
+
+
+def deploy(
+    stack: ExitStack, tmp_path: Path, app: str = APP, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Two instances of ``app`` behind nginx, owned by ``stack``."""
+    a, port_a = start_instance(stack, app=app, env=env)
+    b, port_b = start_instance(stack, app=app, env=env)
+    listen = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render(DEPLOY_CONF.read_text(), tmp_path, listen, (port_a, port_b)))
+    nginx = stack.enter_context(launch(nginx_argv(tmp_path, conf, "daemon off;")))
+    # Logged after nginx has bound its port (ngx_init_cycle), so requests just queue.
+    nginx.wait_for_line(r"start worker process")
+    return {"stack": stack, "nginx": listen, "a": (a, port_a), "b": (b, port_b), "nginx_proc": nginx}
 
 
 @pytest.fixture
@@ -96,17 +130,7 @@ def deployment(tmp_path: Path) -> Iterator[dict[str, Any]]:
     them (every process is killed when the test ends, whatever happens)."""
     assert NGINX is not None
     with ExitStack() as stack:
-        a, port_a = start_instance(stack)
-        b, port_b = start_instance(stack)
-        listen = free_port()
-        conf = tmp_path / "nginx.conf"
-        conf.write_text(render(DEPLOY_CONF.read_text(), tmp_path, listen, (port_a, port_b)))
-        nginx = stack.enter_context(
-            launch(nginx_argv(tmp_path, conf, "daemon off;"))
-        )
-        # Logged after nginx has bound its port (ngx_init_cycle), so requests just queue.
-        nginx.wait_for_line(r"start worker process")
-        yield {"stack": stack, "nginx": listen, "a": (a, port_a), "b": (b, port_b), "nginx_proc": nginx}
+        yield deploy(stack, tmp_path)
 
 
 def nginx_argv(prefix: Path, conf: Path, global_directives: str, *flags: str) -> list[str]:
@@ -234,3 +258,86 @@ def test_graceful_restart_of_one_instance_loses_no_request(deployment: dict[str,
     assert not hammer.is_alive()
     failures = [r for r in hammer.results if r != 200]
     assert hammer.results and not failures, (failures[:5], deployment["nginx_proc"].output()[-2000:])
+
+
+# -- WebSockets through nginx -------------------------------------------------------------
+
+
+def test_read_timeout_outlasts_the_websocket_keepalive() -> None:
+    """nginx cuts an upgraded connection after ``proxy_read_timeout`` of silence both
+    ways; the app's ping (after ``ws_ping_interval`` of silence) and its own close of an
+    unanswered one (``ws_ping_timeout`` later) must both come first."""
+    conf = DEPLOY_CONF.read_text()
+    assert re.search(r"^\s*map \$http_upgrade \$connection_upgrade \{", conf, re.MULTILINE)
+    assert re.search(r"^\s*proxy_set_header Upgrade \$http_upgrade;", conf, re.MULTILINE)
+    assert re.search(r"^\s*proxy_set_header Connection \$connection_upgrade;", conf, re.MULTILINE)
+    timeouts = re.findall(r"^\s*proxy_read_timeout (\d+)s;", conf, re.MULTILINE)
+    assert len(timeouts) == 1
+    assert DEFAULT_WS_PING_INTERVAL is not None
+    assert int(timeouts[0]) > DEFAULT_WS_PING_INTERVAL + DEFAULT_WS_PING_TIMEOUT
+
+
+def instance_of(instances: dict[str, Launched], marker: str) -> str:
+    """Which instance accepted the chat connection whose query carries ``marker``. An
+    instance logs the 101 before sending it, so by the time the client is open the line
+    is in that instance's stderr pipe; wait for it (bounded), watching both."""
+    rx = re.compile(rf'"GET /ws/chat/\S*[?&]client={marker}\b\S* HTTP/1\.1" 101 ')
+    for _ in range(LOG_POLLS):
+        found = [name for name, inst in instances.items() if any(rx.search(line) for line in inst.lines)]
+        if found:
+            assert len(found) == 1, found
+            return found[0]
+        for inst in instances.values():
+            with suppress(queue.Empty):
+                inst._queue.get(timeout=LOG_POLL)  # woken by any new line
+    raise AssertionError(f"no instance logged the 101 of client {marker}")
+
+
+async def test_a_chat_through_nginx_crosses_both_instances(tmp_path: Path) -> None:
+    """deploy/nginx.conf in front of two demo instances sharing one Redis: a client on
+    each instance, each sees the other's messages; then a rolling restart: the instance
+    that stops closes its chats with 1001, and a client that reconnects through nginx
+    chats on with the other."""
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    with running_redis(redis_dir) as redis_server, ExitStack() as stack:
+        env = {"HUMP_BROADCAST_URL": redis_server.url}
+        deployment = await asyncio.to_thread(deploy, stack, tmp_path, "http_web:app", env)
+        base = f"http://127.0.0.1:{deployment['nginx']}"
+        instances = {"a": deployment["a"][0], "b": deployment["b"][0]}
+        async with AsyncExitStack() as clients:
+            on: dict[str, ClientConnection] = {}
+            for n in range(MAX_CHAT_CLIENTS):
+                ws = await clients.enter_async_context(ws_connect(base, f"/ws/chat/nginx?client={n}"))
+                on.setdefault(await asyncio.to_thread(instance_of, instances, str(n)), ws)
+                if len(on) == 2:
+                    break
+            assert set(on) == {"a", "b"}, "nginx never sent a chat connection to one of the instances"
+            # The instances saw the client, not nginx (X-Forwarded-For from 127.0.0.2).
+            assert all(
+                "127.0.0.1:0 - " in line for inst in instances.values() for line in inst.lines if '" 101 ' in line
+            )
+
+            await on["a"].send("through nginx, from a")
+            assert await recv(on["a"]) == "through nginx, from a"
+            assert await recv(on["b"]) == "through nginx, from a"
+            await on["b"].send("through nginx, from b")
+            assert await recv(on["b"]) == "through nginx, from b"
+            assert await recv(on["a"]) == "through nginx, from b"
+
+            # Rolling restart of instance a: its chats get 1001 through nginx.
+            a = instances["a"]
+            a.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed):
+                while True:  # skip what other clients of the room said meanwhile (none)
+                    await recv(on["a"])
+            assert on["a"].close_code == 1001, on["a"].close_reason
+            assert await asyncio.to_thread(a.proc.wait, 30) == 0, a.output()
+            assert "cancelling" not in a.output(), a.output()
+
+            # The page reconnects: through nginx it lands on b, the instance that is up.
+            back = await clients.enter_async_context(ws_connect(base, "/ws/chat/nginx?client=back"))
+            assert await asyncio.to_thread(instance_of, instances, "back") == "b"
+            await back.send("reconnected")
+            assert await recv(back) == "reconnected"
+            assert await recv(on["b"]) == "reconnected"

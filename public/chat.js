@@ -1,0 +1,61 @@
+// The demo's chat page (/chat?room=NAME): one WebSocket to /ws/chat/NAME. What you type
+// is sent as "name: text"; every message of the room (yours too) is appended below.
+// Messages are shown with textContent, never as HTML: they come from anyone.
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const room = params.get("room") || "lobby";
+const statusEl = document.getElementById("chat-status");
+const messagesEl = document.getElementById("messages");
+const form = document.getElementById("chat-form");
+const input = document.getElementById("chat-input");
+const nameInput = document.getElementById("chat-name");
+document.getElementById("room").textContent = room;
+document.title = `${room} · hump_listener chat`;
+nameInput.value = params.get("name") || `guest-${Math.floor(Math.random() * 9000) + 1000}`;
+
+const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws/chat/${encodeURIComponent(room)}`;
+// Reconnect after a lost connection (a restart behind nginx sends 1001, Redis down 1013):
+// 0.5 s, doubling up to 10 s; a connection that opened starts again from 0.5 s.
+const RETRY_FIRST = 500;
+const RETRY_MAX = 10000;
+let retry = RETRY_FIRST;
+let socket = null;
+
+function show(text, kind) {
+  const li = document.createElement("li");
+  li.textContent = text;
+  if (kind) li.className = kind;
+  messagesEl.appendChild(li);
+  li.scrollIntoView({ block: "nearest" });
+}
+
+function connect() {
+  statusEl.textContent = "connecting…";
+  const ws = new WebSocket(url);
+  socket = ws;
+  ws.addEventListener("open", () => {
+    retry = RETRY_FIRST;
+    statusEl.textContent = "connected";
+  });
+  ws.addEventListener("message", (e) => {
+    if (typeof e.data === "string") show(e.data);
+  });
+  ws.addEventListener("close", (e) => {
+    socket = null;
+    statusEl.textContent = `disconnected (${e.code}${e.reason ? ": " + e.reason : ""}); reconnecting…`;
+    setTimeout(connect, retry);
+    retry = Math.min(retry * 2, RETRY_MAX);
+  });
+}
+
+form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = input.value.trim();
+  if (!text || socket === null || socket.readyState !== WebSocket.OPEN) return;
+  const name = nameInput.value.trim();
+  socket.send(name ? `${name}: ${text}` : text);
+  input.value = "";
+});
+
+connect();
