@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import socket
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -297,11 +298,28 @@ class SockWS:
         self.writer = writer
         self.head = head
         self._buf = b""
+        #: Every byte received after the 101's head (to check the server's encodings).
+        self.raw = bytearray()
 
     @classmethod
-    async def connect(cls, port: int, request: bytes | None = None, timeout: float = 5.0) -> SockWS:
+    async def connect(
+        cls, port: int, request: bytes | None = None, timeout: float = 5.0, rcvbuf: int | None = None
+    ) -> SockWS:
+        """Connect and open; ``rcvbuf`` fixes the socket's receive buffer (no autotuning),
+        so a test that stops reading knows how much the kernel will hold for it."""
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            if rcvbuf is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            else:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+                sock.setblocking(False)
+                try:
+                    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+                except BaseException:
+                    sock.close()
+                    raise
+                reader, writer = await asyncio.open_connection(sock=sock)
             writer.write(request if request is not None else handshake(key=random_key()))
             head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101 "), head
@@ -325,12 +343,14 @@ class SockWS:
                 chunk = await self.reader.read(65536)
                 assert chunk, f"EOF after {out}"
                 self._buf += chunk
+                self.raw += chunk
 
     async def until_eof(self, timeout: float = 5.0) -> list[Frame]:
         """Every frame until the server closes its side (FIN); fails if it never does."""
         async with asyncio.timeout(timeout):
             while chunk := await self.reader.read(65536):
                 self._buf += chunk
+                self.raw += chunk
         frames, rest = parse_frames(self._buf)
         assert rest == b"", f"a partial frame before EOF: {rest[:50]!r}"
         self._buf = b""
