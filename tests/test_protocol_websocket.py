@@ -847,3 +847,24 @@ async def test_a_websocket_accepted_during_shutdown_is_sent_1001() -> None:
         await holder.channel.receive()
     assert info.value.code == 1001
     holder.done.set()
+
+
+async def test_keep_alive_does_not_time_out_while_we_stopped_reading_for_the_handler() -> None:
+    """With the queue full we read nothing, so the client's pong (or any byte) cannot be
+    seen: the keep-alive closed a live connection with 1011 whenever a handler did not
+    take its messages for ws_ping_interval + ws_ping_timeout (a push-only handler)."""
+    holder = Holder()
+    ws = await opened(holder, clock=True, ws_max_queue=1, ws_ping_interval=20.0, ws_ping_timeout=10.0)
+    assert ws.clock is not None
+    await holder.accepted.wait()
+    ws.send(text("unread"))
+    assert not ws.transport.reading
+    for _ in range(20):
+        ws.clock.advance(5)
+    assert ws.frames() == [] and not ws.transport.closing
+    assert await holder.channel.receive() == "unread"  # reading again: liveness counts again
+    ws.clock.advance(20.1)
+    assert [f.opcode for f in ws.frames()] == [PING]
+    ws.clock.advance(10.1)
+    assert [f.code for f in ws.frames()] == [1011]
+    holder.done.set()

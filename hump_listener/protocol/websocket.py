@@ -27,7 +27,8 @@ This module is the I/O around it and implements ``seam.WebSocketChannel``. Polic
    ``send_timeout`` seconds without progress the connection is dropped.
 5. Liveness: after ``ws_ping_interval`` seconds without an inbound byte a ping goes out;
    any inbound byte counts as alive (a busy sender is never timed out); nothing within
-   ``ws_ping_timeout`` after the ping closes with 1011.
+   ``ws_ping_timeout`` after the ping closes with 1011. While reading is paused because
+   the handler has not taken its messages, the silence is ours and counts as alive.
 6. Closing: after a close frame is sent (ours or the echo of the client's), the client gets
    ``ws_close_timeout`` seconds to close the TCP connection, then it is aborted. A server
    shutdown sends 1001 (going away) to every open connection, and to one accepted while
@@ -546,6 +547,13 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._lost or self._closed_by is not None:
             return
         config, now = self.config, self.loop.time()
+        flow = self.flow
+        if flow.read_paused and not flow.write_paused:
+            # We stopped reading (the handler has not taken its messages): the silence is
+            # ours, and the pong may be waiting unread. Neither ping nor time out until we
+            # read again (a push-only handler's client would otherwise be cut off).
+            self._last_seen = now
+            self._ping_sent_at = None
         sent_at = self._ping_sent_at
         if sent_at is not None:
             if self._last_seen > sent_at:
