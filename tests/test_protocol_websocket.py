@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from protocol_helpers import serve, settle
+from protocol_helpers import exchange, serve, settle
 from ws_helpers import (
     ACCEPT,
     BINARY,
@@ -330,6 +330,40 @@ async def test_a_client_gone_before_accept_makes_accept_raise() -> None:
     assert b"101" not in ws.transport.out
 
 
+async def test_websockets_count_towards_max_connections() -> None:
+    ready = asyncio.Event()
+    async with serve(echo_app(ready=ready), max_connections=1) as server:
+        client = await SockWS.connect(server.port)
+        await ready.wait()
+        data = await exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 503 ")
+        await client.send(text("still here"))
+        assert await client.recv() == [T("still here")]
+        await client.send(close(1000))
+        assert await client.until_eof() == [C(1000)]
+        await client.aclose()
+
+
+async def test_accept_twice_raises() -> None:
+    holder = Holder()
+    await opened(holder)
+    await holder.accepted.wait()
+    with pytest.raises(RuntimeError):
+        await holder.channel.accept()
+    holder.done.set()
+
+
+async def test_the_handler_timeout_does_not_apply_after_accept() -> None:
+    holder = Holder()
+    ws = await opened(holder, clock=True, handler_timeout=5.0, ws_ping_interval=None)
+    assert ws.clock is not None
+    ws.clock.advance(60)
+    assert ws.frames() == [] and not ws.transport.closing
+    ws.send(text("late"))
+    assert await holder.channel.receive() == "late"
+    holder.done.set()
+
+
 # -- keep-alive pings (policy 5) -------------------------------------------------------------
 
 
@@ -454,6 +488,17 @@ async def test_handler_raising_closes_1011_and_logs(caplog: pytest.LogCaptureFix
     assert await ws.wait_frames() == [C(1011)]
     [record] = errors(caplog)
     assert record.exc_info is not None and "boom in the handler" in caplog.text
+
+
+async def test_handler_raising_before_accept_is_an_http_500(caplog: pytest.LogCaptureFixture) -> None:
+    async def app(head: RequestHead, channel: Channel) -> None:
+        assert channel.websocket is not None
+        raise LookupError("failed before accepting")
+
+    ws = MemWS(app)
+    assert status_of(await ws.open()) == 500
+    assert not isinstance(ws.proto, WebSocketProtocol)
+    assert "failed before accepting" in caplog.text
 
 
 async def test_handler_letting_a_disconnect_through_is_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
