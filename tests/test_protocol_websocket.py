@@ -11,7 +11,7 @@ import asyncio
 import base64
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -92,7 +92,7 @@ class Holder:
         return self.ws
 
 
-async def run(coro: Any) -> asyncio.Task[Any]:
+async def run(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
     """Start ``coro`` as a task and let it reach its first wait."""
     task = asyncio.ensure_future(coro)
     for _ in range(5):
