@@ -88,13 +88,13 @@ class ClockLoop:
 class Conn:
     """One H11Protocol wired to a FakeTransport; feed bytes, read parsed responses."""
 
-    def __init__(self, app: SeamApp, *, clock: bool = False, **config: Any) -> None:
+    def __init__(self, app: SeamApp, *, clock: bool = False, half_close: bool = False, **config: Any) -> None:
         real = asyncio.get_running_loop()
         self.clock = ClockLoop(real) if clock else None
         loop: Any = self.clock if self.clock is not None else real
         self.state = ServerState(app, ServerConfig(**config), loop)
         self.proto = H11Protocol(self.state)
-        self.transport = MemoryTransport(real)
+        self.transport = MemoryTransport(real, half_close=half_close)
         self.transport.connect(self.proto)
 
     def send(self, data: bytes) -> None:

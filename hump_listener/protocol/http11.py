@@ -304,6 +304,11 @@ class H11Protocol(asyncio.Protocol):
         """We closed the transport, or lost it."""
         return self._closed
 
+    @property
+    def half_closed(self) -> bool:
+        """The client half-closed: no more bytes will come (an upgrade's successor needs to know)."""
+        return self._eof
+
     def keep_alive_possible(self) -> bool:
         """The connection can carry another request: the client has not half-closed, or its
         next request is already buffered."""

@@ -11,8 +11,9 @@ This module is the I/O around it and implements ``seam.WebSocketChannel``. Polic
    16-byte base64 key, and version 13 (else 426 with ``Sec-WebSocket-Version: 13``, RFC
    6455 §4.4). An invalid one is the ``rejection`` the app answers over HTTP.
 2. ``accept()`` writes the 101 and takes the transport over (``set_protocol``); bytes the
-   HTTP protocol had read past the head are fed to this one. The connection stays counted
-   in the server's connections (``max_connections`` covers both kinds).
+   HTTP protocol had read past the head are fed to this one, then the client's half-close
+   if the HTTP protocol saw one. The connection stays counted in the server's connections
+   (``max_connections`` covers both kinds).
 3. Messages are reassembled from fragments. Text is validated as UTF-8 as it arrives, so an
    invalid sequence closes with 1007 at once, even mid-message; a message over
    ``ws_max_message_size`` closes with 1009; any other protocol error with 1002. Control
@@ -20,14 +21,18 @@ This module is the I/O around it and implements ``seam.WebSocketChannel``. Polic
 4. Backpressure, both ways. Reading pauses while ``ws_max_queue`` messages wait for the
    handler, and while the transport's write buffer is above its high-water mark (so a
    client that sends pings but never reads cannot make us buffer pongs without bound).
+   Once a close frame is sent or received the queue no longer pauses reading (the rest of
+   the closing handshake must be read), and messages arriving after our close are dropped.
    ``send`` waits while the write buffer is above the high-water mark; after
    ``send_timeout`` seconds without progress the connection is dropped.
 5. Liveness: after ``ws_ping_interval`` seconds without an inbound byte a ping goes out;
    any inbound byte counts as alive (a busy sender is never timed out); nothing within
-   ``ws_ping_timeout`` after the ping closes with 1011.
+   ``ws_ping_timeout`` after the ping closes with 1011. While reading is paused because
+   the handler has not taken its messages, the silence is ours and counts as alive.
 6. Closing: after a close frame is sent (ours or the echo of the client's), the client gets
    ``ws_close_timeout`` seconds to close the TCP connection, then it is aborted. A server
-   shutdown sends 1001 (going away) to every open connection.
+   shutdown sends 1001 (going away) to every open connection, and to one accepted while
+   the shutdown is under way as soon as it is accepted.
 7. The handler's task is the connection's: when it returns the connection is closed with
    1000 if still open, when it fails with 1011 (``finish``; the framework logs the error).
 """
@@ -60,6 +65,12 @@ _GOING_AWAY = 1001
 _INVALID_DATA = 1007
 _INTERNAL_ERROR = 1011
 _ABNORMAL = 1006
+
+#: A keep-alive timer that fires less than this before its deadline counts as on time.
+#: asyncio itself runs timers up to the clock's resolution early (``_clock_resolution``,
+#: ~15 ms on Windows); re-arming for the sliver left would wake the loop for nothing, and
+#: spin forever on a clock that does not move between the check and the re-arm.
+_TIMER_SLACK = 0.001
 
 
 def load_websockets() -> Any:
@@ -242,6 +253,7 @@ class WebSocketProtocol(asyncio.Protocol):
         ws.subprotocol = subprotocol
         # Rule 2: the HTTP connection lets go, and this protocol takes the transport.
         self.transport.write(response.serialize())
+        half_closed = http.half_closed
         leftover = http.detach(cycle, self)
         self._http = self._cycle = None
         self._accepted = True
@@ -249,9 +261,16 @@ class WebSocketProtocol(asyncio.Protocol):
         self._flush()
         self._last_seen = self.loop.time()
         self._arm_ping(self.config.ws_ping_interval)
-        self.flow.resume_reading()
+        self._update_reading()  # not while writing is paused (rule 4)
         if leftover:
             self.data_received(leftover)
+        if half_closed:
+            # The client half-closed while the request was HTTP, and the HTTP protocol
+            # kept the transport open to answer it: the EOF is ours now, and so is the close.
+            self.eof_received()
+            self.transport.close()
+        elif self.state.shutting_down:
+            self.shutdown()  # accepted after the drain sent 1001 to the others (rule 6)
 
     # -- messages (seam.WebSocketChannel) ---------------------------------------------------
 
@@ -262,8 +281,8 @@ class WebSocketProtocol(asyncio.Protocol):
         while True:
             if messages:
                 message = messages.popleft()
-                if len(messages) < self._max_queue and not self.flow.write_paused:
-                    self.flow.resume_reading()
+                if self.flow.read_paused:
+                    self._update_reading()
                 return message
             closed = self._closed_by
             if closed is not None:
@@ -298,16 +317,25 @@ class WebSocketProtocol(asyncio.Protocol):
         self._start_close(code, reason)
 
     async def _drain(self) -> None:
+        """Wait while the write buffer is above its high-water mark; ``send_timeout``
+        seconds without it draining drop the connection (rule 4). The deadline is a
+        ``loop.call_later`` handle like every other timer here: no task per wait (as
+        ``asyncio.wait_for`` would make), and the loop's clock drives it."""
         timeout = self.config.send_timeout
-        if timeout is None:
-            await self.flow.drain()
-            return
+        timer = self.loop.call_later(timeout, self._on_send_timeout, timeout) if timeout is not None else None
         try:
-            await asyncio.wait_for(self.flow.drain(), timeout)
-        except (asyncio.TimeoutError, TimeoutError):
-            logger.info("%s - WebSocket client not reading for %.0f s: closing", self._who(), timeout)
-            self._mark_closed(_ABNORMAL, "send timeout")
-            self._abort()
+            await self.flow.drain()
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _on_send_timeout(self, timeout: float) -> None:
+        if self._lost:
+            return
+        logger.info("%s - WebSocket client not reading for %.0f s: closing", self._who(), timeout)
+        self._mark_closed(_ABNORMAL, "send timeout")
+        self._abort()
+        self.flow.resume_writing()  # wake the waiting senders now: they raise the 1006
 
     # -- the server's side ------------------------------------------------------------------
 
@@ -346,6 +374,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def _mark_closed(self, code: int, reason: str) -> None:
         if self._closed_by is None:
             self._closed_by = WebSocketDisconnect(code, reason)
+            if not self._lost:
+                self._update_reading()  # the rest of the closing handshake must be read
         self._wake()
 
     # -- asyncio.Protocol callbacks (after the 101): none lets an exception escape ------------
@@ -395,8 +425,18 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
-        if len(self._messages) < self._max_queue and not self._lost:
-            self.flow.resume_reading()
+        if not self._lost:
+            self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Rule 4: read while writing is not paused and the queue has room. Once closing,
+        the queue no longer counts: what is left to read is the closing handshake (and the
+        client's FIN), and messages arriving after our close frame are dropped."""
+        flow = self.flow
+        if flow.write_paused or (self._closed_by is None and len(self._messages) >= self._max_queue):
+            flow.pause_reading()
+        else:
+            flow.resume_reading()
 
     # -- frames -----------------------------------------------------------------------------
 
@@ -457,6 +497,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._arm_close_timer()
 
     def _deliver(self, message: str | bytes) -> None:
+        if self._closed_by is not None:
+            return  # sent after our close frame crossed it: nobody will read it
         messages = self._messages
         messages.append(message)
         if len(messages) >= self._max_queue:
@@ -505,6 +547,13 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._lost or self._closed_by is not None:
             return
         config, now = self.config, self.loop.time()
+        flow = self.flow
+        if flow.read_paused and not flow.write_paused:
+            # We stopped reading (the handler has not taken its messages): the silence is
+            # ours, and the pong may be waiting unread. Neither ping nor time out until we
+            # read again (a push-only handler's client would otherwise be cut off).
+            self._last_seen = now
+            self._ping_sent_at = None
         sent_at = self._ping_sent_at
         if sent_at is not None:
             if self._last_seen > sent_at:
@@ -515,9 +564,9 @@ class WebSocketProtocol(asyncio.Protocol):
                 return
         interval = config.ws_ping_interval
         assert interval is not None
-        idle = now - self._last_seen
-        if idle < interval:
-            self._arm_ping(interval - idle)
+        left = interval - (now - self._last_seen)
+        if left > _TIMER_SLACK:
+            self._arm_ping(left)
             return
         self._ws.send_ping(os.urandom(4))
         self._flush()
