@@ -1,12 +1,13 @@
 """ASGI 3 adapter: run a hump_listener app under uvicorn, hypercorn, granian ...
 
-``asgi(app)`` (or ``app.asgi``) is one more producer of the seam's ``(RequestHead,
-Channel)``, like the built-in h11 server: an HTTP scope becomes a ``RequestHead`` and
-``receive``/``send`` become a ``Channel``. Lifespan events run the app's tiny-listener
-startup/shutdown callbacks. Like the h11 server this module knows nothing of routing or
-tiny-listener; it imports only the seam.
+``asgi(app)`` (or ``app.asgi``; an ``App`` is itself ASGI by delegating to it) is one
+more producer of the seam's ``(RequestHead, Channel)``, like the built-in h11 server:
+an HTTP scope becomes a ``RequestHead`` and ``receive``/``send`` become a ``Channel``.
+Lifespan events run the app's tiny-listener startup/shutdown callbacks. Like the h11
+server this module knows nothing of routing or tiny-listener; it imports only the seam.
 
-    uvicorn http_web:asgi --workers 4          # http_web.py: asgi = app.asgi
+    uvicorn http_web:app --workers 4           # the App is an ASGI 3 application
+    uvicorn http_web:asgi --workers 4          # the same, for http_web.py's asgi = app.asgi
 
 Policy choices, where ASGI leaves room:
 
@@ -34,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import IO, Any
 from urllib.parse import quote
 
-from .seam import ClientDisconnect, HeaderList, RequestHead, SeamApp
+from .seam import ClientDisconnect, HeaderList, RequestHead, SeamTarget, seam_entry
 
 __all__ = ["SENDFILE_CHUNK", "ASGIAdapter", "ASGIChannel", "asgi", "head_from_scope"]
 
@@ -211,18 +212,21 @@ class ASGIChannel:
 class ASGIAdapter:
     """An ASGI 3 application that serves a seam app (server lifetime).
 
-    ``on_startup`` / ``on_shutdown`` are read at each lifespan event, so callbacks
-    registered after the adapter was made still run; by default they are a tiny-listener
-    ``Listener``'s ``_startup`` / ``_shutdown`` lists.
+    ``app`` is a plain seam callable or an object serving the seam by name (an ``App``:
+    its ``handle``, see ``seam.seam_entry``). ``on_startup`` / ``on_shutdown`` are read
+    at each lifespan event, so callbacks registered after the adapter was made still
+    run; by default they are a tiny-listener ``Listener``'s ``_startup`` / ``_shutdown``
+    lists.
     """
 
     def __init__(
         self,
-        app: SeamApp,
+        app: SeamTarget,
         on_startup: Iterable[LifespanCallback] | None = None,
         on_shutdown: Iterable[LifespanCallback] | None = None,
     ) -> None:
         self.app = app
+        self._handle = seam_entry(app)
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
 
@@ -249,7 +253,7 @@ class ASGIAdapter:
         extensions = scope.get("extensions") or {}
         channel = ASGIChannel(receive, send, _ZEROCOPY in extensions)
         try:
-            await self.app(head_from_scope(scope), channel)
+            await self._handle(head_from_scope(scope), channel)
         except ClientDisconnect:
             return
         except Exception:
@@ -287,6 +291,6 @@ class ASGIAdapter:
                 return
 
 
-def asgi(app: SeamApp) -> ASGIAdapter:
+def asgi(app: SeamTarget) -> ASGIAdapter:
     """The ASGI 3 application serving ``app`` (an ``App``, or any seam app)."""
     return ASGIAdapter(app)
