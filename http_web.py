@@ -107,7 +107,10 @@ async def upload(ctx: HTTPContext) -> None:
 @app.on_event("GET:/clock")
 async def clock(ctx: HTTPContext) -> None:
     """Server-Sent Events: the server time every second (``?n=`` stops after n ticks)."""
-    limit = int(ctx.request.query.get("n", "0") or 0)
+    n_ticks = ctx.request.query.get("n", "")
+    if n_ticks and not (n_ticks.isascii() and n_ticks.isdigit()):
+        raise HTTPError(400, f"n must be a whole number of ticks, got {n_ticks!r}")
+    limit = int(n_ticks or 0)
 
     async def ticks() -> AsyncIterator[dict[str, str]]:
         n = 0
