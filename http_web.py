@@ -144,7 +144,10 @@ async def upload(ctx: HTTPContext) -> None:
 @app.on_event("GET:/clock")
 async def clock(ctx: HTTPContext) -> None:
     """Server-Sent Events: the server time every second (``?n=`` stops after n ticks)."""
-    limit = int(ctx.request.query.get("n", "0") or 0)
+    n_ticks = ctx.request.query.get("n", "")
+    if n_ticks and not (n_ticks.isascii() and n_ticks.isdigit()):
+        raise HTTPError(400, f"n must be a whole number of ticks, got {n_ticks!r}")
+    limit = int(n_ticks or 0)
 
     async def ticks() -> AsyncIterator[dict[str, str]]:
         n = 0
@@ -297,7 +300,7 @@ async def _signup_name(ctx: HTTPContext) -> str:
     content_type = ctx.request.content_type.split(";")[0].strip().lower()
     name: object
     if content_type == "application/json":
-        data = await ctx.json()
+        data = await ctx.read_json()
         name = data.get("name") if isinstance(data, dict) else None
     elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         name = (await ctx.form()).get("name")

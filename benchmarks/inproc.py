@@ -41,7 +41,7 @@ async def run(raw: bytes, n: int) -> float:
     app = http_web.app
     app.access_log = False
     loop = asyncio.get_running_loop()
-    state = ServerState(app, ServerConfig(), loop)
+    state = ServerState(app.handle, ServerConfig(), loop)
     proto = H11Protocol(state)
     # The one in-memory transport; responses are counted (one write each on these
     # routes) and dropped.

@@ -1,8 +1,13 @@
 """App: the composition root, the one module that wires the framework to the server.
 
+Two entries: ``App.handle(head, channel)`` is the seam (what the built-in server, the
+test client and the ASGI adapter call per request); ``App.__call__(scope, receive,
+send)`` is ASGI 3, so ``uvicorn module:app`` serves the app (lifespan included) through
+``app.asgi``, the adapter, which calls ``handle`` in turn.
+
 Request path, in order (each step is skipped when nothing is registered for it)::
 
-    server ──(RequestHead, Channel)──► App.__call__
+    server ──(RequestHead, Channel)──► App.handle
         target → (path, query)                         routing.split_target / decode_path
         HTTPContext(cid) into app.ctxs                 one context per request
         global middleware  ─► route lookup (404/405)   routing.Router
@@ -13,7 +18,13 @@ Request path, in order (each step is skipped when nothing is registered for it):
 
 Errors: ``HTTPError`` anywhere becomes that response (middleware sees it as a response
 from ``call_next``); any other exception runs tiny-listener's ``on_error`` hooks and,
-unless one of them replied, becomes a logged 500 with a generic body.
+unless one of them replied, becomes a logged 500 with a generic body. Global middleware
+sees that 500 as a response from ``call_next`` too (so CORS headers are on it); route
+middleware sees the exception itself, and may catch it.
+
+Replies: a handler or middleware replies by recording (``ctx.json(...)``) or by
+returning a value; ``reconcile()`` is the one place the two meet (its docstring has the
+rule).
 
 Lifecycle: one pair of methods, ``await app.run_startup()`` / ``await app.run_shutdown()``,
 used by every runner (the built-in server in ``main()``, the ASGI lifespan, the test
@@ -52,18 +63,19 @@ from tiny_listener import ContextNotFound, Listener, Route
 from . import statuses, tiny_internals
 from .broadcast import Broadcast
 from .context import HTTPContext
-from .endpoints import Endpoint, Handler, Middleware, PlannedHook, call_plan
-from .errors import ClientDisconnect, HTTPError, NoResponse, RouteDefinitionError
+from .endpoints import Endpoint, Handler, Middleware, PlannedHook, call_plan, check_middleware
+from .errors import ClientDisconnect, HTTPError, NoResponse, ResponseAlreadySent, RouteDefinitionError
 from .events import DEFAULT_DRAIN_TIMEOUT, BackgroundEvents, ConnectionContext
 from .models import Headers, Request, Response
 from .proxy import TrustedProxies, effective_peer
 from .routing import Router, Template, decode_path, parse_event_name, split_target
 from .seam import Channel, RequestHead, WebSocketChannel
+from .threads import DEFAULT_SYNC_WORKERS, SyncPool
 
 if TYPE_CHECKING:
     import socket
 
-    from .asgi import ASGIAdapter
+    from .asgi import ASGIAdapter, Receive, Scope, Send
     from .protocol import Server, ServerConfig
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_MAX_BODY_SIZE", "DEFAULT_PORT", "App"]
@@ -104,7 +116,44 @@ def to_response(value: Any) -> Response:
 
 
 def error_response(exc: HTTPError) -> Response:
+    """The answer an ``HTTPError`` stands for: its status, detail and headers."""
     return Response(exc.detail, exc.status, exc.headers)
+
+
+def reconcile(ctx: HTTPContext, returned: Any, where: str, replaces: bool) -> Response:
+    """The one place a recorded reply meets a returned one; returns the answer.
+
+    A handler or middleware replies either by *recording* (``ctx.response()``,
+    ``ctx.json(data)``, ``ctx.redirect()``...: ``ctx.reply``, at most one, a second
+    raises ``ResponseAlreadySent``) or by *returning* a value. When it has returned:
+
+    1. ``None``, or the recorded reply itself (``return ctx.json(...)``): the recorded
+       reply is the answer.
+    2. Anything else: ``to_response(value)`` is the answer, and is recorded in place of
+       the earlier one. For a handler (``replaces=False``) an earlier recorded reply
+       makes it a second reply: ``ResponseAlreadySent``, a logged 500 like any error.
+       For middleware and ``HTTPError`` answers (``replaces=True``) replacing is the
+       point: a middleware returns a new response instead of the one ``call_next``
+       gave it, and an ``HTTPError`` raised after a reply was recorded answers instead.
+    3. Neither: ``NoResponse`` naming ``where`` (a logged 500).
+
+    An exception other than ``HTTPError`` discards the recorded reply (the request
+    failed half-way, see ``App._unhandled``): tiny-listener's ``on_error`` hooks may
+    record a new one, else the answer is 500.
+    """
+    recorded = ctx.reply
+    if returned is None or returned is recorded:
+        if recorded is None:
+            raise NoResponse(f"{where} for {ctx.request.method} {ctx.request.path} returned None without replying")
+        return recorded
+    response = to_response(returned)
+    if recorded is not None and not replaces:
+        raise ResponseAlreadySent(
+            f"{where} for {ctx.request.method} {ctx.request.path} returned a response after "
+            f"replying ({recorded.status}); a request gets exactly one"
+        )
+    ctx.reply = response
+    return response
 
 
 class App(Listener[HTTPContext]):
@@ -121,6 +170,7 @@ class App(Listener[HTTPContext]):
         server_options: Mapping[str, Any] | None = None,
         forwarded_allow_ips: str | Sequence[str] | None = None,
         broadcast_url: str | None = None,
+        sync_workers: int = DEFAULT_SYNC_WORKERS,
     ) -> None:
         super().__init__()
         # Server-lifetime configuration
@@ -165,6 +215,10 @@ class App(Listener[HTTPContext]):
         #: ``broadcast_url`` / $HUMP_BROADCAST_URL names Redis; started with the app.
         self.broadcast = Broadcast(broadcast_url or os.environ.get("HUMP_BROADCAST_URL") or None)
         self.add_service(self.broadcast.start, self.broadcast.stop)
+        #: Threads for plain ``def`` handlers (threads.py): started on first use, closed
+        #: with the app (a service).
+        self.sync_pool = SyncPool(sync_workers)
+        self.add_service(None, self.sync_pool.aclose)
         # Tasks we start ourselves (signal handling); kept so they are not collected.
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -186,8 +240,11 @@ class App(Listener[HTTPContext]):
         max_body_size = opts.pop("max_body_size", self.max_body_size)
         if path in self.routes:
             raise RouteDefinitionError(f"event {path!r} is already registered")
+        for mw in middleware:
+            check_middleware(mw, f"route {path!r}")
+        run_sync = self._sync_runner(fn)
         if path == _FALLBACK:
-            endpoint = Endpoint(path, "*", None, fn, middleware, max_body_size, opts)
+            endpoint = Endpoint(path, "*", None, fn, middleware, max_body_size, opts, run_sync)
             self.fallback = endpoint
         else:
             parsed = parse_event_name(path)  # RouteDefinitionError for a route-like typo
@@ -199,13 +256,21 @@ class App(Listener[HTTPContext]):
                 return
             method, route_path = parsed
             if method == "WS":
-                self._check_websocket_route(path, middleware)
+                self._check_websocket_route(path, fn, middleware)
             # Compiled once: the plan needs param_names, then the router takes the Template.
             template = Template.compile(route_path)
-            endpoint = Endpoint(path, method, template, fn, middleware, max_body_size, opts)
+            endpoint = Endpoint(path, method, template, fn, middleware, max_body_size, opts, run_sync)
             self.router.add(method, template, endpoint)
         endpoint.chain = _compose(endpoint.middleware, self._invoke)
         self.routes[path] = endpoint
+
+    def _sync_runner(self, fn: Handler) -> Any:
+        """The thread pool's ``run`` for a plain ``def`` handler (``None`` for an async
+        one). The pool is a service (``add_service``), so every runner (server, ASGI
+        lifespan, test client) stops its threads."""
+        if asyncio.iscoroutinefunction(fn):
+            return None
+        return self.sync_pool.run
 
     # tiny-listener's hooks, with injection planned once (see endpoints.PlannedHook)
     def add_before_event_hook(self, fn: Handler) -> None:
@@ -238,7 +303,12 @@ class App(Listener[HTTPContext]):
             else:
                 self.router.add(route.method, route.template, route)
 
-    def _check_websocket_route(self, path: str, middleware: Sequence[Middleware]) -> None:
+    def _check_websocket_route(self, path: str, fn: Handler, middleware: Sequence[Middleware]) -> None:
+        if not asyncio.iscoroutinefunction(fn):
+            raise RouteDefinitionError(
+                f"route {path!r}: a WebSocket handler must be an `async def` function (it lives "
+                "as long as the connection; a thread per connection would not scale)"
+            )
         if importlib.util.find_spec("websockets") is None:
             raise RouteDefinitionError(
                 f"route {path!r}: WebSocket routes need the websockets package: "
@@ -307,9 +377,12 @@ class App(Listener[HTTPContext]):
 
     def middleware(self, mw: F) -> F:
         """Add a global wrapping middleware ``async def mw(ctx, call_next)``; the first
-        added is the outermost."""
+        added is the outermost. It sees every answer as the ``Response`` ``call_next``
+        returns: the handler's, an ``HTTPError``'s, 404/405, and the 500 of an unhandled
+        exception (after the ``on_error`` hooks)."""
+        check_middleware(mw, "app.middleware")
         self._middleware.append(mw)
-        self._entry = _compose(self._middleware, self._routed)
+        self._entry = _compose(self._middleware, self._routed, self._unhandled)
         return mw
 
     def match_route(self, path: str) -> tuple[Route, dict[str, Any]]:
@@ -335,9 +408,16 @@ class App(Listener[HTTPContext]):
                 return route, params
         raise EventNotFound(f"route `{path}` not found")
 
-    # -- the seam: one call per request ----------------------------------------------------
+    # -- ASGI 3 and the seam ------------------------------------------------------------------
 
-    async def __call__(self, head: RequestHead, channel: Channel) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI 3: ``uvicorn module:app`` (HTTP and lifespan scopes, through ``app.asgi``).
+        The built-in server does not come this way: it calls ``handle``."""
+        await self.asgi(scope, receive, send)
+
+    async def handle(self, head: RequestHead, channel: Channel) -> None:
+        """The seam entry, one call per request: the built-in server, the test client and
+        the ASGI adapter call it (``seam.seam_entry(app)`` finds it)."""
         started = perf_counter() if self.access_log else 0.0
         method = head.method
         try:
@@ -463,23 +543,17 @@ class App(Listener[HTTPContext]):
         if self._after_hooks:
             for hook in self._after_hooks:
                 await hook(ctx.event, {})
-        return ctx.reply or response
+        return response
 
     async def _invoke(self, ctx: HTTPContext) -> Response:
         endpoint = ctx.endpoint
         assert endpoint is not None  # set by _routed
-        result = await call_plan(endpoint.fn, endpoint.plan, ctx, ctx.params)
-        if result is not None and result is not ctx.reply:
-            ctx.set_reply(to_response(result))
-        if ctx.reply is None:
-            raise NoResponse(
-                f"handler {endpoint.qualname} for {ctx.request.method} {ctx.request.path} "
-                "returned None without replying"
-            )
-        return ctx.reply
+        result = await call_plan(endpoint.call, endpoint.plan, ctx, ctx.params)
+        return reconcile(ctx, result, endpoint.role, False)
 
     async def _unhandled(self, ctx: HTTPContext, exc: Exception) -> Response:
-        """Run tiny-listener's on_error hooks; unless one replied, log and answer 500."""
+        """Run tiny-listener's on_error hooks; unless one replied, log and answer 500.
+        The reply recorded before the exception is discarded (``reconcile``'s rule)."""
         ctx.reply = None
         endpoint = ctx.endpoint
         hooks = [hook for kls, hook in self._error_hooks if isinstance(exc, kls)]
@@ -540,7 +614,7 @@ class App(Listener[HTTPContext]):
         """Start the HTTP server (tiny-listener calls this after the startup callbacks)."""
         from .protocol import Server
 
-        self.server = Server(self, self.server_config())
+        self.server = Server(self.handle, self.server_config())
         await self.server.start(self.sock)
         # Routes, handlers and modules live as long as the process: move them out of the
         # cyclic GC's generations so collections stop re-scanning them (a large app's
@@ -552,9 +626,9 @@ class App(Listener[HTTPContext]):
 
     @cached_property
     def asgi(self) -> ASGIAdapter:
-        """This app as an ASGI 3 application (one adapter, made on first use):
-        ``uvicorn module:app.asgi``, or ``asgi = app.asgi`` in the module and
-        ``uvicorn module:asgi`` for servers that want a plain name."""
+        """The ASGI 3 adapter serving this app (one, made on first use); the app itself
+        is ASGI too (``uvicorn module:app``), by delegating to it. ``asgi = app.asgi`` in
+        the module and ``uvicorn module:asgi`` still works."""
         from .asgi import ASGIAdapter
 
         return ASGIAdapter(self)
@@ -787,32 +861,39 @@ def _callable_name(fn: Any) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def _compose(
-    middleware: Sequence[Middleware], inner: Callable[[HTTPContext], Awaitable[Response]]
-) -> Callable[[HTTPContext], Awaitable[Response]]:
-    """Wrap ``inner`` in ``middleware``, the first one outermost (built once)."""
+Step = Callable[[HTTPContext], Awaitable[Response]]
+OnError = Callable[[HTTPContext, Exception], Awaitable[Response]]
+
+
+def _compose(middleware: Sequence[Middleware], inner: Step, on_error: OnError | None = None) -> Step:
+    """Wrap ``inner`` in ``middleware``, the first one outermost (built once).
+
+    ``on_error`` (global middleware: ``App._unhandled``) turns an exception raised
+    below a layer into the response its ``call_next`` returns; without it (route
+    middleware) the exception goes through ``call_next`` to the middleware."""
     chain = inner
     for mw in reversed(middleware):
-        chain = _layer(mw, chain)
+        chain = _layer(mw, chain, on_error)
     return chain
 
 
-def _layer(
-    mw: Middleware, nxt: Callable[[HTTPContext], Awaitable[Response]]
-) -> Callable[[HTTPContext], Awaitable[Response]]:
+def _layer(mw: Middleware, nxt: Step, on_error: OnError | None) -> Step:
+    where = f"middleware {getattr(mw, '__qualname__', mw)}"
+
     async def run(ctx: HTTPContext) -> Response:
         async def call_next() -> Response:
             try:
                 return await nxt(ctx)
             except HTTPError as exc:
-                ctx.reply = error_response(exc)
-                return ctx.reply
+                answer = error_response(exc)
+            except ClientDisconnect:
+                raise
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                answer = await on_error(ctx, exc)
+            return reconcile(ctx, answer, where, replaces=True)
 
-        result = await mw(ctx, call_next)
-        if result is not None:
-            ctx.reply = to_response(result)
-        if ctx.reply is None:
-            raise NoResponse(f"middleware {getattr(mw, '__qualname__', mw)} neither replied nor called call_next")
-        return ctx.reply
+        return reconcile(ctx, await mw(ctx, call_next), where, replaces=True)
 
     return run

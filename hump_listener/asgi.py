@@ -1,13 +1,15 @@
 """ASGI 3 adapter: run a hump_listener app under uvicorn, hypercorn, granian ...
 
-``asgi(app)`` (or ``app.asgi``) is one more producer of the seam's ``(RequestHead,
-Channel)``, like the built-in h11 server: an HTTP scope becomes a ``RequestHead`` and
-``receive``/``send`` become a ``Channel``. Lifespan events run the app's one startup /
-shutdown lifecycle (``App.run_startup()`` / ``App.run_shutdown()``: callbacks, the
-background-event drain), with the App's error policy. Like the h11 server this module
-knows nothing of routing or tiny-listener; it imports only the seam.
+``asgi(app)`` (or ``app.asgi``; an ``App`` is itself ASGI by delegating to it) is one
+more producer of the seam's ``(RequestHead, Channel)``, like the built-in h11 server:
+an HTTP scope becomes a ``RequestHead`` and ``receive``/``send`` become a ``Channel``.
+Lifespan events run the app's one startup / shutdown lifecycle (``App.run_startup()`` /
+``App.run_shutdown()``: callbacks, the background-event drain), with the App's error
+policy. Like the h11 server this module knows nothing of routing or tiny-listener; it
+imports only the seam.
 
-    uvicorn http_web:asgi --workers 4          # http_web.py: asgi = app.asgi
+    uvicorn http_web:app --workers 4           # the App is an ASGI 3 application
+    uvicorn http_web:asgi --workers 4          # the same, for http_web.py's asgi = app.asgi
 
 Policy choices, where ASGI leaves room:
 
@@ -42,7 +44,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import IO, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from .seam import ClientDisconnect, HeaderList, RequestHead, SeamApp, WebSocketDisconnect
+from .seam import ClientDisconnect, HeaderList, RequestHead, SeamTarget, WebSocketDisconnect, seam_entry
 
 __all__ = ["SENDFILE_CHUNK", "ASGIAdapter", "ASGIChannel", "Lifespan", "asgi", "head_from_scope"]
 
@@ -242,12 +244,15 @@ class ASGIChannel:
 class ASGIAdapter:
     """An ASGI 3 application that serves a seam app (server lifetime).
 
-    ``lifespan``: what lifespan events run; by default the app itself when it has
-    ``run_startup`` / ``run_shutdown`` (an ``App``), else nothing.
+    ``app`` is a plain seam callable or an object serving the seam by name (an ``App``:
+    its ``handle``, see ``seam.seam_entry``). ``lifespan``: what lifespan events run; by
+    default the app itself when it has ``run_startup`` / ``run_shutdown`` (an ``App``),
+    else nothing.
     """
 
-    def __init__(self, app: SeamApp, lifespan: Lifespan | None = None) -> None:
+    def __init__(self, app: SeamTarget, lifespan: Lifespan | None = None) -> None:
         self.app = app
+        self._handle = seam_entry(app)
         self.lifespan_target: Lifespan | None = (
             lifespan if lifespan is not None else app if isinstance(app, Lifespan) else None
         )
@@ -271,7 +276,7 @@ class ASGIAdapter:
         extensions = scope.get("extensions") or {}
         socket = ASGIWebSocket(scope, receive, send, _DENIAL in extensions)
         try:
-            await self.app(head_from_scope(scope), ASGIHandshake(socket))
+            await self._handle(head_from_scope(scope), ASGIHandshake(socket))
         except ClientDisconnect:
             return
         except Exception:
@@ -284,7 +289,7 @@ class ASGIAdapter:
         extensions = scope.get("extensions") or {}
         channel = ASGIChannel(receive, send, _ZEROCOPY in extensions)
         try:
-            await self.app(head_from_scope(scope), channel)
+            await self._handle(head_from_scope(scope), channel)
         except ClientDisconnect:
             return
         except Exception:
@@ -479,6 +484,6 @@ class ASGIWebSocket:
                 await self._emit({"type": "websocket.close", "code": 1008, "reason": ""})
 
 
-def asgi(app: SeamApp) -> ASGIAdapter:
+def asgi(app: SeamTarget) -> ASGIAdapter:
     """The ASGI 3 application serving ``app`` (an ``App``, or any seam app)."""
     return ASGIAdapter(app)

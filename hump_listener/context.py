@@ -2,8 +2,14 @@
 
 It holds the ``Request`` and the one reply. Reply helpers only *record* the reply; the
 app sends it after the handler and middleware have run, which is what lets middleware
-change a response after the handler. Reading the body goes through the seam's
-``Channel``; the context never sees a socket or h11.
+change a response after the handler (``app.reconcile`` is where a recorded reply meets a
+returned one). Reading the body goes through the seam's ``Channel``; the context never
+sees a socket or h11.
+
+Readers and repliers have different names: ``await ctx.body()`` / ``read_text()`` /
+``read_json()`` / ``form()`` / ``stream()`` read; ``ctx.text(body)`` / ``json(data)`` /
+``html()`` / ``response()`` ... reply. The argument-less ``await ctx.text()`` and
+``await ctx.json()`` still read, with a ``DeprecationWarning``.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import copy
 import json
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+import warnings
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, overload
 from urllib.parse import parse_qsl
@@ -42,6 +49,15 @@ class _Missing:
 
 
 _MISSING: Any = _Missing()
+
+
+def _deprecated_reader(old: str, new: str) -> None:
+    warnings.warn(
+        f"`await ctx.{old}()` without an argument is deprecated: use `await ctx.{new}()` "
+        f"(ctx.{old}(...) with an argument replies)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 class HTTPContext(ConnectionContext):
@@ -94,26 +110,38 @@ class HTTPContext(ConnectionContext):
         return self.set_reply(Response(body, status, headers, content_type))
 
     @overload
-    def text(self) -> Any: ...  # awaitable: the body as str
-    @overload
     def text(self, body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response: ...
-    def text(self, body: Any = _MISSING, status: int = 200, headers: Mapping[str, str] | None = None) -> Any:
-        """``await ctx.text()`` reads the body as text; ``ctx.text("hi")`` replies text/plain."""
+    @overload
+    def text(self) -> Coroutine[Any, Any, str]: ...  # deprecated: await ctx.read_text()
+    def text(
+        self, body: str = _MISSING, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> Response | Coroutine[Any, Any, str]:
+        """Reply ``text/plain; charset=utf-8``: ``ctx.text("hi")``.
+
+        Without an argument it reads the body instead (deprecated: ``await
+        ctx.read_text()``)."""
         if body is _MISSING:
-            return self._read_text()
+            _deprecated_reader("text", "read_text")
+            return self.read_text()
         return self.set_reply(Response(str(body), status, headers))
 
     def html(self, body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
         return self.set_reply(Response(body, status, headers, HTML))
 
     @overload
-    def json(self) -> Any: ...  # awaitable: the parsed body
-    @overload
     def json(self, data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response: ...
-    def json(self, data: Any = _MISSING, status: int = 200, headers: Mapping[str, str] | None = None) -> Any:
-        """``await ctx.json()`` parses the body (invalid → 400); ``ctx.json(obj)`` replies JSON."""
+    @overload
+    def json(self) -> Coroutine[Any, Any, Any]: ...  # deprecated: await ctx.read_json()
+    def json(
+        self, data: Any = _MISSING, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> Response | Coroutine[Any, Any, Any]:
+        """Reply ``application/json``: ``ctx.json({"ok": True}, status=201)``.
+
+        Without an argument it parses the body instead (deprecated: ``await
+        ctx.read_json()``)."""
         if data is _MISSING:
-            return self._read_json()
+            _deprecated_reader("json", "read_json")
+            return self.read_json()
         from .models import dump_json
 
         return self.set_reply(Response(dump_json(data), status, headers, JSON))
@@ -290,7 +318,9 @@ class HTTPContext(ConnectionContext):
                 raise HTTPError(413, f"Request body larger than {limit} bytes")
         return limit
 
-    async def _read_text(self) -> str:
+    async def read_text(self) -> str:
+        """The body as ``str``, decoded by the declared charset (UTF-8 by default); one
+        that does not decode is 400."""
         body = await self.body()
         charset = "utf-8"
         for part in self.request.content_type.split(";")[1:]:
@@ -302,7 +332,8 @@ class HTTPContext(ConnectionContext):
         except (LookupError, UnicodeDecodeError):
             raise HTTPError(400, f"Request body is not valid {charset}") from None
 
-    async def _read_json(self) -> Any:
+    async def read_json(self) -> Any:
+        """The body parsed as JSON; invalid JSON is 400."""
         body = await self.body()
         try:
             return json.loads(body)

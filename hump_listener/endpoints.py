@@ -6,13 +6,20 @@ signature on every call (~10 µs) and, under ``from __future__ import annotation
 silently passes ``None`` for everything. Here the signature is read once, with string
 annotations evaluated, and anything we cannot inject is a ``RouteDefinitionError`` at
 registration: a handler never silently receives ``None``.
+
+A route handler may also be a plain ``def`` function: its arguments are injected on the
+event loop as for an ``async def`` one, then it runs in the app's thread pool
+(``threads.SyncPool``) behind an ``async`` wrapper, which is what tiny-listener's
+``Hook`` (it refuses non-coroutine functions) and the request path see. Middleware,
+dependencies and hooks must stay ``async def``: they are refused at registration.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tiny_listener import Context, Data, Depends, Event, Param, Route
@@ -27,13 +34,25 @@ if TYPE_CHECKING:
     from .events import ConnectionContext
     from .models import Response
 
-__all__ = ["Endpoint", "Middleware", "Plan", "PlannedHook", "build_plan", "call_plan"]
+__all__ = [
+    "Endpoint",
+    "Middleware",
+    "Plan",
+    "PlannedHook",
+    "RunSync",
+    "build_plan",
+    "call_plan",
+    "check_middleware",
+    "is_sync_handler",
+]
 
 Handler = Callable[..., Awaitable[Any]]
 CallNext = Callable[[], Awaitable[Any]]
 #: Wrapping middleware: ``async def mw(ctx, call_next)``; ``await call_next()`` runs the
 #: rest of the chain and returns the ``Response``; returning a ``Response`` replaces it.
 Middleware = Callable[["HTTPContext", CallNext], Awaitable[Any]]
+#: Runs ``fn(*args, **kwargs)`` off the loop: ``threads.SyncPool.run``.
+RunSync = Callable[[Callable[..., Any], Sequence[Any], Mapping[str, Any]], Awaitable[Any]]
 
 # Plan step kinds (small ints: the plan is a tuple walked on every request)
 _CTX, _EVENT, _PARAM, _DATA, _DEPENDS = range(5)
@@ -43,19 +62,41 @@ Step = tuple[int, Any, str | None]  # (kind, key, keyword name or None for posit
 Plan = tuple[Step, ...]
 
 
+
+def is_sync_handler(fn: Any) -> bool:
+    """True for a plain (``def``) callable, which a route runs in the thread pool."""
+    return not asyncio.iscoroutinefunction(fn)
+
+
 def build_plan(
-    fn: Handler, param_names: Sequence[str] | None, where: str, context: type[Context] | None = None
+    fn: Callable[..., Any],
+    param_names: Sequence[str] | None,
+    where: str,
+    context: type[Context] | None = None,
+    *,
+    sync_ok: bool = False,
 ) -> Plan:
     """Read ``fn``'s signature once and turn it into a tuple of injection steps.
 
     ``param_names``: the path parameters the route provides (``None``: unknown, e.g. a
-    dependency, whose ``Param`` lookups are checked at call time). ``context``: the kind
+    dependency, whose ``Param`` lookups are checked at call time). ``sync_ok``: ``fn``
+    may be a plain ``def`` (a route handler, run in the thread pool); anything else must
+    be a coroutine function. ``context``: the kind
     of context the route's handler gets (``HTTPContext`` or ``WebSocket``); a parameter
     annotated with an unrelated context class (``ctx: HTTPContext`` on a WebSocket
     route) is refused, here and in its dependencies.
     """
-    if not asyncio.iscoroutinefunction(fn):
-        raise RouteDefinitionError(f"{where}: handler {_name(fn)} must be an `async def` function")
+    if is_sync_handler(fn) and asyncio.iscoroutinefunction(inspect.getattr_static(type(fn), "__call__", None)):
+        raise RouteDefinitionError(
+            f"{where}: {_name(fn)} is an object with an `async def __call__`; register a "
+            "function (`async def handler(...)`) instead"
+        )
+    if not sync_ok and is_sync_handler(fn):
+        raise RouteDefinitionError(
+            f"{where}: {_name(fn)} must be an `async def` function (it runs on the event "
+            "loop; only route handlers may be plain `def`, they run in the thread pool). "
+            "Make it `async def`, and move blocking work into `await asyncio.to_thread(...)`"
+        )
     try:
         sig = inspect.signature(fn, eval_str=True)
     except Exception as e:  # NameError and friends from string annotations
@@ -156,6 +197,41 @@ async def _resolve(
     return value
 
 
+def run_in_pool(fn: Callable[..., Any], run_sync: RunSync, where: str) -> Handler:
+    """An ``async def`` stand-in for the sync handler ``fn``: it takes the injected
+    arguments and runs ``fn`` with them through ``run_sync`` (the app's thread pool).
+
+    ``functools.wraps`` keeps ``fn``'s name and (through ``__wrapped__``) its signature,
+    so tiny-listener's ``Hook`` accepts it and injects as for ``fn`` when the route is
+    fired with ``trigger_event``."""
+
+    @functools.wraps(fn)
+    async def call_in_thread(*args: Any, **kwargs: Any) -> Any:
+        result = await run_sync(fn, args, kwargs)
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # no "never awaited" warning on top of this error
+            raise TypeError(
+                f"{where}: the sync handler {_name(fn)} returned an awaitable; declare it "
+                "`async def` (a decorator may have hidden it: see inspect.markcoroutinefunction)"
+            )
+        return result
+
+    return call_in_thread
+
+
+def check_middleware(mw: Any, where: str) -> None:
+    """Refuse a plain ``def`` middleware function at registration: middleware runs on
+    the event loop and must be ``async def mw(ctx, call_next)``."""
+    if (inspect.isfunction(mw) or inspect.ismethod(mw)) and not asyncio.iscoroutinefunction(mw):
+        raise TypeError(
+            f"{where}: middleware {_name(mw)} must be an `async def` function: "
+            "`async def mw(ctx, call_next): return await call_next()` (sync middleware is "
+            "not supported: it would block the event loop)"
+        )
+
+
 class PlannedHook:
     """A tiny-listener hook (``before_event``, ``after_event``, ``on_error``) with its
     injection planned once, so it also works under postponed annotations."""
@@ -210,12 +286,17 @@ class Endpoint(Route):
         middleware: Sequence[Middleware] = (),
         max_body_size: int | None = None,
         opts: dict[str, Any] | None = None,
+        run_sync: RunSync | None = None,
     ) -> None:
         where = f"route {event_name!r}"
         self.template = template
         self.param_names: tuple[str, ...] = tuple(template.param_names) if template is not None else ("_",)
-        self.plan: Plan = build_plan(fn, self.param_names, where, _context_kind(method))
-        init_route_without_regex(self, event_name, fn, opts)
+        self.plan: Plan = build_plan(fn, self.param_names, where, _context_kind(method), sync_ok=run_sync is not None)
+        #: True for a plain ``def`` handler, run in the thread pool through ``call``.
+        self.sync = is_sync_handler(fn)
+        #: What the request path awaits: ``fn`` itself, or its thread-pool stand-in.
+        self.call: Handler = run_in_pool(fn, run_sync, where) if self.sync and run_sync else fn
+        init_route_without_regex(self, event_name, self.call, opts)
         self.event_name = event_name
         self.method = method
         self.route_path = template.source if template is not None else _FALLBACK_PATH
@@ -223,6 +304,8 @@ class Endpoint(Route):
         self.middleware: tuple[Middleware, ...] = tuple(middleware)
         self.max_body_size = max_body_size
         self.qualname = _name(fn)
+        #: How errors name it (built once: the request path passes it along).
+        self.role = f"handler {self.qualname}"
 
     def match(self, path: str) -> dict[str, Any] | None:
         """tiny-listener's ``Route.match``, by event name (``"GET:/user/bob"``): the path

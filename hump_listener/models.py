@@ -296,18 +296,29 @@ class Response:
             return bytes(data), OCTETS
         raise TypeError(f"cannot turn {type(data).__name__} into a response body")
 
+    def content_length(self) -> int | None:
+        """The Content-Length this response declares; ``None``: none is added (a
+        body-less status here, a stream, which keeps whatever its headers say)."""
+        return None if self.status in NO_BODY_STATUSES else len(self.body)
+
     def header_list(self) -> HeaderList:
-        """The headers to put on the wire, Content-Type and Content-Length included."""
+        """The headers to put on the wire: Content-Type (unless the headers set one),
+        then Content-Length from ``content_length()`` (replacing any in the headers),
+        then the headers. The one recipe for every response kind; subclasses change
+        ``content_length()``, not this."""
         raw = self.headers.raw
         out: HeaderList = []
-        if self.content_type is not None and b"content-type" not in (n for n, _ in raw):
+        # (`not raw` first: most responses have no headers of their own, and then no
+        # generator is built for the scan.)
+        if self.content_type is not None and (not raw or b"content-type" not in (n for n, _ in raw)):
             out.append((b"content-type", self.content_type.encode("latin-1")))
-        if self.status not in NO_BODY_STATUSES:
-            out.append((b"content-length", str(len(self.body)).encode("ascii")))
+        length = self.content_length()
+        if length is None:
+            out.extend(raw)
+        else:
+            out.append((b"content-length", str(length).encode("ascii")))
             if raw:
                 out.extend(kv for kv in raw if kv[0] != b"content-length")
-        elif raw:
-            out.extend(raw)
         return out
 
     async def send(self, channel: Channel, head_only: bool) -> None:

@@ -1,8 +1,9 @@
 """Response kinds beyond the complete-body ``models.Response``: files and streams.
 
 Each is a ``Response`` subclass that overrides ``send()`` (the app calls it once, after
-middleware) and ``header_list()``. Like the rest of the framework side they talk to the
-server only through ``seam.Channel``: ``start`` / ``write`` / ``sendfile`` / ``end``.
+middleware) and ``content_length()``; ``Response.header_list()`` builds every head.
+Like the rest of the framework side they talk to the server only through
+``seam.Channel``: ``start`` / ``write`` / ``sendfile`` / ``end``.
 
 Rule 1: a HEAD request (``head_only``) or a body-less status never gets a body; a
 stream's iterator is then closed without being iterated.
@@ -28,7 +29,7 @@ from urllib.parse import quote
 
 from .errors import ClientDisconnect, HTTPError
 from .models import NO_BODY_STATUSES, OCTETS, TEXT, Headers, Response, with_charset
-from .seam import Channel, HeaderList
+from .seam import Channel
 
 __all__ = [
     "DEFAULT_SSE_PING",
@@ -122,14 +123,10 @@ class FileResponse(Response):
         if filename is not None:
             self.headers["Content-Disposition"] = content_disposition(filename)
 
-    def header_list(self) -> HeaderList:
-        out: HeaderList = []
-        raw = self.headers.raw
-        if self.content_type is not None and b"content-type" not in (n for n, _ in raw):
-            out.append((b"content-type", self.content_type.encode("latin-1")))
-        out.append((b"content-length", str(self.count).encode("ascii")))
-        out.extend(kv for kv in raw if kv[0] != b"content-length")
-        return out
+    def content_length(self) -> int:
+        """The bytes sent: the whole file or the range (declared for HEAD and 304 too,
+        as for a GET)."""
+        return self.count
 
     async def send(self, channel: Channel, head_only: bool) -> None:
         if head_only or self.status in NO_BODY_STATUSES:
@@ -288,13 +285,9 @@ class StreamingResponse(Response):
         super().__init__(b"", status, headers, content_type)
         self.content = content
 
-    def header_list(self) -> HeaderList:
-        raw = self.headers.raw
-        out: HeaderList = []
-        if self.content_type is not None and b"content-type" not in (n for n, _ in raw):
-            out.append((b"content-type", self.content_type.encode("latin-1")))
-        out.extend(raw)
-        return out
+    def content_length(self) -> None:
+        """None: the length is unknown (chunked), unless the headers give one."""
+        return None
 
     async def send(self, channel: Channel, head_only: bool) -> None:
         iterator: AsyncIterator[bytes | str] = aiter(self.content)

@@ -7,9 +7,12 @@ the other.
 
 Rule 2: the seam is deliberately as small as ASGI's ``(scope, receive, send)``. A server
 calls ``await app(head, channel)`` once per request, in a task of its own; the app
-answers through ``channel``. There are two producers of ``(RequestHead, Channel)``: the
-built-in HTTP/1.1 protocol (``protocol.http11``, with ``protocol.cycle`` as the
-Channel) and the ASGI adapter (``asgi``). The in-process test client is not a third one:
+answers through ``channel``. ``app`` is a plain ``SeamApp`` callable, or the bound
+``handle`` method of an object that serves the seam by name (``App``, whose own
+``__call__`` is ASGI 3): ``seam_entry()`` picks it, once, when a server is set up.
+There are two producers of ``(RequestHead, Channel)``: the built-in HTTP/1.1 protocol
+(``protocol.http11``, with ``protocol.cycle`` as the Channel) and the ASGI adapter
+(``asgi``). The in-process test client is not a third one:
 it drives the built-in protocol over the in-memory transport (``protocol.memory``), so a
 test goes through exactly the code a socket would.
 
@@ -31,9 +34,12 @@ __all__ = [
     "HeaderList",
     "RequestHead",
     "SeamApp",
+    "SeamHandler",
+    "SeamTarget",
     "WebSocketChannel",
     "WebSocketDisconnect",
     "reason_phrase",
+    "seam_entry",
 ]
 
 #: Header fields as a list of ``(name, value)`` byte pairs; names are lower-case.
@@ -196,3 +202,25 @@ class WebSocketChannel(Protocol):
 
 #: What a server calls once per request.
 SeamApp = Callable[[RequestHead, Channel], Awaitable[None]]
+
+
+class SeamHandler(Protocol):
+    """An object that serves the seam through its ``handle`` method instead of being
+    called: an ``App``, whose ``__call__`` is the ASGI 3 interface."""
+
+    def handle(self, head: RequestHead, channel: Channel) -> Awaitable[None]:
+        """Serve one request (what a server calls)."""
+
+
+#: What a server, the ASGI adapter or the test client accepts: either kind.
+SeamTarget = SeamApp | SeamHandler
+
+
+def seam_entry(target: SeamTarget) -> SeamApp:
+    """The callable to call per request: ``target.handle`` when ``target`` has one (an
+    ``App``), else ``target`` itself (a plain seam callable). Resolved once, when a
+    server or client is set up, so the request path calls a bound method directly."""
+    handle = getattr(target, "handle", None)
+    if callable(handle):
+        return handle  # type: ignore[no-any-return]
+    return target  # type: ignore[return-value]

@@ -64,7 +64,7 @@ from .protocol.config import ServerConfig
 from .protocol.http11 import H11Protocol
 from .protocol.memory import MemoryTransport
 from .protocol.server import ServerState
-from .seam import SeamApp
+from .seam import SeamTarget, seam_entry
 
 __all__ = [
     "AsyncTestClient",
@@ -189,7 +189,7 @@ class AsyncTestClient:
 
     def __init__(
         self,
-        app: SeamApp,
+        app: SeamTarget,
         base_url: str = f"http://{DEFAULT_HOST}",
         *,
         headers: HeaderInput | None = None,
@@ -384,7 +384,7 @@ class AsyncTestClient:
     def _server_state(self) -> ServerState:
         loop = asyncio.get_running_loop()
         if self._state is None or self._state.loop is not loop:
-            self._state = ServerState(self.app, self.config, loop)
+            self._state = ServerState(seam_entry(self.app), self.config, loop)
         return self._state
 
     async def _exchange(
@@ -474,7 +474,7 @@ class TestClient:
 
     def __init__(
         self,
-        app: SeamApp,
+        app: SeamTarget,
         base_url: str = f"http://{DEFAULT_HOST}",
         *,
         headers: HeaderInput | None = None,

@@ -257,7 +257,7 @@ async def serve(
     try:
         try:
             await app.run_hooks(ctx, before=True)
-            await call_plan(endpoint.fn, endpoint.plan, ctx, params)
+            await call_plan(endpoint.call, endpoint.plan, ctx, params)
             await app.run_hooks(ctx, before=False)
         except WebSocketDisconnect as exc:
             error_log.debug("WebSocket %s closed by the client (%d)", request.path, exc.code)

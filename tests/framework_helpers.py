@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from hump_listener.seam import ClientDisconnect, HeaderList, RequestHead, SeamApp
+from hump_listener.seam import ClientDisconnect, HeaderList, RequestHead, SeamTarget, seam_entry
 
 
 @dataclass
@@ -65,7 +65,7 @@ class MemoryChannel:
 
 
 async def call(
-    app: SeamApp,
+    app: SeamTarget,
     method: str,
     target: str | bytes,
     headers: list[tuple[str, str]] | None = None,
@@ -80,7 +80,7 @@ async def call(
         hdrs.append((b"content-length", str(sum(map(len, chunks))).encode()))
     head = RequestHead(method, raw_target, "1.1", hdrs, ("127.0.0.1", 50000), ("127.0.0.1", 8000))
     channel = MemoryChannel(body_chunks=list(chunks))
-    await app(head, channel)
+    await seam_entry(app)(head, channel)
     return channel
 
 

@@ -168,7 +168,7 @@ def make_app(**kw: object) -> App:
 async def who(app: App, client: tuple[str, int] | None, headers: list[tuple[str, str]]) -> dict[str, object]:
     raw = [(b"host", b"example.org"), *[(k.lower().encode(), v.encode()) for k, v in headers]]
     channel = MemoryChannel()
-    await app(make_head(target=b"/who", headers=raw, client=client), channel)
+    await app.handle(make_head(target=b"/who", headers=raw, client=client), channel)
     assert channel.status == 200
     result: dict[str, object] = json.loads(channel.sent)
     return result

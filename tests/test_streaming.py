@@ -108,7 +108,7 @@ async def test_client_disconnect_stops_and_closes_the_iterator() -> None:
     channel = DisconnectAfter(2)
     from framework_helpers import make_head
 
-    await app(make_head(target=b"/numbers"), channel)  # the app absorbs the disconnect
+    await app.handle(make_head(target=b"/numbers"), channel)  # the app absorbs the disconnect
     assert channel.sent == b"0\n1\n"
     assert tracker.produced == 3  # the third item failed to send; nothing after it
     assert tracker.closed
@@ -193,7 +193,7 @@ async def test_sse_pings_while_the_source_is_idle() -> None:
 
     from framework_helpers import make_head
 
-    await app(make_head(target=b"/events"), channel)
+    await app.handle(make_head(target=b"/events"), channel)
     text = channel.sent.decode()
     assert text.startswith("data: first\n\n: ping\n\n")
     assert text.endswith("data: after ping\n\n")
@@ -221,7 +221,7 @@ async def test_sse_stops_and_closes_the_source_when_the_client_goes_away() -> No
     from framework_helpers import make_head
 
     channel = DisconnectAfter(1)  # "one" goes out, the first ping fails
-    await app(make_head(target=b"/events"), channel)
+    await app.handle(make_head(target=b"/events"), channel)
     assert channel.sent == b"data: one\n\n"
     assert closed.is_set()
 

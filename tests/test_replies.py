@@ -1,0 +1,270 @@
+"""One reply path (issue 11 item 4): ``app.reconcile`` is where a recorded reply meets a
+returned one; the body readers have their own names and types; one ``header_list``; a
+second reply raises and, uncaught, makes the request a 500 (issue 14 item 6)."""
+
+from __future__ import annotations
+
+import ast
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from framework_helpers import MemoryChannel, call
+from tiny_listener import Event
+
+import hump_listener
+from hump_listener import (
+    App,
+    FileResponse,
+    HTTPContext,
+    HTTPError,
+    Response,
+    ResponseAlreadySent,
+    StreamingResponse,
+)
+from hump_listener.endpoints import CallNext
+
+PKG = Path(hump_listener.__file__).parent
+
+
+@pytest.fixture
+def app() -> App:
+    return App(access_log=False)
+
+
+async def get(app: App, path: str, method: str = "GET", body: bytes = b"") -> MemoryChannel:
+    return await call(app, method, path, body=body)
+
+
+# -- reconcile: the rule, one case each ------------------------------------------------------
+
+
+async def test_returning_the_recorded_reply_is_one_reply(app: App) -> None:
+    @app.get("/r")
+    async def r(ctx: HTTPContext) -> Response:
+        return ctx.json({"ok": True}, status=201)
+
+    ch = await get(app, "/r")
+    assert (ch.status, ch.text) == (201, '{"ok":true}')
+
+
+async def test_returned_value_alone_is_the_reply(app: App) -> None:
+    @app.get("/r")
+    async def r(ctx: HTTPContext) -> tuple[str, int]:
+        return "made", 201
+
+    ch = await get(app, "/r")
+    assert (ch.status, ch.text) == (201, "made")
+
+
+async def test_handler_replying_then_returning_another_is_a_logged_500(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.get("/r")
+    async def two_replies(ctx: HTTPContext) -> str:
+        ctx.response(200, "recorded")
+        return "returned"
+
+    with caplog.at_level(logging.ERROR, logger="hump_listener.error"):
+        ch = await get(app, "/r")
+    assert (ch.status, ch.text) == (500, "Internal Server Error")
+    assert "ResponseAlreadySent" in caplog.text and "two_replies" in caplog.text
+
+
+async def test_middleware_may_replace_or_short_circuit(app: App) -> None:
+    @app.middleware
+    async def replace(ctx: HTTPContext, call_next: CallNext) -> Any:
+        response = await call_next()
+        if ctx.request.path == "/replaced":
+            return Response(f"replaced {response.status}", 299)
+        return None  # the recorded reply (the handler's) stands
+
+    async def gate(ctx: HTTPContext, call_next: CallNext) -> None:
+        ctx.response(401, "no")  # recorded, call_next never called
+
+    @app.get("/replaced")
+    async def replaced(ctx: HTTPContext) -> str:
+        return "handler"
+
+    @app.get("/kept")
+    async def kept(ctx: HTTPContext) -> None:
+        ctx.response(200, "handler")
+
+    @app.get("/gated", middleware=[gate])
+    async def gated(ctx: HTTPContext) -> str:
+        raise AssertionError("not reached")
+
+    assert ((await get(app, "/replaced")).status, (await get(app, "/replaced")).text) == (299, "replaced 200")
+    assert (await get(app, "/kept")).text == "handler"
+    ch = await get(app, "/gated")
+    assert (ch.status, ch.text) == (401, "no")
+
+
+async def test_http_error_after_a_reply_answers_instead(app: App) -> None:
+    seen: list[int] = []
+
+    @app.middleware
+    async def look(ctx: HTTPContext, call_next: CallNext) -> Any:
+        response = await call_next()
+        seen.append(response.status)
+        return response
+
+    @app.get("/r")
+    async def r(ctx: HTTPContext) -> None:
+        ctx.response(200, "recorded")
+        raise HTTPError(409)
+
+    ch = await get(app, "/r")
+    assert (ch.status, ch.text, seen) == (409, "Conflict", [409])
+
+
+async def test_an_exception_discards_the_recorded_reply(app: App, caplog: pytest.LogCaptureFixture) -> None:
+    @app.get("/r")
+    async def r(ctx: HTTPContext) -> None:
+        ctx.response(200, "half done")
+        raise RuntimeError("then failed")
+
+    @app.get("/hooked")
+    async def hooked(ctx: HTTPContext) -> None:
+        ctx.response(200, "half done")
+        raise KeyError("k")
+
+    @app.on_error(KeyError)
+    async def on_key(event: Event) -> None:  # type: ignore[type-arg]
+        event.ctx.response(400, "hook's answer")  # a fresh reply: the recorded one was dropped
+
+    with caplog.at_level(logging.ERROR, logger="hump_listener.error"):
+        assert (await get(app, "/r")).status == 500
+        ch = await get(app, "/hooked")
+    assert (ch.status, ch.text) == (400, "hook's answer")
+
+
+async def test_none_without_a_reply_names_the_handler_or_middleware(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def silent_mw(ctx: HTTPContext, call_next: CallNext) -> None:
+        return None
+
+    @app.get("/mw", middleware=[silent_mw])
+    async def behind(ctx: HTTPContext) -> str:
+        return "x"
+
+    with caplog.at_level(logging.ERROR, logger="hump_listener.error"):
+        assert (await get(app, "/mw")).status == 500
+    assert "silent_mw" in caplog.text and "returned None without replying" in caplog.text
+
+
+# -- a second reply: what the README says ----------------------------------------------------
+
+
+async def test_second_reply_raises_at_the_call_caught_first_stands_uncaught_500(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    raised: list[str] = []
+
+    @app.get("/caught")
+    async def caught(ctx: HTTPContext) -> None:
+        ctx.response(200, "first")
+        try:
+            ctx.redirect("/elsewhere")
+        except ResponseAlreadySent as exc:
+            raised.append(str(exc))
+
+    @app.get("/uncaught")
+    async def uncaught(ctx: HTTPContext) -> None:
+        ctx.response(200, "first")
+        ctx.json({"second": True})
+
+    ch = await get(app, "/caught")
+    assert (ch.status, ch.text) == (200, "first") and "exactly one" in raised[0]
+    with caplog.at_level(logging.ERROR, logger="hump_listener.error"):
+        ch = await get(app, "/uncaught")
+    assert (ch.status, ch.text) == (500, "Internal Server Error")  # neither reply is sent
+    assert "ResponseAlreadySent" in caplog.text
+
+
+def test_readme_states_what_a_second_reply_does() -> None:
+    readme = (PKG.parent / "README.md").read_text()
+    assert "the first one is what is sent" not in readme
+    assert "uncaught, the request is answered 500" in readme
+
+
+# -- body readers: their own names --------------------------------------------------------------
+
+
+async def test_read_text_and_read_json(app: App) -> None:
+    @app.post("/t")
+    async def t(ctx: HTTPContext) -> dict[str, Any]:
+        return {"text": await ctx.read_text(), "json": await ctx.read_json()}
+
+    ch = await get(app, "/t", "POST", b'{"a": "\xc3\xa9"}')
+    assert ch.status == 200 and ch.text == '{"text":"{\\"a\\": \\"é\\"}","json":{"a":"é"}}'
+    ch = await get(app, "/t", "POST", b"{nope")
+    assert ch.status == 400 and "Invalid JSON" in ch.text
+
+
+async def test_old_reading_spelling_still_reads_with_a_deprecation_warning(app: App) -> None:
+    got: dict[str, Any] = {}
+
+    @app.post("/t")
+    async def t(ctx: HTTPContext) -> str:
+        with pytest.warns(DeprecationWarning, match=r"ctx\.read_text\(\)"):
+            got["text"] = await ctx.text()
+        with pytest.warns(DeprecationWarning, match=r"ctx\.read_json\(\)"):
+            got["json"] = await ctx.json()
+        return "ok"
+
+    assert (await get(app, "/t", "POST", b"[1]")).text == "ok"
+    assert got == {"text": "[1]", "json": [1]}
+
+
+def test_readers_and_repliers_are_typed_so_mypy_catches_a_missing_await(tmp_path: Path) -> None:
+    mypy_api = pytest.importorskip("mypy.api")
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(
+        "from hump_listener import HTTPContext\n"
+        "async def handler(ctx: HTTPContext) -> None:\n"
+        "    reveal_type(await ctx.read_text())\n"
+        "    reveal_type(ctx.text('hi'))\n"
+        "    reveal_type(ctx.json({'a': 1}))\n"
+        "    data: dict[str, int] = ctx.read_json()\n"
+    )
+    out, _, status = mypy_api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
+         "--config-file", str(PKG.parent / "pyproject.toml"), str(snippet)]
+    )
+    assert 'Revealed type is "builtins.str"' in out or 'Revealed type is "str"' in out
+    assert out.count('Revealed type is "hump_listener.models.Response"') == 2
+    assert 'expression has type "Coroutine[Any, Any, Any]"' in out and status == 1
+
+
+# -- header_list: one home -----------------------------------------------------------------------
+
+
+def test_header_list_is_written_once() -> None:
+    homes = []
+    for path in PKG.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name == "header_list":
+                homes.append(path.name)
+    assert homes == ["models.py"]
+
+
+def test_each_response_kind_declares_its_length(tmp_path: Path) -> None:
+    plain = Response("héllo", headers={"Content-Length": "999", "X-A": "1"})
+    assert plain.header_list() == [
+        (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"6"), (b"x-a", b"1")
+    ]
+    assert Response(b"", 304, {"ETag": '"e"'}).header_list() == [(b"etag", b'"e"')]
+    f = tmp_path / "f.txt"
+    f.write_bytes(b"0123456789")
+    ranged = FileResponse(f, range=(2, 5)).header_list()
+    assert ranged[:2] == [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"4")]
+
+    async def chunks() -> Any:
+        yield b"x"
+
+    streamed = StreamingResponse(chunks(), headers={"Content-Length": "1", "Content-Type": "a/b"})
+    assert streamed.header_list() == [(b"content-length", b"1"), (b"content-type", b"a/b")]
+    assert StreamingResponse(chunks()).header_list() == [(b"content-type", b"text/plain; charset=utf-8")]
