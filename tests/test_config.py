@@ -78,7 +78,8 @@ def test_values_written_in_code_win_over_the_environment() -> None:
 
 
 def test_an_unknown_setting_names_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown setting 'keepalive_timeout': ServerConfig has .*keep_alive_timeout"):
+    expected = r"unknown setting 'keepalive_timeout': ServerConfig has .*keep_alive_timeout"
+    with pytest.raises(ConfigError, match=expected):
         ServerConfig.from_env({}, keepalive_timeout=3)
 
 
