@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -252,3 +253,38 @@ def test_the_start_up_line_names_the_loop() -> None:
         line = proc.wait_for_line(r"Serving on")
     expected = os.environ["HUMP_LOOP"]  # conftest.py: the suite's loop
     assert f"loop: {expected};" in line
+
+
+# -- the documentation lists exactly what the parser and ServerConfig.from_env accept --------
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n{title}\n")
+    level = title.split(" ", 1)[0]
+    end = text.find(f"\n{level} ", start + len(title) + 2)
+    return text[start : end if end != -1 else len(text)]
+
+
+def parser_flags() -> set[str]:
+    flags = {opt for action in cli.build_parser()._actions for opt in action.option_strings}
+    return flags - {"-h", "--help", "--version"}
+
+
+def test_the_readme_cli_table_lists_every_flag_and_variable() -> None:
+    table = [line for line in readme_section("### Command line").splitlines() if line.startswith("| `--")]
+    documented = {flag for line in table for flag in re.findall(r"`(--[a-z-]+)", line.split("|")[1])}
+    assert documented == parser_flags()
+    variables = {variable for variable, _, _ in ENVIRONMENT.values()}
+    assert {v for line in table for v in re.findall(r"HUMP_[A-Z_]+", line)} == variables
+
+
+def test_the_readme_configuration_table_and_the_cli_docstring_list_every_variable() -> None:
+    variables = {variable for variable, _, _ in ENVIRONMENT.values()}
+    configuration = readme_section("## Configuration")
+    assert variables <= set(re.findall(r"HUMP_[A-Z_]+", configuration))
+    for flag in parser_flags() - {"--reload", "--reload-dir", "--app-dir"}:
+        assert f"`{flag}`" in configuration, flag
+    docstring = cli.__doc__ or ""
+    assert variables <= set(re.findall(r"HUMP_[A-Z_]+", docstring))
+    assert parser_flags() - {"--reload-dir"} <= set(re.findall(r"--[a-z-]+", docstring))
