@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cached_property
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from tiny_listener import Listener, Route
 
@@ -57,6 +57,7 @@ access_log = logging.getLogger("hump_listener.access")
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+T = TypeVar("T")
 _FALLBACK = "{_:path}"  # tiny-listener's default path: `@app.on_event()` = the catch-all
 
 
@@ -76,6 +77,29 @@ def to_response(value: Any) -> Response:
 
 def error_response(exc: HTTPError) -> Response:
     return Response(exc.detail, exc.status, exc.headers)
+
+
+class _Setting(Generic[T]):
+    """``app.port`` and the like: reads ``app.config.port``; ``app.port = 0`` is
+    ``app.configure(port=0)``."""
+
+    name = ""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, app: None, owner: type[Any]) -> _Setting[T]: ...
+    @overload
+    def __get__(self, app: App, owner: type[Any]) -> T: ...
+    def __get__(self, app: App | None, owner: type[Any]) -> T | _Setting[T]:
+        if app is None:
+            return self
+        value: T = getattr(app.config, self.name)
+        return value
+
+    def __set__(self, app: App, value: T) -> None:
+        app.configure(**{self.name: value})
 
 
 class App(Listener[HTTPContext]):
@@ -188,22 +212,14 @@ class App(Listener[HTTPContext]):
 
     # The settings as attributes, for code written before ``config``: each reads
     # ``config``; assigning one is ``configure(name=value)``.
-    @property
-    def host(self) -> str:
-        return self.config.host
+    host: _Setting[str] = _Setting()
+    port: _Setting[int] = _Setting()
+    workers: _Setting[int] = _Setting()
+    shutdown_timeout: _Setting[float] = _Setting()  # drain time on SIGTERM/SIGINT
+    ssl_certfile: _Setting[str | None] = _Setting()
+    ssl_keyfile: _Setting[str | None] = _Setting()
 
-    @host.setter
-    def host(self, value: str) -> None:
-        self.configure(host=value)
-
-    @property
-    def port(self) -> int:
-        return self.config.port
-
-    @port.setter
-    def port(self, value: int) -> None:
-        self.configure(port=value)
-
+    # Read on every request: properties with one attribute read less.
     @property
     def access_log(self) -> bool:
         return (self._config or self.config).access_log
@@ -211,39 +227,6 @@ class App(Listener[HTTPContext]):
     @access_log.setter
     def access_log(self, value: bool) -> None:
         self.configure(access_log=value)
-
-    @property
-    def shutdown_timeout(self) -> float:
-        """Drain time on SIGTERM/SIGINT (``ServerConfig.shutdown_timeout``)."""
-        return self.config.shutdown_timeout
-
-    @shutdown_timeout.setter
-    def shutdown_timeout(self, value: float) -> None:
-        self.configure(shutdown_timeout=value)
-
-    @property
-    def ssl_certfile(self) -> str | None:
-        return self.config.ssl_certfile
-
-    @ssl_certfile.setter
-    def ssl_certfile(self, value: str | None) -> None:
-        self.configure(ssl_certfile=value)
-
-    @property
-    def ssl_keyfile(self) -> str | None:
-        return self.config.ssl_keyfile
-
-    @ssl_keyfile.setter
-    def ssl_keyfile(self, value: str | None) -> None:
-        self.configure(ssl_keyfile=value)
-
-    @property
-    def workers(self) -> int:
-        return self.config.workers
-
-    @workers.setter
-    def workers(self, value: int) -> None:
-        self.configure(workers=value)
 
     @property
     def forwarded_allow_ips(self) -> TrustedProxies:
