@@ -24,10 +24,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import inproc  # noqa: E402
+import inproc
+from common import BENCH_DIR
 
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 

@@ -18,14 +18,16 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO
+
 sys.path.insert(0, str(REPO))
 
-import http_web  # noqa: E402
-from hump_listener.protocol.config import ServerConfig  # noqa: E402
-from hump_listener.protocol.http11 import H11Protocol  # noqa: E402
-from hump_listener.protocol.memory import MemoryTransport  # noqa: E402
-from hump_listener.protocol.server import ServerState  # noqa: E402
+import http_web
+from hump_listener.protocol.config import ServerConfig
+from hump_listener.protocol.http11 import H11Protocol
+from hump_listener.protocol.memory import MemoryTransport
+from hump_listener.protocol.server import ServerState
 
 REQUESTS = {
     "GET /": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",

@@ -7,7 +7,7 @@ run, divided by completed requests). Rounds are interleaved (A B C, A B C, ...) 
 table shows medians with min/max and ratios to uvicorn-h11 (and, for CPU/req, to the
 bare asyncio+h11 floor).
 
-    python benchmarks/run.py                 # full run (~12 min)
+    python benchmarks/run.py                 # full run (~20 min on 2 cores)
     python benchmarks/run.py --quick         # smoke run (~2 min)
     python benchmarks/run.py --only S1,S5 --rounds 5 --duration 10
 
@@ -39,19 +39,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # the helpers every benchmark script shares
+    BENCH_DIR,
+    CLIENT_CPU,
+    CLK_TCK,
+    HOST,
+    REPO,
+    SERVER_CPU,
+    cpu_seconds,
+    free_port,
+    hump_env,
+    pinned,
+    proc_tree,
+    rss_kib,
+    tiny_listener,
+)
+
 PEERS = BENCH_DIR / "peers"
 APPS = BENCH_DIR / "apps"
 RESULTS = BENCH_DIR / "results"
 PY = sys.executable
-HOST = "127.0.0.1"
-SERVER_CPU = 0
-CLIENT_CPU = 1
 REFERENCE = "uvicorn-h11"
 FLOOR = "bare-h11"
 START_TIMEOUT = 20.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- servers
@@ -68,31 +80,17 @@ class ServerSpec:
     needs_files: tuple[Path, ...] = ()
 
 
-def _tiny_listener() -> list[str]:
-    local = Path(PY).parent / "tiny-listener"
-    if local.exists():
-        return [str(local)]
-    found = shutil.which("tiny-listener")
-    return [found] if found else [PY, "-m", "tiny_listener"]
-
-
-def _pythonpath() -> str:
-    """The repository first, so the working tree's hump_listener is used even if not installed."""
-    return os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-
-
 def _hump(
-    app: str, app_dir: Path, routes: int | None = None, parser: str = "h11"
+    app: str, app_dir: Path, loop: str, routes: int | None = None, parser: str = "h11"
 ) -> Callable[[int], tuple[list[str], dict[str, str]]]:
     """``parser``: ``h11`` (pure Python, the default) or ``h11_mypyc`` (the compiled
-    experiment); see hump_listener/protocol/parser.py."""
+    experiment); see hump_listener/protocol/parser.py. ``loop``: HUMP_LOOP."""
 
     def command(port: int) -> tuple[list[str], dict[str, str]]:
-        env = {"HUMP_PORT": str(port), "HUMP_HOST": HOST, "HUMP_ACCESS_LOG": "0", "PYTHONPATH": _pythonpath()}
-        env["HUMP_PARSER"] = parser
+        env = hump_env(port, loop, HUMP_PARSER=parser)
         if routes is not None:
             env["BENCH_ROUTES"] = str(routes)
-        return [*_tiny_listener(), "--app-dir", str(app_dir), app], env
+        return [*tiny_listener(), "--app-dir", str(app_dir), app], env
 
     return command
 
@@ -113,36 +111,37 @@ def _bare(port: int) -> tuple[list[str], dict[str, str]]:
     return [PY, str(PEERS / "bare_h11.py"), "--host", HOST, "--port", str(port)], {}
 
 
-def server_specs(uvicorn_loop: str) -> dict[str, ServerSpec]:
-    loop_req = ("uvloop",) if uvicorn_loop == "uvloop" else ()
+def server_specs(loop: str) -> dict[str, ServerSpec]:
+    """Every server on ``loop`` (asyncio or uvloop), but the bare floor: asyncio always."""
+    loop_req = ("uvloop",) if loop == "uvloop" else ()
     uv, st = ("uvicorn", "h11", *loop_req), ("uvicorn", "starlette", "h11", *loop_req)
-    hump_req = ("hump_listener", "tiny_listener", "h11")
+    hump_req = ("hump_listener", "tiny_listener", "h11", *loop_req)
     specs = [
-        ServerSpec("hump", _hump("http_web:app", REPO), hump_req, needs_files=(REPO / "http_web.py",)),
+        ServerSpec("hump", _hump("http_web:app", REPO, loop), hump_req, needs_files=(REPO / "http_web.py",)),
         ServerSpec(
             "hump-mypyc",
-            _hump("http_web:app", REPO, parser="h11_mypyc"),
+            _hump("http_web:app", REPO, loop, parser="h11_mypyc"),
             (*hump_req, "h11_mypyc"),
             needs_files=(REPO / "http_web.py",),
         ),
-        ServerSpec("uvicorn-h11", _uvicorn("asgi_raw:app", PEERS, "h11", uvicorn_loop), uv),
+        ServerSpec("uvicorn-h11", _uvicorn("asgi_raw:app", PEERS, "h11", loop), uv),
         ServerSpec(
             "uvicorn-httptools",
-            _uvicorn("asgi_raw:app", PEERS, "httptools", uvicorn_loop),
+            _uvicorn("asgi_raw:app", PEERS, "httptools", loop),
             (*uv, "httptools"),
         ),
-        ServerSpec("starlette-h11", _uvicorn("starlette_app:app", PEERS, "h11", uvicorn_loop), st),
+        ServerSpec("starlette-h11", _uvicorn("starlette_app:app", PEERS, "h11", loop), st),
         ServerSpec(
             "starlette-httptools",
-            _uvicorn("starlette_app:app", PEERS, "httptools", uvicorn_loop),
+            _uvicorn("starlette_app:app", PEERS, "httptools", loop),
             (*st, "httptools"),
         ),
         ServerSpec(FLOOR, _bare, ("h11",)),
     ]
     for n, path in ((1000, "/r999/bob"), (1, "/r0/bob")):
-        specs.append(ServerSpec(f"hump-{n}r", _hump("hump_routes:app", APPS, n), hump_req, path))
+        specs.append(ServerSpec(f"hump-{n}r", _hump("hump_routes:app", APPS, loop, n), hump_req, path))
         specs.append(
-            ServerSpec(f"starlette-{n}r", _uvicorn("starlette_routes:app", APPS, "h11", uvicorn_loop, n), st, path)
+            ServerSpec(f"starlette-{n}r", _uvicorn("starlette_routes:app", APPS, "h11", loop, n), st, path)
         )
     return {s.name: s for s in specs}
 
@@ -161,21 +160,6 @@ def missing_requirement(spec: ServerSpec) -> str | None:
 
 class ServerStartError(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _pinned(cpu: int) -> Callable[[], None]:
-    def preexec() -> None:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, {cpu})
-
-    return preexec
 
 
 def _log_tail(log: Any, limit: int = 1500) -> str:
@@ -226,7 +210,7 @@ def running(spec: ServerSpec) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_pinned(SERVER_CPU),
+            preexec_fn=pinned(SERVER_CPU),
             start_new_session=True,
         )
         try:
@@ -237,35 +221,6 @@ def running(spec: ServerSpec) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
 
 
 # --------------------------------------------------------------------------- /proc
-
-
-def _proc_tree(root: int) -> list[int]:
-    """``root`` and all its live descendants."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(entry.name))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(parents.get(pid, []))
-    return tree
-
-
-def cpu_seconds(root: int) -> float:
-    """utime+stime (+ reaped children's) of ``root``'s process tree, in seconds."""
-    ticks = 0
-    for pid in _proc_tree(root):
-        with contextlib.suppress(OSError, IndexError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return ticks / CLK_TCK
 
 
 def cpu_busy_seconds(cpu: int) -> float:
@@ -281,17 +236,6 @@ def _children_cpu() -> float:
     """CPU seconds of this harness's reaped children (wrk) plus the harness itself."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def rss_kib(root: int) -> int:
-    """Sum of VmRSS over ``root``'s process tree, in KiB."""
-    total = 0
-    for pid in _proc_tree(root):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -399,7 +343,7 @@ def run_wrk(port: int, path: str, scenario: Scenario, duration: int, script: Pat
         capture_output=True,
         text=True,
         timeout=duration + 30,
-        preexec_fn=_pinned(CLIENT_CPU),
+        preexec_fn=pinned(CLIENT_CPU),
         check=False,
     )
     result: dict[str, Any] | None = None
@@ -563,7 +507,7 @@ def run_launch(spec: ServerSpec, scenarios: list[Scenario], args: argparse.Names
 
 
 def _signal_tree(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    for pid in _proc_tree(proc.pid):
+    for pid in proc_tree(proc.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
 
@@ -792,7 +736,7 @@ def idle_table(entries: dict[str, dict[str, Any]], count: int) -> list[str]:
 def report(summary: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespace) -> str:
     lines = [
         f"# Results: {args.rounds} round(s) x {args.duration}s (+{args.warmup}s warmup), "
-        f"servers on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, uvicorn --loop {args.uvicorn_loop}",
+        f"servers on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, loop {args.loop} (hump_listener and uvicorn)",
     ]
     lines += noise_warning(summary)
     for scenario in SCENARIOS:
@@ -852,10 +796,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--idle-connections", type=int, default=2000, help="S6 connection count (default 2000)")
     parser.add_argument(
-        "--uvicorn-loop",
+        "--loop",
+        "--uvicorn-loop",  # its name before hump_listener could run on uvloop too
+        dest="loop",
         choices=("asyncio", "uvloop"),
         default="asyncio",
-        help="uvicorn event loop (default asyncio, the loop hump_listener runs on)",
+        help="event loop of hump_listener (HUMP_LOOP) and uvicorn (--loop); default asyncio",
     )
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to save results")
     args = parser.parse_args(argv)
@@ -875,7 +821,7 @@ def select_scenarios(only: str) -> list[Scenario]:
 
 
 def select_servers(args: argparse.Namespace, scenarios: list[Scenario]) -> dict[str, ServerSpec]:
-    specs = server_specs(args.uvicorn_loop)
+    specs = server_specs(args.loop)
     wanted = {n.strip() for n in args.servers.split(",") if n.strip()}
     needed = {name for s in scenarios for name in s.servers}
     usable: dict[str, ServerSpec] = {}

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-HOST = "127.0.0.1"
-SERVER_CPU, CLIENT_CPU = 0, 1
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import CLIENT_CPU, HOST, REPO, SERVER_CPU, free_port, hump_env, pinned, rss_kib
+
 STATS_PREFIX = "SOAK_STATS "
 REQUEST_TIMEOUT = 10.0
 
@@ -229,13 +229,6 @@ def _close(conn: Conn | None) -> None:
 # --------------------------------------------------------------------------- orchestration
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 class ServerProc:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
@@ -270,12 +263,7 @@ class ServerProc:
 
 
 async def start_server(app_ref: str, port: int) -> ServerProc:
-    env = {**os.environ, "HUMP_PORT": str(port), "HUMP_HOST": HOST, "HUMP_ACCESS_LOG": "0"}
-    env["PYTHONUNBUFFERED"] = "1"
-
-    def pin() -> None:
-        os.sched_setaffinity(0, {SERVER_CPU})
-
+    env = {**os.environ, **hump_env(port)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(Path(__file__).resolve()),
@@ -287,7 +275,7 @@ async def start_server(app_ref: str, port: int) -> ServerProc:
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        preexec_fn=pin,
+        preexec_fn=pinned(SERVER_CPU),
     )
     server = ServerProc(proc)
     try:
@@ -331,15 +319,6 @@ async def wait_idle(server: ServerProc, baseline_tasks: int, timeout: float = 15
         await asyncio.sleep(0.25)
         stats = await server.stats()
     return stats
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def soak(args: argparse.Namespace) -> int:

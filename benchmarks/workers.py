@@ -52,22 +52,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
-from run import CLK_TCK, cpu_seconds, free_port  # noqa: E402  (the harness's /proc readers)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-HOST = "127.0.0.1"
+from common import CLK_TCK, HOST, REPO, cpu_seconds, free_port, hump_env, pinned, tiny_listener
+
 START_TIMEOUT = 30.0
 SERVING = re.compile(r"Serving on http://")
-
-
-def tiny_listener() -> list[str]:
-    local = Path(sys.executable).with_name("tiny-listener")
-    if local.exists():
-        return [str(local)]
-    found = shutil.which("tiny-listener")
-    return [found] if found else [sys.executable, "-m", "tiny_listener"]
 
 
 def parse_cpus(text: str) -> set[int]:
@@ -92,20 +82,7 @@ def serving(workers: int, cpus: set[int] | None) -> Iterator[tuple[int, int]]:
     """The demo app with ``workers`` workers on a free port; yields (port, supervisor pid)
     once every worker logged that it serves. Killed (whole session) afterwards."""
     port = free_port()
-    env = {
-        **os.environ,
-        "HUMP_WORKERS": str(workers),
-        "HUMP_PORT": str(port),
-        "HUMP_HOST": HOST,
-        "HUMP_ACCESS_LOG": "0",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
-    }
-
-    def pin() -> None:
-        if cpus:
-            os.sched_setaffinity(0, cpus)  # inherited by the workers it spawns
-
+    env = {**os.environ, **hump_env(port, HUMP_WORKERS=str(workers))}
     proc = subprocess.Popen(
         [*tiny_listener(), "http_web:app"],
         cwd=REPO,
@@ -114,7 +91,7 @@ def serving(workers: int, cpus: set[int] | None) -> Iterator[tuple[int, int]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=pin,
+        preexec_fn=pinned(cpus or None),  # inherited by the workers it spawns
         start_new_session=True,
     )
     lines: queue.Queue[str | None] = queue.Queue()

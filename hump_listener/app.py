@@ -48,15 +48,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import gc
 import importlib.util
 import logging
 import os
 import signal
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cached_property
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from tiny_listener import ContextNotFound, Listener, Route
 
@@ -78,27 +80,19 @@ if TYPE_CHECKING:
     from .asgi import ASGIAdapter, Receive, Scope, Send
     from .protocol import Server, ServerConfig
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_MAX_BODY_SIZE", "DEFAULT_PORT", "App"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "App"]
 
 error_log = logging.getLogger("hump_listener.error")
 access_log = logging.getLogger("hump_listener.access")
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
 #: Largest request body a handler may read (413 beyond). aiohttp's client_max_size and
 #: nginx's client_max_body_size are 1 MiB too; Starlette and Flask set none.
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Callback = Callable[[], Awaitable[Any]]
+T = TypeVar("T")
 _FALLBACK = "{_:path}"  # tiny-listener's default path: `@app.on_event()` = the catch-all
-
-
-def _env_flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() not in ("0", "false", "no", "off", "")
 
 
 def to_response(value: Any) -> Response:
@@ -156,6 +150,29 @@ def reconcile(ctx: HTTPContext, returned: Any, where: str, replaces: bool) -> Re
     return response
 
 
+class _Setting(Generic[T]):
+    """``app.port`` and the like: reads ``app.config.port``; ``app.port = 0`` is
+    ``app.configure(port=0)``."""
+
+    name = ""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, app: None, owner: type[Any]) -> _Setting[T]: ...
+    @overload
+    def __get__(self, app: App, owner: type[Any]) -> T: ...
+    def __get__(self, app: App | None, owner: type[Any]) -> T | _Setting[T]:
+        if app is None:
+            return self
+        value: T = getattr(app.config, self.name)
+        return value
+
+    def __set__(self, app: App, value: T) -> None:
+        app.configure(**{self.name: value})
+
+
 class App(Listener[HTTPContext]):
     """A hump_listener application: ``tiny-listener module:app`` runs it."""
 
@@ -164,29 +181,54 @@ class App(Listener[HTTPContext]):
         host: str | None = None,
         port: int | None = None,
         *,
+        config: ServerConfig | None = None,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         access_log: bool | None = None,
         shutdown_timeout: float | None = None,
-        server_options: Mapping[str, Any] | None = None,
         forwarded_allow_ips: str | Sequence[str] | None = None,
         broadcast_url: str | None = None,
         sync_workers: int = DEFAULT_SYNC_WORKERS,
+        server_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``config`` and the keyword arguments are the settings written in code; the
+        environment (``HUMP_*``) applies to the others, and the command line wins over
+        both (see ``config``). ``server_options`` is the deprecated spelling of
+        ``config=ServerConfig(...)``."""
         super().__init__()
-        # Server-lifetime configuration
-        self.host = host or os.environ.get("HUMP_HOST") or DEFAULT_HOST
-        self.port = port if port is not None else int(os.environ.get("HUMP_PORT") or DEFAULT_PORT)
+        # Server-lifetime configuration: what the code says, resolved into ``config``
+        # (with the environment) on first use, so that a bad HUMP_* variable is a
+        # start-up error of the runner, not an import error of the app's module.
+        self._code: dict[str, Any] = {}
+        if config is not None:
+            from .protocol.config import ServerConfig, code_settings
+
+            if not isinstance(config, ServerConfig):
+                raise TypeError(f"config must be a ServerConfig, got {type(config).__name__}")
+            self._code.update(code_settings(config))
+        if server_options is not None:
+            warnings.warn(
+                "App(server_options={...}) is deprecated: use App(config=ServerConfig(...))",
+                DeprecationWarning, stacklevel=2,
+            )
+            self._code.update(server_options)  # unknown keys: a ConfigError naming the fields
+        for name, value in (
+            ("host", host), ("port", port), ("access_log", access_log),
+            ("shutdown_timeout", shutdown_timeout), ("forwarded_allow_ips", forwarded_allow_ips),
+            ("broadcast_url", broadcast_url),
+        ):
+            if value is None:
+                continue
+            if name in self._code and self._code[name] != value:
+                raise TypeError(f"App({name}=...) and App(config=ServerConfig({name}=...)) disagree: give it once")
+            self._code[name] = value
+        if self._code:
+            # A bad value written in code fails here, where it is written (ConfigError).
+            from .protocol.config import ServerConfig
+
+            ServerConfig.from_env({}, **self._code)
+        self._config: ServerConfig | None = None
+        self._trusted: TrustedProxies | None = None
         self.max_body_size = max_body_size
-        self.access_log = _env_flag("HUMP_ACCESS_LOG", True) if access_log is None else access_log
-        #: Drain time on SIGTERM/SIGINT; None: ServerConfig.shutdown_timeout (10 s).
-        self.shutdown_timeout = shutdown_timeout
-        self.server_options = dict(server_options or {})
-        # Peers whose X-Forwarded-* / Forwarded headers are believed ($HUMP_FORWARDED_ALLOW_IPS)
-        self.forwarded_allow_ips = TrustedProxies.from_env(forwarded_allow_ips)
-        # TLS and worker processes ($HUMP_SSL_CERTFILE, $HUMP_SSL_KEYFILE, $HUMP_WORKERS)
-        self.ssl_certfile: str | None = os.environ.get("HUMP_SSL_CERTFILE") or None
-        self.ssl_keyfile: str | None = os.environ.get("HUMP_SSL_KEYFILE") or None
-        self.workers = int(os.environ.get("HUMP_WORKERS") or 1)
         #: A bound listening socket to serve instead of binding host:port (set in workers).
         self.sock: socket.socket | None = None
         #: ``"module:attr"`` to re-import the app in worker processes (found when None).
@@ -211,10 +253,8 @@ class App(Listener[HTTPContext]):
         self.background = BackgroundEvents(self)
         self._services: list[tuple[Callback | None, Callback | None]] = []
         self._started_services: list[Callback | None] = []
-        #: Fan-out across workers and hosts (broadcast.py): in-process memory unless
-        #: ``broadcast_url`` / $HUMP_BROADCAST_URL names Redis; started with the app.
-        self.broadcast = Broadcast(broadcast_url or os.environ.get("HUMP_BROADCAST_URL") or None)
-        self.add_service(self.broadcast.start, self.broadcast.stop)
+        self._broadcast: Broadcast | None = None
+        self.add_service(self._start_broadcast, self._stop_broadcast)
         #: Threads for plain ``def`` handlers (threads.py): started on first use, closed
         #: with the app (a service).
         self.sync_pool = SyncPool(sync_workers)
@@ -226,6 +266,91 @@ class App(Listener[HTTPContext]):
         self._stopped: asyncio.Event | None = None  # set when run()'s main() may return
         self._starting = False
         self._exit_status = 0
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def config(self) -> ServerConfig:
+        """The settings every runner uses (the built-in server, workers, the CLI, the test
+        client): the defaults, then the environment, then what the code gave ``App()``.
+        Read in one place (``ServerConfig.from_env``) on first use; a bad variable raises
+        ``ConfigError`` naming it. Assigning a ``ServerConfig`` replaces it whole;
+        ``configure(**fields)`` changes some fields (the command line does)."""
+        config = self._config
+        if config is None:
+            from .protocol.config import ServerConfig
+
+            config = self.config = ServerConfig.from_env(os.environ, **self._code)
+        return config
+
+    @config.setter
+    def config(self, config: ServerConfig) -> None:
+        from .protocol.config import ServerConfig
+
+        if not isinstance(config, ServerConfig):
+            raise TypeError(f"config must be a ServerConfig, got {type(config).__name__}")
+        self._trusted = TrustedProxies(config.forwarded_allow_ips)
+        self._config = config
+
+    @property
+    def broadcast(self) -> Broadcast:
+        """Fan-out across workers and hosts (broadcast.py): in-process memory unless
+        ``config.broadcast_url`` (``App(broadcast_url=...)``, $HUMP_BROADCAST_URL) names
+        Redis; made on first use, started and stopped with the app (a service)."""
+        if self._broadcast is None:
+            self._broadcast = Broadcast(self.config.broadcast_url)
+        return self._broadcast
+
+    async def _start_broadcast(self) -> None:
+        await self.broadcast.start()
+
+    async def _stop_broadcast(self) -> None:
+        if self._broadcast is not None:
+            await self._broadcast.stop()
+
+    def configure(self, **changes: Any) -> None:
+        """Replace some fields of ``config`` (``app.configure(port=0, workers=2)``);
+        unknown names are a ``ConfigError`` naming the valid ones."""
+        from .protocol.config import ConfigError, field_names
+
+        unknown = sorted(set(changes) - field_names())
+        if unknown:
+            raise ConfigError(
+                f"unknown setting {', '.join(map(repr, unknown))}: ServerConfig has {', '.join(sorted(field_names()))}"
+            )
+        self.config = dataclasses.replace(self.config, **changes)
+
+    # The settings as attributes, for code written before ``config``: each reads
+    # ``config``; assigning one is ``configure(name=value)``.
+    host: _Setting[str] = _Setting()
+    port: _Setting[int] = _Setting()
+    workers: _Setting[int] = _Setting()
+    shutdown_timeout: _Setting[float] = _Setting()  # drain time on SIGTERM/SIGINT
+    ssl_certfile: _Setting[str | None] = _Setting()
+    ssl_keyfile: _Setting[str | None] = _Setting()
+
+    # Read on every request: properties with one attribute read less.
+    @property
+    def access_log(self) -> bool:
+        return (self._config or self.config).access_log
+
+    @access_log.setter
+    def access_log(self, value: bool) -> None:
+        self.configure(access_log=value)
+
+    @property
+    def forwarded_allow_ips(self) -> TrustedProxies:
+        """The trusted proxies (``config.forwarded_allow_ips``, parsed once)."""
+        trusted = self._trusted
+        if trusted is None:
+            self.config  # noqa: B018 (resolving it sets _trusted)
+            assert self._trusted is not None
+            trusted = self._trusted
+        return trusted
+
+    @forwarded_allow_ips.setter
+    def forwarded_allow_ips(self, value: str | Sequence[str]) -> None:
+        self.configure(forwarded_allow_ips=value)
 
     # -- registration ------------------------------------------------------------------
 
@@ -418,7 +543,10 @@ class App(Listener[HTTPContext]):
     async def handle(self, head: RequestHead, channel: Channel) -> None:
         """The seam entry, one call per request: the built-in server, the test client and
         the ASGI adapter call it (``seam.seam_entry(app)`` finds it)."""
-        started = perf_counter() if self.access_log else 0.0
+        # The settings as locals: one attribute read each (properties cost ~1% per request).
+        config = self._config or self.config
+        access = config.access_log
+        started = perf_counter() if access else 0.0
         method = head.method
         try:
             raw_path, query = split_target(head.target)
@@ -426,7 +554,7 @@ class App(Listener[HTTPContext]):
         except HTTPError as exc:
             response = error_response(exc)
             await response.send(channel, method == "HEAD")
-            if self.access_log:
+            if access:
                 self._log_access(head, head.target.decode("latin-1"), response.status, started)
             return
         websocket = channel.websocket
@@ -441,7 +569,7 @@ class App(Listener[HTTPContext]):
         self._next_cid += 1
         cid = str(self._next_cid)
         ctx = self._ctx_cls(self, cid)
-        client, scheme = effective_peer(head.client, head.scheme, head.headers, self.forwarded_allow_ips)
+        client, scheme = effective_peer(head.client, head.scheme, head.headers, self._trusted)  # type: ignore[arg-type]  # set with config
         ctx.request = Request(
             method, path, raw_path, query, head.http_version, Headers(head.headers),
             client, scheme, head.server,
@@ -478,7 +606,7 @@ class App(Listener[HTTPContext]):
                 self.ctxs.pop(cid, None)  # (ctx.drop() may have removed it)
             else:
                 ctx.release()  # background events still hold it, or events to clear
-        if self.access_log and status:
+        if access and status:
             target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
             self._log_access(head, target, status, started, ctx.request.client)
 
@@ -598,31 +726,58 @@ class App(Listener[HTTPContext]):
     # -- running -------------------------------------------------------------------------
 
     def server_config(self) -> ServerConfig:
-        # Imported here: the framework alone (ASGI, tests) never needs h11.
-        from .protocol import ServerConfig
+        """``config`` as the server takes it: with the TLS context built from
+        ``ssl_certfile``/``ssl_keyfile`` (once per call) unless ``ssl`` is given. A file
+        that is missing or not a PEM certificate/key is a ``ConfigError``."""
+        from .protocol.config import ConfigError
 
-        options = dict(self.server_options)
-        if self.ssl_certfile and "ssl" not in options:
-            from .tls import server_ssl_context
+        config = self.config
+        if config.ssl is not None or not (config.ssl_certfile or config.ssl_keyfile):
+            return config
+        if not config.ssl_certfile:
+            raise ConfigError(
+                "an SSL key file was given without a certificate file: "
+                "set --ssl-certfile or HUMP_SSL_CERTFILE (or ssl_certfile) too"
+            )
+        import ssl
 
-            options["ssl"] = server_ssl_context(self.ssl_certfile, self.ssl_keyfile)
-        elif self.ssl_keyfile and not self.ssl_certfile:
-            raise ValueError("an SSL key file was given without a certificate file (ssl_certfile)")
-        return ServerConfig(host=self.host, port=self.port, **options)
+        from .tls import server_ssl_context
+
+        try:
+            context = server_ssl_context(config.ssl_certfile, config.ssl_keyfile)
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                f"{exc}: check --ssl-certfile/--ssl-keyfile or HUMP_SSL_CERTFILE/HUMP_SSL_KEYFILE"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
+            files = ", ".join(f for f in (config.ssl_certfile, config.ssl_keyfile) if f)
+            raise ConfigError(
+                f"cannot load the TLS certificate and key from {files} ({exc}): they must be PEM "
+                "files of one certificate and its private key"
+            ) from None
+        return dataclasses.replace(config, ssl=context)
 
     async def listen(self) -> None:
-        """Start the HTTP server (tiny-listener calls this after the startup callbacks)."""
+        """Start the HTTP server (tiny-listener calls this after the startup callbacks).
+        A bad setting or a failed bind raises a one-line ``ConfigError``."""
         from .protocol import Server
+        from .protocol.config import bind_error, loop_name
 
-        self.server = Server(self.handle, self.server_config())
-        await self.server.start(self.sock)
+        config = self.server_config()
+        server = Server(self.handle, config)
+        try:
+            await server.start(self.sock)
+        except OSError as exc:
+            raise bind_error(exc, config.host, config.port) from None
+        self.server = server
         # Routes, handlers and modules live as long as the process: move them out of the
         # cyclic GC's generations so collections stop re-scanning them (a large app's
         # GC cost would otherwise grow with its route count).
         gc.freeze()
         from .protocol.parser import NAME as parser
 
-        error_log.info("Serving on %s (parser: %s; press CTRL+C to quit)", self.url, parser)
+        loop = loop_name(asyncio.get_running_loop())
+        error_log.info("Serving on %s (parser: %s, loop: %s; press CTRL+C to quit)", self.url, parser, loop)
 
     @cached_property
     def asgi(self) -> ASGIAdapter:
@@ -635,15 +790,19 @@ class App(Listener[HTTPContext]):
 
     @property
     def url(self) -> str:
-        port = self.server.port if self.server is not None else self.port
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        tls = bool(self.ssl_certfile) or self.server_options.get("ssl") is not None
+        config = self.config
+        port = self.server.port if self.server is not None else config.port
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        tls = config.ssl is not None or bool(config.ssl_certfile)
         return f"{'https' if tls else 'http'}://{host}:{port}"
 
     def setup_event_loop(self) -> asyncio.AbstractEventLoop:  # type: ignore[override]
-        """A fresh loop, set as current: tiny-listener's ``get_event_loop()`` call is
+        """A fresh loop of the kind ``config.loop`` names (``auto``: uvloop when it is
+        installed), set as current: tiny-listener's ``get_event_loop()`` call is
         deprecated when no loop is running."""
-        loop = asyncio.new_event_loop()
+        from .protocol.config import loop_factory
+
+        loop = loop_factory(self.config.loop)()
         asyncio.set_event_loop(loop)
         self._loop = loop
         return loop
@@ -785,12 +944,16 @@ class App(Listener[HTTPContext]):
         if self._stopping:  # a signal came during startup
             await self.run_shutdown()
             return
+        from .protocol.config import ConfigError
+
         try:
             await self.listen()
-        except OSError as exc:
-            error_log.error("Could not listen on %s:%s: %s", self.host, self.port, exc)
+        except (ConfigError, OSError) as exc:  # a busy port, a bad certificate: one line
+            from .logs import log_startup_error
+
+            log_startup_error(str(exc))
             self._exit_status = 1
-            await self.run_shutdown(0)
+            await self.run_shutdown(0)  # startup ran, so shutdown does too
             return
         await self._stopped.wait()
 
@@ -833,13 +996,26 @@ class App(Listener[HTTPContext]):
         return self._ctx_cls(self, f"event-{self._next_cid}")
 
     def run(self) -> None:
-        from .logs import configure_default_logging
+        """Serve until SIGTERM/SIGINT (``config.workers > 1``: a supervisor and workers).
 
-        configure_default_logging()
-        if self.workers > 1:
+        A start-up error (a bad setting, a port in use, a TLS file that cannot be loaded,
+        uvloop asked for but missing) is one line on the error log and ``SystemExit(1)``,
+        as uvicorn does; errors in the app's own code keep their traceback."""
+        from .logs import configure_default_logging, startup_failed
+        from .protocol.config import ConfigError
+
+        try:
+            config = self.config
+        except ConfigError as exc:
+            startup_failed(str(exc))
+        configure_default_logging(config.log_level)
+        if config.workers > 1:
             from .workers import Supervisor
 
-            status = Supervisor(self).run()
+            try:
+                status = Supervisor(self).run()
+            except ConfigError as exc:
+                startup_failed(str(exc))
             if status:
                 raise SystemExit(status)
             return
@@ -847,6 +1023,8 @@ class App(Listener[HTTPContext]):
         self._exit_status = 0
         try:
             super().run()
+        except ConfigError as exc:
+            startup_failed(str(exc))
         finally:
             loop, self._loop = self._loop, None
             if loop is not None and not loop.is_closed():

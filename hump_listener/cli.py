@@ -1,22 +1,30 @@
 """The command line: ``python -m hump_listener http_web:app --port 8080`` (or the
 ``hump-listener`` script).
 
-Every option is also an environment variable, and it is the ``App`` that reads them, so
-``tiny-listener http_web:app`` (which only calls ``app.run()``) honours the same
-settings. The command line sets those variables for the processes it starts, then
-also sets the matching attributes on the imported app, so a flag wins over a value
-written in the code (``App(port=8000)``), which wins over the environment.
+Every option is also an environment variable, read by ``ServerConfig.from_env`` when
+the app is configured for running, so ``tiny-listener http_web:app`` (which only calls
+``app.run()``) honours the same settings. The command line sets those variables for the
+processes it starts, then also sets the matching fields of the imported app's
+``config``, so a flag wins over a value written in the code (``App(port=8000)``), which
+wins over the environment, which wins over the default.
 
-    option            environment           default
-    --host            HUMP_HOST             127.0.0.1
-    --port            HUMP_PORT             8000 (0: any free port)
-    --log-level       HUMP_LOG_LEVEL        info
-    --no-access-log   HUMP_ACCESS_LOG=0     access log on
-    --ssl-certfile    HUMP_SSL_CERTFILE     (plain HTTP)
-    --ssl-keyfile     HUMP_SSL_KEYFILE      (the key is in the certificate file)
-    --workers         HUMP_WORKERS          1 (see ``workers``)
-    --reload                                off (needs the ``reload`` extra)
-    --app-dir                               . (put first on sys.path)
+    option                  environment               default
+    --host                  HUMP_HOST                 127.0.0.1
+    --port                  HUMP_PORT                 8000 (0: any free port)
+    --workers               HUMP_WORKERS              1 (see ``workers``)
+    --loop                  HUMP_LOOP                 auto (uvloop if installed, else asyncio)
+    --log-level             HUMP_LOG_LEVEL            info
+    --no-access-log         HUMP_ACCESS_LOG=0         access log on
+    --ssl-certfile          HUMP_SSL_CERTFILE         (plain HTTP)
+    --ssl-keyfile           HUMP_SSL_KEYFILE          (the key is in the certificate file)
+    --forwarded-allow-ips   HUMP_FORWARDED_ALLOW_IPS  127.0.0.1
+    --broadcast-url         HUMP_BROADCAST_URL        (in-process memory)
+    --reload                                          off (needs the ``reload`` extra)
+    --app-dir                                         . (put first on sys.path)
+
+Exit status: 0 after a clean shutdown; 1 for a start-up error (a bad setting, a port in
+use, a TLS file that cannot be loaded, the app cannot be imported), reported in one line;
+2 for a bad command line (argparse's usage error).
 """
 
 from __future__ import annotations
@@ -24,13 +32,35 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from .protocol.config import (
+    DEFAULT_FORWARDED_ALLOW_IPS,
+    DEFAULT_HOST,
+    DEFAULT_LOG_LEVEL,
+    DEFAULT_LOOP,
+    DEFAULT_PORT,
+    DEFAULT_WORKERS,
+    ENVIRONMENT,
+    LOG_LEVELS,
+    LOOPS,
+    ConfigError,
+    ServerConfig,
+)
 
 __all__ = ["build_parser", "main", "serve"]
 
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 RELOAD_EXTRA_HINT = "--reload needs the watchfiles package: pip install 'hump_listener[reload]'"
+#: The flags that set a ``ServerConfig`` field (argparse dest = field name).
+CONFIG_FLAGS = (
+    "host", "port", "workers", "loop", "log_level", "access_log", "ssl_certfile", "ssl_keyfile",
+    "forwarded_allow_ips", "broadcast_url",
+)
+
+
+def _env(name: str) -> str:
+    return ENVIRONMENT[name][0]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,22 +72,43 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every option can also be set by the environment variable named in its help.",
     )
     parser.add_argument("app", metavar="MODULE:APP", help="the app to run, e.g. http_web:app")
-    parser.add_argument("--host", help="address to bind [HUMP_HOST; default 127.0.0.1]")
-    parser.add_argument("--port", type=_port, help="port to bind, 0 for any free one [HUMP_PORT; default 8000]")
+    parser.add_argument(
+        "--host", type=_checked("host"), help=f"address to bind [{_env('host')}; default {DEFAULT_HOST}]"
+    )
+    parser.add_argument(
+        "--port", type=_checked("port"),
+        help=f"port to bind, 0 for any free one [{_env('port')}; default {DEFAULT_PORT}]",
+    )
+    parser.add_argument(
+        "--workers", type=_checked("workers"), metavar="N",
+        help=f"worker processes sharing the port [{_env('workers')}; default {DEFAULT_WORKERS}]",
+    )
+    parser.add_argument(
+        "--loop", choices=LOOPS, type=str.lower,
+        help=f"event loop; auto: uvloop if installed [{_env('loop')}; default {DEFAULT_LOOP}]",
+    )
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, type=str.lower,
-        help="hump_listener's log level [HUMP_LOG_LEVEL; default info]",
+        help=f"hump_listener's log level [{_env('log_level')}; default {DEFAULT_LOG_LEVEL}]",
     )
     parser.add_argument(
         "--no-access-log", dest="access_log", action="store_false", default=None,
-        help="do not log one line per response [HUMP_ACCESS_LOG=0]",
+        help=f"do not log one line per response [{_env('access_log')}=0]",
     )
     parser.add_argument(
-        "--ssl-certfile", metavar="PATH", help="serve HTTPS with this certificate (PEM) [HUMP_SSL_CERTFILE]"
+        "--ssl-certfile", metavar="PATH", help=f"serve HTTPS with this certificate (PEM) [{_env('ssl_certfile')}]"
     )
-    parser.add_argument("--ssl-keyfile", metavar="PATH", help="the certificate's private key (PEM) [HUMP_SSL_KEYFILE]")
     parser.add_argument(
-        "--workers", type=_positive, metavar="N", help="worker processes sharing the port [HUMP_WORKERS; default 1]"
+        "--ssl-keyfile", metavar="PATH", help=f"the certificate's private key (PEM) [{_env('ssl_keyfile')}]"
+    )
+    parser.add_argument(
+        "--forwarded-allow-ips", metavar="LIST", type=_checked("forwarded_allow_ips"),
+        help="proxies whose X-Forwarded-*/Forwarded headers are believed: IPs, networks or * "
+        f"[{_env('forwarded_allow_ips')}; default {DEFAULT_FORWARDED_ALLOW_IPS}]",
+    )
+    parser.add_argument(
+        "--broadcast-url", metavar="URL", type=_checked("broadcast_url"),
+        help=f"where app.broadcast fans out: redis://host:port/db [{_env('broadcast_url')}; default in-process memory]",
     )
     parser.add_argument("--reload", action="store_true", help="restart when a .py file changes (development only)")
     parser.add_argument(
@@ -69,18 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _port(value: str) -> int:
-    port = int(value)
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
-    return port
+def _checked(name: str) -> Callable[[str], Any]:
+    """An argparse type parsing a flag as its environment variable is parsed, so the two
+    accept the same values; argparse prefixes the message with the flag."""
+    _, parse, rule = ENVIRONMENT[name]
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}") from None
+
+    return convert
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
+def _to_env(value: Any) -> str:
+    return ("1" if value else "0") if isinstance(value, bool) else str(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,21 +147,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--ssl-keyfile needs --ssl-certfile")
 
     # Explicit flags become the environment of every process we start (reloaded children,
-    # workers) and attributes set on the app after it is imported.
+    # workers) and fields set on the app's config after it is imported.
     overrides: dict[str, Any] = {}
-    for attr, env, value in (
-        ("host", "HUMP_HOST", args.host),
-        ("port", "HUMP_PORT", args.port),
-        ("access_log", "HUMP_ACCESS_LOG", args.access_log),
-        ("ssl_certfile", "HUMP_SSL_CERTFILE", args.ssl_certfile),
-        ("ssl_keyfile", "HUMP_SSL_KEYFILE", args.ssl_keyfile),
-        ("workers", "HUMP_WORKERS", args.workers),
-    ):
+    for name in CONFIG_FLAGS:
+        value = getattr(args, name)
         if value is not None:
-            overrides[attr] = value
-            os.environ[env] = ("1" if value else "0") if isinstance(value, bool) else str(value)
-    if args.log_level:
-        os.environ["HUMP_LOG_LEVEL"] = args.log_level
+            overrides[name] = value
+            os.environ[_env(name)] = _to_env(value)
+    try:
+        ServerConfig.from_env(os.environ)  # a bad HUMP_* variable: one line, before any import
+    except ConfigError as exc:
+        return _failed(str(exc))
     app_dir = os.path.abspath(args.app_dir)
     sys.path.insert(0, app_dir)
 
@@ -123,6 +174,8 @@ def serve(import_string: str, overrides: Mapping[str, Any]) -> int:
 
     try:
         app = import_from_string(import_string)
+    except ConfigError as e:  # App(config=...) with a bad value: the message says which
+        return _failed(f"{import_string}: {e}")
     except Exception as e:
         # The app's own import error: say which app and why, the traceback adds nothing
         # for "No module named ..." and is printed below for anything else.
@@ -135,11 +188,21 @@ def serve(import_string: str, overrides: Mapping[str, Any]) -> int:
     if not isinstance(app, App):
         print(f"hump-listener: {import_string!r} is a {type(app).__name__}, not a hump_listener App", file=sys.stderr)
         return 1
-    for name, value in overrides.items():
-        setattr(app, name, value)
+    try:
+        app.configure(**overrides)
+    except ConfigError as e:
+        return _failed(str(e))
     app.import_string = import_string  # workers re-import it by this name
-    app.run()
+    app.run()  # a start-up error: one line and SystemExit(1)
     return 0
+
+
+def _failed(message: str) -> int:
+    """A start-up error in the format ``App.run`` uses; exit status 1."""
+    from .logs import log_startup_error
+
+    log_startup_error(message)
+    return 1
 
 
 def _serve_child(import_string: str, overrides: Mapping[str, Any]) -> None:
@@ -158,8 +221,6 @@ def reload(import_string: str, overrides: Mapping[str, Any], dirs: Sequence[str]
     except ImportError:
         print(f"hump-listener: {RELOAD_EXTRA_HINT}", file=sys.stderr)
         return 1
-    from .protocol import ServerConfig
-
     drain = ServerConfig().shutdown_timeout
     print(f"hump-listener: watching {', '.join(dirs)} for .py changes", file=sys.stderr)
     run_process(

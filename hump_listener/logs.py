@@ -5,27 +5,26 @@
   with ``client``, ``method``, ``path``, ``status`` and ``duration`` also in the record's ``extra``.
 
 Nothing is configured at import. ``App.run()`` (what ``tiny-listener module:app`` calls)
-attaches a stderr handler only when the program has configured no logging itself.
+attaches a stderr handler only when the program has configured no logging itself, at the
+level of ``app.config.log_level`` (``--log-level``, ``HUMP_LOG_LEVEL``).
+
+A start-up error is one line, ``ERROR    cannot listen on 127.0.0.1:8000: [Errno 98] ...``,
+and exit status 1 (``startup_failed``), whichever command started the app.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
+from typing import NoReturn
 
-__all__ = ["configure_default_logging"]
+__all__ = ["configure_default_logging", "log_startup_error", "startup_failed"]
 
 FORMAT = "%(levelname)-8s %(message)s"
 
 
-def configure_default_logging(level: str | int | None = None) -> None:
-    """Send ``hump_listener.*`` records to stderr unless logging is already set up.
-
-    ``level`` defaults to env ``HUMP_LOG_LEVEL`` or ``info``.
-    """
-    if level is None:
-        level = os.environ.get("HUMP_LOG_LEVEL", "info")
+def configure_default_logging(level: str | int = "info") -> None:
+    """Send ``hump_listener.*`` records to stderr unless logging is already set up."""
     if isinstance(level, str):
         level = level.upper()
     logger = logging.getLogger("hump_listener")
@@ -35,3 +34,21 @@ def configure_default_logging(level: str | int | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
     logger.addHandler(handler)
+
+
+def log_startup_error(message: str) -> None:
+    """Report a start-up error in one line on ``hump_listener.error``: on stderr unless
+    the program configured logging, and straight to stderr when that logger is silenced."""
+    logger = logging.getLogger("hump_listener.error")
+    if not logging.getLogger("hump_listener").handlers and not logging.getLogger().handlers:
+        configure_default_logging()
+    if logger.isEnabledFor(logging.ERROR):
+        logger.error("%s", message)
+    else:
+        print(f"ERROR    {message}", file=sys.stderr)
+
+
+def startup_failed(message: str) -> NoReturn:
+    """``log_startup_error``, then exit with status 1, as uvicorn does."""
+    log_startup_error(message)
+    raise SystemExit(1)

@@ -39,7 +39,9 @@ __all__ = [
 ]
 
 #: Only a proxy on the same host is trusted by default, as uvicorn and gunicorn do
-#: (``--forwarded-allow-ips`` / ``forwarded_allow_ips`` default to ``127.0.0.1``).
+#: (``--forwarded-allow-ips`` / ``forwarded_allow_ips`` default to ``127.0.0.1``). The
+#: app's setting is ``ServerConfig.forwarded_allow_ips``, whose default says the same
+#: (the protocol side cannot import this module, nor this module the protocol side).
 DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1"
 FORWARDED_ALLOW_IPS_ENV = "HUMP_FORWARDED_ALLOW_IPS"
 #: Trust decisions are cached per peer string; a client population larger than this only
@@ -87,7 +89,9 @@ class TrustedProxies:
 
     @classmethod
     def from_env(cls, value: str | Iterable[str] | None = None) -> TrustedProxies:
-        """``value``, else ``$HUMP_FORWARDED_ALLOW_IPS``, else ``127.0.0.1``."""
+        """``value``, else ``$HUMP_FORWARDED_ALLOW_IPS``, else ``127.0.0.1``: for code
+        using ``TrustedProxies`` on its own. An ``App`` does not call it: it reads the
+        variable with every other one in ``ServerConfig.from_env`` (``app.config``)."""
         if value is None:
             value = os.environ.get(FORWARDED_ALLOW_IPS_ENV, DEFAULT_FORWARDED_ALLOW_IPS)
         return cls(value)

@@ -206,11 +206,13 @@ class AsyncTestClient:
         self.cookies: dict[str, str] = dict(cookies or {})
         self.timeout = timeout
         if config is None:
-            # The app's own limits and timeouts (``App(server_options=...)``), minus TLS:
-            # the in-memory connection is plain HTTP whatever the app would listen with.
-            options = dict(getattr(app, "server_options", None) or {})
-            known = {f.name for f in dataclasses.fields(ServerConfig)} - {"ssl"}
-            config = ServerConfig(**{k: v for k, v in options.items() if k in known})
+            # The app's own config (``App(config=...)``, the environment), minus TLS: the
+            # in-memory connection is plain HTTP whatever the app would listen with.
+            app_config = getattr(app, "config", None)
+            if isinstance(app_config, ServerConfig):
+                config = dataclasses.replace(app_config, ssl=None)
+            else:
+                config = ServerConfig()
         self.config: ServerConfig = config
         self._state: ServerState | None = None
 

@@ -1,4 +1,4 @@
-"""Worker processes: ``--workers N`` / ``HUMP_WORKERS=N`` / ``app.workers = N``.
+"""Worker processes: ``--workers N`` / ``HUMP_WORKERS=N`` / ``ServerConfig(workers=N)``.
 
 ``App.run()`` with ``workers > 1`` runs a ``Supervisor`` instead of a server. The rules:
 
@@ -6,7 +6,8 @@
    multiprocessing's "spawn" method: the worker imports the app afresh from its import
    string (``http_web:app``), so it behaves the same whether ``tiny-listener`` or
    ``python -m hump_listener`` started the supervisor, and no event loop, thread or lock
-   of the supervisor is ever copied half-way, as ``fork`` would.
+   of the supervisor is ever copied half-way, as ``fork`` would. It then takes the
+   supervisor's ``app.config`` whole (``WorkerSpec``), flags included.
 2. Sharing the port. On Linux (``SO_REUSEPORT`` with load balancing) every worker
    listens on a socket of its own bound to the same port, and the kernel spreads new
    connections evenly; the supervisor holds one more socket, bound but not listening, so
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -41,16 +43,17 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from .app import App
+    from .protocol.config import ServerConfig
 
 __all__ = [
     "DEFAULT_MAX_RESTARTS",
@@ -70,9 +73,6 @@ DEFAULT_RESTART_WINDOW = 10.0
 #: Extra time the supervisor grants workers beyond their drain (the app's or the server
 #: config's ``shutdown_timeout``) for shutdown callbacks and process exit; then it kills them.
 STOP_GRACE = 5.0
-#: App attributes a worker copies from the supervisor's app, so command-line choices
-#: made after the import (``--host`` over ``App(host=...)``) reach the workers too.
-SERVER_ATTRIBUTES = ("host", "access_log", "ssl_certfile", "ssl_keyfile", "shutdown_timeout", "max_body_size")
 
 #: Linux balances connections across SO_REUSEPORT listeners (since 3.9); macOS and the
 #: BSDs accept the option but hand every connection to one socket.
@@ -126,12 +126,16 @@ def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What a worker process needs to become a copy of the supervisor's app (picklable)."""
+    """What a worker process needs to become a copy of the supervisor's app (picklable).
+
+    ``config`` is the supervisor's resolved ``app.config``, so command-line choices made
+    after the import (``--host`` over ``App(host=...)``) reach the workers too; without
+    its ``ssl`` context (not picklable: the worker builds its own from the files, or
+    keeps the one its own import of the app made)."""
 
     import_string: str
     port: int
-    backlog: int
-    attributes: Mapping[str, Any] = field(default_factory=dict)
+    config: ServerConfig
 
 
 def worker_main(spec: WorkerSpec, shared: socket.socket | None, supervisor: Connection) -> None:
@@ -145,13 +149,10 @@ def worker_main(spec: WorkerSpec, shared: socket.socket | None, supervisor: Conn
     app = import_from_string(spec.import_string)
     if not isinstance(app, App):
         raise TypeError(f"{spec.import_string} is {type(app).__name__}, not a hump_listener App")
-    for name, value in spec.attributes.items():
-        setattr(app, name, value)
-    app.port = spec.port
-    app.workers = 1
+    app.config = dataclasses.replace(spec.config, ssl=app.config.ssl, port=spec.port, workers=1)
     if shared is None:  # rule 2: a socket of our own in the SO_REUSEPORT group
         sock = bind_socket(app.host, spec.port, reuse_port=True)
-        sock.listen(spec.backlog)
+        sock.listen(spec.config.backlog)
         app.sock = sock
     else:
         app.sock = shared
@@ -215,19 +216,30 @@ class Supervisor:
     # -- running -------------------------------------------------------------------------
 
     def run(self) -> int:
+        """Raises ``ConfigError`` (one line; ``App.run`` prints it and exits 1) for a bad
+        setting, a TLS file that cannot be loaded, uvloop missing or a failed bind,
+        before any worker starts."""
+        from .protocol.config import bind_error, loop_factory
+
         app = self.app
         import_string = find_import_string(app)
         config = app.server_config()  # builds the TLS context: a bad cert fails here, once
-        self._drain = config.shutdown_timeout if app.shutdown_timeout is None else app.shutdown_timeout
-        holder = bind_socket(app.host, app.port, reuse_port=BALANCED_REUSEPORT)
+        loop_factory(config.loop)  # uvloop asked for but missing: fail here, once
+        self._drain = config.shutdown_timeout
+        try:
+            holder = bind_socket(config.host, config.port, reuse_port=BALANCED_REUSEPORT)
+        except OSError as exc:
+            raise bind_error(exc, config.host, config.port) from None
         shared: socket.socket | None = None
         if not BALANCED_REUSEPORT:
-            holder.listen(config.backlog)
+            try:
+                holder.listen(config.backlog)
+            except OSError as exc:
+                holder.close()
+                raise bind_error(exc, config.host, config.port) from None
             shared = holder
         port = int(holder.getsockname()[1])
-        spec = WorkerSpec(
-            import_string, port, config.backlog, {name: getattr(app, name) for name in SERVER_ATTRIBUTES},
-        )
+        spec = WorkerSpec(import_string, port, dataclasses.replace(config, ssl=None))
         # Rule 5: workers get the read end; only this process holds the write end.
         watch_r, watch_w = self._context.Pipe(duplex=False)
         self._wake_r, self._wake_w = os.pipe()
@@ -236,7 +248,7 @@ class Supervisor:
         handled = (signal.SIGTERM, signal.SIGINT)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
         scheme = "https" if config.ssl is not None else "http"
-        host = f"[{app.host}]" if ":" in app.host else app.host
+        host = f"[{config.host}]" if ":" in config.host else config.host
         logger.info(
             "Supervisor %d: %d workers (%s) for %s on %s://%s:%d",
             os.getpid(), self.count, "SO_REUSEPORT" if shared is None else "shared socket",

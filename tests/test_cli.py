@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from process_helpers import ROOT, get, launch
 from process_helpers import cli as cli_cmd
+from process_helpers import tiny_listener as tiny_listener_cmd
 
 from hump_listener import cli
+from hump_listener.protocol.config import ENVIRONMENT
 
-ENV_NAMES = (
-    "HUMP_HOST", "HUMP_PORT", "HUMP_LOG_LEVEL", "HUMP_ACCESS_LOG",
-    "HUMP_SSL_CERTFILE", "HUMP_SSL_KEYFILE", "HUMP_WORKERS",
-)
+ENV_NAMES = tuple(variable for variable, _, _ in ENVIRONMENT.values())
 
 
 @pytest.fixture
@@ -42,17 +45,22 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
 def test_every_flag_becomes_an_env_var_and_an_override(captured: dict[str, object], tmp_path: Path) -> None:
     status = cli.main([
         "http_web:app", "--host", "0.0.0.0", "--port", "9001", "--log-level", "DEBUG", "--no-access-log",
-        "--ssl-certfile", "c.pem", "--ssl-keyfile", "k.pem", "--workers", "3", "--app-dir", str(tmp_path),
+        "--ssl-certfile", "c.pem", "--ssl-keyfile", "k.pem", "--workers", "3", "--loop", "asyncio",
+        "--forwarded-allow-ips", "10.0.0.0/8, 10.1.1.1", "--broadcast-url", "redis://127.0.0.1:6379/2",
+        "--app-dir", str(tmp_path),
     ])
     assert status == 0
     assert captured["import_string"] == "http_web:app"
     assert captured["overrides"] == {
         "host": "0.0.0.0", "port": 9001, "access_log": False, "ssl_certfile": "c.pem",
-        "ssl_keyfile": "k.pem", "workers": 3,
+        "ssl_keyfile": "k.pem", "workers": 3, "log_level": "debug", "loop": "asyncio",
+        "forwarded_allow_ips": "10.0.0.0/8,10.1.1.1", "broadcast_url": "redis://127.0.0.1:6379/2",
     }
     assert captured["env"] == {
         "HUMP_HOST": "0.0.0.0", "HUMP_PORT": "9001", "HUMP_LOG_LEVEL": "debug", "HUMP_ACCESS_LOG": "0",
         "HUMP_SSL_CERTFILE": "c.pem", "HUMP_SSL_KEYFILE": "k.pem", "HUMP_WORKERS": "3",
+        "HUMP_LOOP": "asyncio", "HUMP_FORWARDED_ALLOW_IPS": "10.0.0.0/8,10.1.1.1",
+        "HUMP_BROADCAST_URL": "redis://127.0.0.1:6379/2",
     }
     assert sys.path[0] == str(tmp_path)
 
@@ -70,7 +78,7 @@ def test_flags_not_given_leave_code_and_environment_alone(captured: dict[str, ob
     [
         (["x:app", "--reload", "--workers", "2"], "mutually exclusive"),
         (["x:app", "--workers", "0"], "at least 1"),
-        (["x:app", "--port", "70000"], "0..65535"),
+        (["x:app", "--port", "70000"], "must be an integer 0-65535, got '70000'"),
         (["x:app", "--ssl-keyfile", "k.pem"], "--ssl-keyfile needs --ssl-certfile"),
         (["x:app", "--log-level", "loud"], "invalid choice"),
     ],
@@ -148,3 +156,137 @@ def test_reload_restarts_on_a_python_change(tmp_path: Path) -> None:
         assert len([line for line in proc.lines if "Serving on" in line]) == 2
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.proc.wait(timeout=30) == 0
+
+
+# -- start-up errors: one line on stderr, exit status 1, whichever command starts the app ------
+
+COMMANDS = {
+    "tiny-listener": lambda *args: tiny_listener_cmd(*args),
+    "hump-listener": lambda *args: console_script(*args),
+    "python -m hump_listener": lambda *args: cli_cmd(*args),
+}
+
+
+def console_script(*args: str) -> list[str]:
+    exe = Path(sys.executable).with_name("hump-listener")
+    if not exe.exists():
+        pytest.skip("the package is not installed with its console script")
+    return [str(exe), *args]
+
+
+def start_failing(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run a command that must fail to start: ``(exit status, last stderr line)``."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES or k == "HUMP_LOOP"}
+    full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    full_env["HUMP_PORT"] = "0"  # should a case get as far as binding, no fixed port
+    full_env.update(env)
+    done = subprocess.run(
+        args, cwd=ROOT, env=full_env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines, f"nothing on stderr (stdout: {done.stdout!r})"
+    return done.returncode, lines[-1]
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_bad_variable_is_one_line_and_exit_1(command: str) -> None:
+    status, last = start_failing(COMMANDS[command]("http_web:app"), {"HUMP_PORT": "abc"})
+    assert (status, last) == (1, "ERROR    HUMP_PORT must be an integer 0-65535, got 'abc'")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_busy_port_is_one_line_and_exit_1(command: str, workers: str, busy_port: int) -> None:
+    env = {"HUMP_PORT": str(busy_port), "HUMP_WORKERS": workers}  # 2: the supervisor binds
+    status, last = start_failing(COMMANDS[command]("http_web:app"), env)
+    assert status == 1
+    assert last.startswith(f"ERROR    cannot listen on 127.0.0.1:{busy_port}: [Errno {errno.EADDRINUSE}] ")
+    assert "choose another port with --port or HUMP_PORT" in last
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "expected"),
+    [
+        ({"HUMP_SSL_CERTFILE": "/no/such/cert.pem"}, [], "TLS certificate file not found: /no/such/cert.pem"),
+        ({}, ["--ssl-certfile", "README.md"], "cannot load the TLS certificate and key from README.md"),
+        (
+            {"HUMP_HOST": "no-such-host.invalid"}, [],
+            "cannot listen on no-such-host.invalid:0: cannot resolve host 'no-such-host.invalid'",
+        ),
+        ({"HUMP_WORKERS": "2", "HUMP_LOG_LEVEL": "loud"}, [], "HUMP_LOG_LEVEL must be one of critical"),
+    ],
+)
+def test_other_start_up_errors_are_one_line(env: dict[str, str], flags: list[str], expected: str) -> None:
+    status, last = start_failing(cli_cmd("http_web:app", *flags), env)
+    assert status == 1
+    assert last.startswith(f"ERROR    {expected}")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_uvloop_asked_for_but_missing_names_the_extra(workers: str) -> None:
+    script = (
+        "import sys; sys.modules['uvloop'] = None; from hump_listener.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    args = [sys.executable, "-c", script, "http_web:app", "--loop", "uvloop", "--workers", workers, "--port", "0"]
+    status, last = start_failing(args, {})
+    assert status == 1
+    assert last == (
+        "ERROR    loop 'uvloop' (--loop, HUMP_LOOP) needs uvloop: pip install 'hump_listener[uvloop]', "
+        "or use --loop asyncio"
+    )
+
+
+def test_a_bad_flag_is_a_usage_error_naming_the_flag() -> None:
+    status, last = start_failing(cli_cmd("http_web:app", "--port", "abc"), {})
+    assert (status, last) == (2, "hump-listener: error: argument --port: must be an integer 0-65535, got 'abc'")
+
+
+def test_the_start_up_line_names_the_loop() -> None:
+    with launch(cli_cmd("apps.tls_app:app", "--port", "0")) as proc:
+        line = proc.wait_for_line(r"Serving on")
+    expected = os.environ["HUMP_LOOP"]  # conftest.py: the suite's loop
+    assert f"loop: {expected};" in line
+
+
+# -- the documentation lists exactly what the parser and ServerConfig.from_env accept --------
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n{title}\n")
+    level = title.split(" ", 1)[0]
+    end = text.find(f"\n{level} ", start + len(title) + 2)
+    return text[start : end if end != -1 else len(text)]
+
+
+def parser_flags() -> set[str]:
+    flags = {opt for action in cli.build_parser()._actions for opt in action.option_strings}
+    return flags - {"-h", "--help", "--version"}
+
+
+def test_the_readme_cli_table_lists_every_flag_and_variable() -> None:
+    table = [line for line in readme_section("### Command line").splitlines() if line.startswith("| `--")]
+    documented = {flag for line in table for flag in re.findall(r"`(--[a-z-]+)", line.split("|")[1])}
+    assert documented == parser_flags()
+    variables = {variable for variable, _, _ in ENVIRONMENT.values()}
+    assert {v for line in table for v in re.findall(r"HUMP_[A-Z_]+", line)} == variables
+
+
+def test_the_readme_configuration_table_and_the_cli_docstring_list_every_variable() -> None:
+    variables = {variable for variable, _, _ in ENVIRONMENT.values()}
+    configuration = readme_section("## Configuration")
+    assert variables <= set(re.findall(r"HUMP_[A-Z_]+", configuration))
+    for flag in parser_flags() - {"--reload", "--reload-dir", "--app-dir"}:
+        assert f"`{flag}`" in configuration, flag
+    docstring = cli.__doc__ or ""
+    assert variables <= set(re.findall(r"HUMP_[A-Z_]+", docstring))
+    assert parser_flags() - {"--reload-dir"} <= set(re.findall(r"--[a-z-]+", docstring))

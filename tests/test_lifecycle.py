@@ -15,6 +15,7 @@ from tiny_listener import Param
 
 from hump_listener import App
 from hump_listener.events import DEFAULT_DRAIN_TIMEOUT
+from hump_listener.protocol import ServerConfig
 from hump_listener.testing import AsyncTestClient, TestClient
 
 
@@ -199,7 +200,7 @@ def test_drain_timeout_defaults_to_the_servers_shutdown_timeout() -> None:
     assert DEFAULT_DRAIN_TIMEOUT == DEFAULT_SHUTDOWN_TIMEOUT
     assert App().drain_timeout == DEFAULT_SHUTDOWN_TIMEOUT
     assert App(shutdown_timeout=2).drain_timeout == 2
-    assert App(server_options={"shutdown_timeout": 3}).drain_timeout == 3
+    assert App(config=ServerConfig(shutdown_timeout=3)).drain_timeout == 3
 
 
 # -- the test clients -------------------------------------------------------------------------
@@ -313,7 +314,7 @@ def test_server_exits_1_when_the_port_is_taken() -> None:
             timeout=60, env={**_env(), "HUMP_PORT": str(port)},
         )
     assert proc.returncode == 1, proc.stderr
-    assert f"Could not listen on 127.0.0.1:{port}" in proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: [Errno 98]" in proc.stderr
     assert "shutdown callback ran" in proc.stderr  # startup had succeeded: shutdown runs
     assert "Traceback" not in proc.stderr
 

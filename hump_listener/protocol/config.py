@@ -1,20 +1,58 @@
-"""ServerConfig: every limit and timeout of the built-in server, with its precedents (leaf).
+"""ServerConfig: every setting a runner needs, with its precedents (leaf).
+
+One typed object holds what the built-in server, the workers, the command line and the
+test client need: host and port, limits and timeouts, TLS, workers, logging, the event
+loop, the trusted proxies. ``App(config=ServerConfig(...))`` (or the ``App`` keyword
+arguments) give it in code; ``app.config`` is the one the runners use.
 
 Rule 1: this module imports only the standard library and ``flow_control``'s constants, so
 the wiring (``App``, the CLI, the test client) can build a config without starting a server.
 
 Rule 2: every default is a named ``DEFAULT_*`` constant, with the precedents it was chosen
 from (uvicorn, hypercorn, nginx, Apache, Kestrel) in its comment.
+
+Rule 3: the environment is read in one place, ``ServerConfig.from_env``; the variables are
+listed once, in ``ENVIRONMENT``. Every bad value is a ``ConfigError`` whose one-line
+message names the variable (or the field), what it must be and what it got:
+``HUMP_PORT must be an integer 0-65535, got 'abc'``.
+
+Rule 4: precedence, strongest first: a command-line flag, a value written in code, the
+environment, the default. ``from_env(environ, **code)`` applies the last three; the
+command line replaces fields of the result (``dataclasses.replace``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import ipaddress
+import os
+import socket
 import ssl as ssl_module
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, dataclass, fields
+from typing import Any
 
 from hump_listener.protocol.flow_control import DEFAULT_BODY_HIGH_WATER, DEFAULT_WRITE_HIGH_WATER
 
-__all__ = ["ServerConfig"]
+__all__ = [
+    "ENVIRONMENT",
+    "LOG_LEVELS",
+    "LOOPS",
+    "ConfigError",
+    "ServerConfig",
+    "bind_error",
+    "code_settings",
+    "loop_factory",
+    "loop_name",
+]
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work: a bad value (in code, a flag or the environment), a
+    TLS file that cannot be loaded, an address that cannot be bound. The message is one
+    line saying what is wrong and how to fix it; the runners print it and exit 1."""
+
 
 # ---------------------------------------------------------------------------------------
 # Limits and timeouts (seconds / bytes). Precedents: uvicorn 0.3x, hypercorn 0.17, nginx 1.2x,
@@ -93,12 +131,37 @@ DEFAULT_WS_DEFLATE_WINDOW_BITS = 12
 DEFAULT_WS_DEFLATE_MEM_LEVEL = 5
 
 
+
+# ---------------------------------------------------------------------------------------
+# Runner settings: the process around the server.
+
+#: uvicorn's defaults too: only this machine can connect until you say otherwise.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+#: One process. uvicorn/hypercorn: 1; gunicorn: 1 (it suggests 2 x cores + 1).
+DEFAULT_WORKERS = 1
+#: uvicorn ``--loop auto``: uvloop when it is installed, else asyncio.
+DEFAULT_LOOP = "auto"
+LOOPS = ("auto", "asyncio", "uvloop")
+#: uvicorn ``--log-level``: info; the names are the ``logging`` levels, lower-case.
+DEFAULT_LOG_LEVEL = "info"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+#: Only a proxy on this host is trusted, as uvicorn and gunicorn default to
+#: (``hump_listener.proxy.DEFAULT_FORWARDED_ALLOW_IPS`` says the same for the framework).
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1"
+#: What the uvloop extra is called, for the messages that need it.
+UVLOOP_HINT = "pip install 'hump_listener[uvloop]'"
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """Settings for one ``Server``; see the ``DEFAULT_*`` constants for each precedent."""
+    """Settings for one server and the process that runs it; see the ``DEFAULT_*``
+    constants for each precedent. Values are checked here, so a bad one fails where it is
+    written (``ConfigError`` naming the field)."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    #: A ready TLS context; when None, one is built from ``ssl_certfile``/``ssl_keyfile``.
     ssl: ssl_module.SSLContext | None = None
     backlog: int = DEFAULT_BACKLOG
     max_connections: int = DEFAULT_MAX_CONNECTIONS
@@ -125,3 +188,271 @@ class ServerConfig:
     ws_per_message_deflate: bool = False
     ws_deflate_window_bits: int = DEFAULT_WS_DEFLATE_WINDOW_BITS
     ws_deflate_mem_level: int = DEFAULT_WS_DEFLATE_MEM_LEVEL
+    # -- the process around the server (runner settings) --------------------------------
+    #: TLS certificate (PEM) and its key (None: the key is in the certificate file).
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    #: Worker processes sharing the port (``hump_listener.workers``).
+    workers: int = DEFAULT_WORKERS
+    #: One ``hump_listener.access`` line per response.
+    access_log: bool = True
+    #: Level of the ``hump_listener`` loggers when the program configured no logging.
+    log_level: str = DEFAULT_LOG_LEVEL
+    #: ``auto`` (uvloop when installed), ``asyncio`` or ``uvloop``.
+    loop: str = DEFAULT_LOOP
+    #: Peers whose X-Forwarded-* / Forwarded headers are believed: comma-separated IPs,
+    #: CIDR networks or ``*`` (``hump_listener.proxy.TrustedProxies``); "" trusts nobody.
+    forwarded_allow_ips: str = DEFAULT_FORWARDED_ALLOW_IPS
+    #: Where ``app.broadcast`` fans out: None (in-process memory) or ``redis://host:port/db``
+    #: (``rediss://`` for TLS); see ``hump_listener.broadcast``.
+    broadcast_url: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.port, "port", _is_port, PORT_RULE)
+        _check(self.workers, "workers", _is_workers, WORKERS_RULE)
+        _check(self.access_log, "access_log", lambda v: isinstance(v, bool), BOOL_RULE)
+        _check(self.host, "host", lambda v: isinstance(v, str) and bool(v.strip()), HOST_RULE)
+        _check(self.loop, "loop", lambda v: v in LOOPS, LOOP_RULE)
+        level = self.log_level.lower() if isinstance(self.log_level, str) else self.log_level
+        _check(level, "log_level", lambda v: v in LOG_LEVELS, LOG_LEVEL_RULE)
+        object.__setattr__(self, "log_level", level)
+        for name in ("ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, os.fspath(value))
+        object.__setattr__(self, "forwarded_allow_ips", _proxies(self.forwarded_allow_ips, "forwarded_allow_ips"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, /, **overrides: Any) -> ServerConfig:
+        """The config from the environment (``os.environ`` by default), with
+        ``overrides`` (the values written in code) winning over it (rule 4).
+
+        An empty variable counts as unset, except ``HUMP_FORWARDED_ALLOW_IPS=""`` (trust
+        nobody). An override that is not a field is a ``ConfigError`` naming the fields."""
+        if environ is None:
+            environ = os.environ
+        valid = field_names()
+        unknown = sorted(set(overrides) - valid)
+        if unknown:
+            raise ConfigError(
+                f"unknown setting {', '.join(map(repr, unknown))}: ServerConfig has {', '.join(sorted(valid))}"
+            )
+        values: dict[str, Any] = {}
+        for name, (variable, parse, rule) in ENVIRONMENT.items():
+            if name in overrides:
+                continue
+            raw = environ.get(variable)
+            if raw is None or (not raw.strip() and name != "forwarded_allow_ips"):
+                continue
+            try:
+                values[name] = parse(raw)
+            except _BadEntry as exc:
+                raise ConfigError(f"{variable} must be {rule}, got {exc}") from None
+            except ValueError:
+                raise ConfigError(f"{variable} must be {rule}, got {raw!r}") from None
+        values.update(overrides)
+        return cls(**values)
+
+
+def field_names() -> set[str]:
+    return {f.name for f in fields(ServerConfig)}
+
+
+def code_settings(config: ServerConfig) -> dict[str, Any]:
+    """The fields of ``config`` that differ from their defaults: what a
+    ``ServerConfig(...)`` written in code sets, so that the environment still applies to
+    the others (``App(config=ServerConfig(keep_alive_timeout=30))`` keeps ``HUMP_PORT``)."""
+    changed: dict[str, Any] = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        default = f.default if f.default_factory is MISSING else f.default_factory()
+        if value != default:
+            changed[f.name] = value
+    return changed
+
+
+# ---------------------------------------------------------------------------------------
+# Checking and parsing values (rule 3). Each rule is the "must be ..." of the messages.
+
+PORT_RULE = "an integer 0-65535"
+WORKERS_RULE = "an integer of at least 1"
+BOOL_RULE = "1 or 0 (or true/false, yes/no, on/off)"
+HOST_RULE = "a host name or an IP address"
+LOOP_RULE = f"one of {', '.join(LOOPS)}"
+LOG_LEVEL_RULE = f"one of {', '.join(LOG_LEVELS)}"
+PROXIES_RULE = "comma-separated IP addresses, CIDR networks or '*'"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _check(value: Any, label: str, ok: Callable[[Any], bool], rule: str) -> None:
+    if not ok(value):
+        raise ConfigError(f"{label} must be {rule}, got {value!r}")
+
+
+def _is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535
+
+
+def _is_workers(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _integer(ok: Callable[[Any], bool]) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text.strip(), 10)  # ValueError for "abc", "8.5", "0x10"
+        if not ok(value):
+            raise ValueError(text)
+        return value
+
+    return parse
+
+
+def _flag(text: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+def _choice(choices: Iterable[str]) -> Callable[[str], str]:
+    allowed = tuple(choices)
+
+    def parse(text: str) -> str:
+        word = text.strip().lower()
+        if word not in allowed:
+            raise ValueError(text)
+        return word
+
+    return parse
+
+
+def _host(text: str) -> str:
+    host = text.strip()
+    if not host:
+        raise ValueError(text)
+    return host
+
+
+def _proxies(spec: Any, label: str) -> str:
+    """``spec`` (a comma-separated string or a list) as a normalised comma-separated
+    string, every entry checked; ``proxy.TrustedProxies`` parses the same syntax."""
+    if isinstance(spec, str):
+        items = spec.split(",")
+    elif isinstance(spec, Iterable) and all(isinstance(item, str) for item in spec):
+        items = list(spec)
+    else:
+        raise ConfigError(f"{label} must be {PROXIES_RULE}, got {spec!r}")
+    entries = [item.strip() for item in items if item.strip()]
+    for entry in entries:
+        if not _is_proxy(entry):
+            raise ConfigError(f"{label} must be {PROXIES_RULE}, got {entry!r}")
+    return ",".join(entries)
+
+
+def _is_proxy(entry: str) -> bool:
+    if entry == "*":
+        return True
+    try:
+        if "/" in entry:
+            ipaddress.ip_network(entry, strict=False)
+        else:
+            ipaddress.ip_address(entry)
+    except ValueError:
+        return False
+    return True
+
+
+BROADCAST_RULE = "memory:// or a redis:// (rediss://) URL such as redis://127.0.0.1:6379/0"
+
+
+def _broadcast_url(text: str) -> str:
+    url = text.strip()
+    if not url.startswith(("memory://", "redis://", "rediss://")):
+        raise ValueError(text)
+    return url
+
+
+class _BadEntry(ValueError):
+    """One bad entry of a list-valued variable: the message quotes it, not the whole list."""
+
+
+def _proxies_from_env(text: str) -> str:
+    entries = [item.strip() for item in text.split(",") if item.strip()]
+    for entry in entries:
+        if not _is_proxy(entry):
+            raise _BadEntry(repr(entry))
+    return ",".join(entries)
+
+
+#: field → (environment variable, parser, rule): every variable the server reads.
+#: ``HUMP_PARSER`` (which h11 build parses) is read by ``protocol.parser`` at import.
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "host": ("HUMP_HOST", _host, HOST_RULE),
+    "port": ("HUMP_PORT", _integer(_is_port), PORT_RULE),
+    "workers": ("HUMP_WORKERS", _integer(_is_workers), WORKERS_RULE),
+    "access_log": ("HUMP_ACCESS_LOG", _flag, BOOL_RULE),
+    "log_level": ("HUMP_LOG_LEVEL", _choice(LOG_LEVELS), LOG_LEVEL_RULE),
+    "loop": ("HUMP_LOOP", _choice(LOOPS), LOOP_RULE),
+    "ssl_certfile": ("HUMP_SSL_CERTFILE", str, "a path"),
+    "ssl_keyfile": ("HUMP_SSL_KEYFILE", str, "a path"),
+    "forwarded_allow_ips": ("HUMP_FORWARDED_ALLOW_IPS", _proxies_from_env, PROXIES_RULE),
+    "broadcast_url": ("HUMP_BROADCAST_URL", _broadcast_url, BROADCAST_RULE),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# The event loop (``loop``) and bind errors, as the runners need them.
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event-loop constructor for ``loop``, as uvicorn chooses it: ``uvloop`` is
+    ``uvloop.new_event_loop`` (a ``ConfigError`` naming the extra when it is missing),
+    ``asyncio`` is the stdlib selector loop whatever policy is installed, ``auto`` the
+    first of the two that is installed."""
+    if name not in LOOPS:
+        raise ConfigError(f"loop must be {LOOP_RULE}, got {name!r}")
+    if name != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                raise ConfigError(
+                    f"loop 'uvloop' (--loop, HUMP_LOOP) needs uvloop: {UVLOOP_HINT}, or use --loop asyncio"
+                ) from None
+        else:
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+            return factory
+    return asyncio.SelectorEventLoop
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """``uvloop`` or ``asyncio``, for the start-up line."""
+    return "uvloop" if type(loop).__module__.split(".")[0] == "uvloop" else "asyncio"
+
+
+#: What to do about the bind errors people meet, by errno.
+_BIND_HINTS = {
+    errno.EADDRINUSE: "another process is listening there: stop it, or choose another port "
+    "with --port or HUMP_PORT (0 picks a free one)",
+    errno.EACCES: "ports below 1024 need privileges: choose a port of 1024 or more with --port or HUMP_PORT",
+    errno.EADDRNOTAVAIL: "this machine has no such address: use 127.0.0.1, 0.0.0.0 or one of its own "
+    "addresses with --host or HUMP_HOST",
+}
+
+
+def bind_error(exc: OSError, host: str, port: int) -> ConfigError:
+    """A one-line ``ConfigError`` for a failed bind of ``host:port``: the errno, what it
+    means and what to change (uvicorn prints ``[Errno 98] ... address already in use``)."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return ConfigError(
+            f"cannot listen on {where}: cannot resolve host {host!r} ({exc.strerror}): "
+            "check --host or HUMP_HOST"
+        )
+    code = exc.errno
+    reason = os.strerror(code) if code else (str(exc) or type(exc).__name__)
+    hint = _BIND_HINTS.get(code or 0, "check --host/--port or HUMP_HOST/HUMP_PORT")
+    return ConfigError(f"cannot listen on {where}: [Errno {code}] {reason}; {hint}")

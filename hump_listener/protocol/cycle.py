@@ -373,6 +373,12 @@ class RequestCycle:
         if self._conn.sendfile_native:
             try:
                 sent = await self._loop.sendfile(transport, file, offset, count)
+            except NotImplementedError:
+                # uvloop's loops have no sendfile (asyncio's BaseEventLoop does): copy,
+                # and do not ask again on this connection.
+                self._conn.sendfile_native = False
+                await self._copy_file(file, offset, count)
+                sent = count
             except (OSError, RuntimeError) as exc:
                 if self.disconnected or transport.is_closing() or isinstance(exc, ConnectionError):
                     self.lost()
