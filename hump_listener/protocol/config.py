@@ -57,6 +57,14 @@ DEFAULT_BODY_MIN_RATE = 240.0
 #: the client still sends for at most this long before closing. nginx ``lingering_time``:
 #: 30 s (``lingering_timeout`` 5 s between reads); uvicorn/hypercorn: none (a reset).
 DEFAULT_LINGER_TIMEOUT = 5.0
+#: Send timeout: output the client has not taken (the transport's buffer, a ``sendfile``
+#: in progress, the rest of a response we are closing after) that makes no progress for
+#: this long closes the connection; the app's waiting ``write()`` gets ``ClientDisconnect``.
+#: nginx ``send_timeout``: 60 s; Apache ``Timeout``: 60 s; Kestrel ``MinResponseDataRate``:
+#: 240 B/s after a 5 s grace; uvicorn/hypercorn: none (a reader of 1 byte/s holds its
+#: connection, its open file and a ``max_connections`` slot for as long as it likes).
+#: None disables it.
+DEFAULT_SEND_TIMEOUT: float | None = 60.0
 #: Per-request handler deadline; then 503 (or close if the response started). None = none.
 #: uvicorn/hypercorn: none; gunicorn sync workers: 30 s.
 DEFAULT_HANDLER_TIMEOUT: float | None = None
@@ -88,5 +96,6 @@ class ServerConfig:
     body_min_rate: float = DEFAULT_BODY_MIN_RATE
     handler_timeout: float | None = DEFAULT_HANDLER_TIMEOUT
     linger_timeout: float = DEFAULT_LINGER_TIMEOUT
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     server_header: str | None = "hump_listener"

@@ -5,12 +5,17 @@ Two directions, two rules:
 Rule 1 (reading): the protocol pauses the transport when unconsumed request data piles up
 (body above a high-water mark, or a pipelined request read ahead of its turn) and resumes
 it when the app catches up. ``pause_reading`` / ``resume_reading`` are idempotent, so
-callers never need to know who paused last.
+callers never need to know who paused last. A paused transport never notices that its
+client left, so once the client is known to have finished sending (a FIN or a reset seen
+while paused) ``release_reading`` resumes it for good: what is left to read is bounded by
+the kernel's receive buffer, and reading it is how the EOF, or the reset, is delivered.
 
 Rule 2 (writing): the transport tells us when its buffer passes its own high-water mark
 (``pause_writing``) and when it has drained (``resume_writing``). Writers ``await drain()``
 while paused, so a large response never buffers more than about one high-water mark. The
-waiter is one future, created only when somebody actually waits.
+waiter is one future, created only when somebody actually waits. ``progress`` counts the
+transport's ``resume_writing`` calls (and the protocol's finished ``sendfile`` pieces), so
+the send timeout can tell a slow reader from one that reads nothing.
 """
 
 from __future__ import annotations
@@ -31,19 +36,23 @@ DEFAULT_WRITE_HIGH_WATER = 64 * 1024
 class FlowControl:
     """Pause/resume reading and writing on one transport."""
 
-    __slots__ = ("_drain_waiter", "_loop", "_transport", "read_paused", "write_paused")
+    __slots__ = ("_drain_waiter", "_loop", "_transport", "progress", "read_paused", "released", "write_paused")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self.read_paused = False
         self.write_paused = False
+        #: The client has finished sending: reading is never paused again (rule 1).
+        self.released = False
+        #: Write progress events, for the send timeout (rule 2).
+        self.progress = 0
         self._drain_waiter: asyncio.Future[None] | None = None
 
     # Reading (we decide)
 
     def pause_reading(self) -> None:
-        if not self.read_paused:
+        if not self.read_paused and not self.released:
             self.read_paused = True
             self._transport.pause_reading()
 
@@ -51,6 +60,11 @@ class FlowControl:
         if self.read_paused:
             self.read_paused = False
             self._transport.resume_reading()
+
+    def release_reading(self) -> None:
+        """The client has finished sending: read what is left, and never pause again."""
+        self.released = True
+        self.resume_reading()
 
     # Writing (the transport decides)
 
@@ -61,6 +75,7 @@ class FlowControl:
         """Called by the transport once drained, and by the protocol on connection loss
         (so that no writer waits forever on a dead transport)."""
         self.write_paused = False
+        self.progress += 1
         waiter = self._drain_waiter
         if waiter is not None:
             self._drain_waiter = None

@@ -14,7 +14,8 @@ Rules:
 3. Reading is visible: ``reading`` and the ``readable`` event follow ``pause_reading`` /
    ``resume_reading``, so a feeder can honour the server's flow control.
 4. Write pressure can be simulated: with ``pause_on_write`` every write pauses the
-   protocol's writing, as if the buffer passed its high-water mark.
+   protocol's writing, as if the buffer passed its high-water mark; ``buffered`` is what
+   ``get_write_buffer_size()`` reports (bytes a client has not taken yet).
 5. Half-closing is opt-in: with ``half_close=True`` the transport can write EOF (as a TCP
    socket can: ``write_eof()`` sets ``eof_written``), so the protocol's lingering close
    runs; without it the protocol closes outright, as over TLS.
@@ -63,6 +64,7 @@ class MemoryTransport(asyncio.Transport):
         self.readable = asyncio.Event()  # set while the server reads (and once it closed)
         self.readable.set()
         self.pause_on_write = False
+        self.buffered = 0
         self.half_close = half_close
         self._extra: dict[str, Any] = {"peername": peer, "sockname": sockname, **(extra or {})}
 
@@ -149,7 +151,7 @@ class MemoryTransport(asyncio.Transport):
         pass
 
     def get_write_buffer_size(self) -> int:
-        return 0
+        return self.buffered
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self.protocol = protocol

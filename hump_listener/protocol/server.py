@@ -6,7 +6,8 @@ Three lifetimes live here, outermost first:
   timeout is a named constant there with the precedents it was chosen from.
 - ``ServerState``: mutable state shared by all connections of one server (server lifetime):
   the live connections, the request tasks, the cached ``Date``/``Server`` header lines and
-  the shutting-down flag.
+  the shutting-down flag. Its once-a-second timer also asks every connection whose
+  reading is paused whether its client has left (``H11Protocol.check_peer``).
 - ``Server``: binds, accepts and drains. Connection state lives in
   ``http11`` (``H11Protocol``), request state in ``cycle`` (``RequestCycle``).
 """
@@ -49,6 +50,9 @@ class ServerState:
         self.loop = loop
         self.clock = clock
         self.connections: set[H11Protocol] = set()
+        #: Connections refused beyond ``max_connections`` that linger after their 503
+        #: (not counted in ``connections``; at most ``max_connections`` of them).
+        self.rejected: set[H11Protocol] = set()
         #: Every request task; each removes itself as its coroutine's last step.
         self.tasks: set[asyncio.Task[None]] = set()
         self.shutting_down = False
@@ -83,6 +87,13 @@ class ServerState:
     def _tick(self) -> None:
         self.refresh_date()
         self._date_timer = self.loop.call_later(1.0 - self.clock() % 1.0, self._tick)
+        self.check_paused()
+
+    def check_paused(self) -> None:
+        """A transport whose reading is paused never notices its client leaving: ask each
+        such connection to look (once a second, from the clock; never per request)."""
+        for protocol in [p for p in self.connections if p.flow.read_paused]:
+            protocol.check_peer()
 
     # Responses the server writes on its own (errors, limits): never on the hot path.
 
@@ -94,6 +105,7 @@ class ServerState:
 
     def connection_closed(self, protocol: H11Protocol) -> None:
         self.connections.discard(protocol)
+        self.rejected.discard(protocol)
         waiter = self._closed_waiter
         if not self.connections and waiter is not None and not waiter.done():
             waiter.set_result(None)
