@@ -18,6 +18,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -169,6 +170,27 @@ async def test_clients_that_leave_log_no_error(demo: Demo) -> None:
     await back_to_baseline(demo)  # the SSE handlers noticed (their next tick failed)
     log = demo.log_since(start)
     assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
+
+
+# -- 7. every line the server prints goes through our loggers -----------------------------
+
+#: The demo's log format (``hump_listener.logs.FORMAT``).
+OUR_LINE = re.compile(r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) +\S")
+
+
+def unformatted(log: str) -> list[str]:
+    return [line for line in log.splitlines() if not OUR_LINE.match(line)]
+
+
+async def test_malformed_multipart_prints_nothing_of_its_own(demo: Demo) -> None:
+    start = len(demo.proc.lines)
+    head = b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Type: multipart/form-data; boundary=abc\r\n"
+    for body in (b"xxgg", b"--abc\r\nContent-Disposition: form-data\r\n\r\nx\r\n--abX", b"--a\x00"):
+        data = head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
+        got = await asyncio.to_thread(exchange, demo.port, data)
+        assert isinstance(got, bytes) and got.startswith(b"HTTP/1.1 400")
+    assert get_status(demo.port) == 200  # a request after them: their lines are written
+    assert unformatted(demo.log_since(start)) == []
 
 
 # ---------------------------------------------------------------------------------------

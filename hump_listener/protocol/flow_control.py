@@ -13,9 +13,10 @@ the kernel's receive buffer, and reading it is how the EOF, or the reset, is del
 Rule 2 (writing): the transport tells us when its buffer passes its own high-water mark
 (``pause_writing``) and when it has drained (``resume_writing``). Writers ``await drain()``
 while paused, so a large response never buffers more than about one high-water mark. The
-waiter is one future, created only when somebody actually waits. ``progress`` counts the
-transport's ``resume_writing`` calls (and the protocol's finished ``sendfile`` pieces), so
-the send timeout can tell a slow reader from one that reads nothing.
+waiter is one future, created only when somebody actually waits. ``progress`` counts what
+the client took: the protocol adds one per ``resume_writing`` from the transport and per
+finished ``sendfile`` piece, so the send timeout can tell a slow reader from one that
+reads nothing.
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ class FlowControl:
         """Called by the transport once drained, and by the protocol on connection loss
         (so that no writer waits forever on a dead transport)."""
         self.write_paused = False
-        self.progress += 1
         waiter = self._drain_waiter
         if waiter is not None:
             self._drain_waiter = None

@@ -248,6 +248,7 @@ class H11Protocol(asyncio.Protocol):
             self.watch_send()
 
     def resume_writing(self) -> None:
+        self.flow.progress += 1  # the client took enough to drain the buffer (send timeout)
         self.flow.resume_writing()
 
     # -- request heads ----------------------------------------------------------------------
