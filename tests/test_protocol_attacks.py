@@ -432,3 +432,14 @@ async def test_chunked_framing_never_keeps_the_client_waiting(body: bytes, statu
     assert isinstance(data, bytes) and data.startswith(b"HTTP/1.1 %d" % status), data[:100]
     if status == 200:
         assert data.endswith(b"hello")
+
+
+async def test_a_body_that_stalls_after_a_fast_start_is_answered_408() -> None:
+    """Found by the fuzz (seed 20240610, case 15869): 70 000 body bytes at once, one short
+    of the Content-Length, then nothing; the body rate's allowance (~290 s) kept it waiting."""
+    async with serve(echo, body_timeout=1.0) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 70001\r\n\r\n" + bytes(70_000))
+        async with asyncio.timeout(5.0):
+            data = await read_to_end(reader, writer)
+    assert isinstance(data, bytes) and data.startswith(b"HTTP/1.1 408")

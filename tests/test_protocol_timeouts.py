@@ -301,3 +301,33 @@ async def test_send_timeout_none_disables_it() -> None:
     await conn.settle(lambda: bool(conn.out))
     conn.clock.advance(3600)
     assert send_checks(conn) == 0 and not conn.transport.aborted
+
+
+async def test_a_body_that_stalls_after_a_fast_start_is_408_after_body_timeout() -> None:
+    # Found by the fuzz: 70 000 bytes at once earned ~290 s of rate allowance, and the
+    # client then waited that long. The rate allowance never outlasts a stall.
+    conn = Conn(echo_body, clock=True, body_timeout=5.0, body_min_rate=240.0)
+    assert conn.clock is not None
+    conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 70001\r\n\r\n" + bytes(70_000))
+    await conn.settle()
+    conn.clock.advance(4.9)
+    assert not conn.transport.closing
+    conn.clock.advance(0.2)
+    assert conn.transport.closing
+    assert conn.responses()[0].status == 408
+
+
+async def test_send_timeout_counts_from_the_last_progress() -> None:
+    conn = Conn(big(), clock=True, send_timeout=60.0, keep_alive_timeout=1000.0)
+    assert conn.clock is not None
+    conn.transport.pause_on_write = True
+    conn.transport.buffered = 150_000
+    conn.send(request())
+    await conn.settle(lambda: bool(conn.out))
+    conn.clock.advance(30.0)
+    conn.proto.resume_writing()  # the client took a buffer's worth ...
+    conn.proto.pause_writing()  # ... and the buffer filled again
+    conn.clock.advance(59.9)  # 89.9 s in: 59.9 s since the last progress
+    assert not conn.transport.aborted
+    conn.clock.advance(0.2)
+    assert conn.transport.aborted

@@ -46,8 +46,9 @@ DEFAULT_HEAD_TIMEOUT = 10.0
 #: uvicorn ``timeout_keep_alive``: 5 s; hypercorn ``keep_alive_timeout``: 5 s; nginx: 75 s.
 DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
 #: Body deadline: the app may spend this long waiting on ``receive()`` plus one second per
-#: ``body_min_rate`` bytes received; past it → 408 and close. Only time the app spends
-#: actually waiting counts (never time when we paused reading). nginx
+#: ``body_min_rate`` bytes received, and never this long in one wait without a byte (a
+#: stall); past either → 408 and close. Only time the app spends actually waiting counts
+#: (never time when we paused reading). nginx
 #: ``client_body_timeout``: 60 s between reads; Kestrel: a 5 s grace period; uvicorn: none.
 DEFAULT_BODY_TIMEOUT = 10.0
 #: Minimum request-body data rate (bytes/s) once the grace above is used up.

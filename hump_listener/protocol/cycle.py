@@ -15,7 +15,8 @@ Rules:
 3. ``Expect: 100-continue`` (HTTP/1.1 only) is answered when the app first waits in
    ``receive()`` for body bytes, never after a final response started.
 4. The body deadline counts only time the app spends waiting in ``receive()`` (see
-   ``ServerConfig.body_timeout``), never time when we paused reading.
+   ``ServerConfig.body_timeout``), never time when we paused reading; and one wait with no
+   byte arriving never lasts more than ``body_timeout``, whatever the rate allowed.
 5. Keep-alive needs the whole request received, the client willing, the server not
    shutting down and the connection able to carry another request (the connection knows:
    ``keep_alive_possible()``); a response started before the request body was fully
@@ -260,7 +261,9 @@ class RequestCycle:
         if config.body_timeout is not None:
             allowance = config.body_timeout
             if config.body_min_rate > 0:
-                allowance += self._received / config.body_min_rate - self._waited
+                # The rate's allowance, but never more than body_timeout without a byte: a
+                # client that sent 1 MB fast must not then stall for an hour.
+                allowance = min(allowance + self._received / config.body_min_rate - self._waited, allowance)
             timer = loop.call_later(max(allowance, 0.0), self._on_body_timeout)
         waiter = self._waiter = loop.create_future()
         started = loop.time()
@@ -415,7 +418,7 @@ class RequestCycle:
             if not n:
                 break  # the file is shorter than the range
             sent += n
-            flow.progress += 1
+            flow.progressed = loop.time()
         return sent
 
     async def _copy_file(self, file: IO[bytes], offset: int, count: int) -> None:

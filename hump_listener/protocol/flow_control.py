@@ -13,10 +13,10 @@ the kernel's receive buffer, and reading it is how the EOF, or the reset, is del
 Rule 2 (writing): the transport tells us when its buffer passes its own high-water mark
 (``pause_writing``) and when it has drained (``resume_writing``). Writers ``await drain()``
 while paused, so a large response never buffers more than about one high-water mark. The
-waiter is one future, created only when somebody actually waits. ``progress`` counts what
-the client took: the protocol adds one per ``resume_writing`` from the transport and per
-finished ``sendfile`` piece, so the send timeout can tell a slow reader from one that
-reads nothing.
+waiter is one future, created only when somebody actually waits. ``progressed`` is when
+the client last took something: the protocol sets it on each ``resume_writing`` from the
+transport and each finished ``sendfile`` piece, so the send timeout can tell a slow
+reader from one that reads nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ DEFAULT_WRITE_HIGH_WATER = 64 * 1024
 class FlowControl:
     """Pause/resume reading and writing on one transport."""
 
-    __slots__ = ("_drain_waiter", "_loop", "_transport", "progress", "read_paused", "released", "write_paused")
+    __slots__ = ("_drain_waiter", "_loop", "_transport", "progressed", "read_paused", "released", "write_paused")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
@@ -46,8 +46,8 @@ class FlowControl:
         self.write_paused = False
         #: The client has finished sending: reading is never paused again (rule 1).
         self.released = False
-        #: Write progress events, for the send timeout (rule 2).
-        self.progress = 0
+        #: Loop time of the client's last write progress, for the send timeout (rule 2).
+        self.progressed = 0.0
         self._drain_waiter: asyncio.Future[None] | None = None
 
     # Reading (we decide)

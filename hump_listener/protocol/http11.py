@@ -151,10 +151,10 @@ class H11Protocol(asyncio.Protocol):
         self._closed = False
         #: Closed on our side, still reading (and discarding) what the client sends.
         self._lingering = False
-        #: The send timer (policy 5) and the progress mark it compares with:
-        #: ``(flow.progress, transport write-buffer size)`` when it was armed.
+        #: The send timer (policy 5) and its mark: ``(time of the last progress known,
+        #: transport write-buffer size then)``.
         self._send_timer: asyncio.TimerHandle | None = None
-        self._send_mark = (0, 0)
+        self._send_mark = (0.0, 0)
 
         # Per-request state: the cycle, and the h11 connection decoding its chunked body.
         self.cycle: RequestCycle | None = None
@@ -248,7 +248,7 @@ class H11Protocol(asyncio.Protocol):
             self.watch_send()
 
     def resume_writing(self) -> None:
-        self.flow.progress += 1  # the client took enough to drain the buffer (send timeout)
+        self.flow.progressed = self.loop.time()  # the client took enough to drain the buffer
         self.flow.resume_writing()
 
     # -- request heads ----------------------------------------------------------------------
@@ -289,7 +289,7 @@ class H11Protocol(asyncio.Protocol):
             else:
                 if reason:
                     logger.info("%s - %s: closing", self.who(), reason)
-                self._close()
+                self._close(linger=True)  # the rest of a ClientHello may still be on its way
 
     def _start_request(self, parsed: ParsedHead) -> None:
         """Make the request's cycle, hand it the body bytes already here, run the app."""
@@ -501,21 +501,30 @@ class H11Protocol(asyncio.Protocol):
         data still buffered): check for progress every ``send_timeout`` (policy 5)."""
         timeout = self.config.send_timeout
         if self._send_timer is None and timeout is not None:
-            self._send_mark = (self.flow.progress, self.transport.get_write_buffer_size())
-            self._send_timer = self.loop.call_later(timeout, self._on_send_check)
+            self._arm_send(self.loop.time(), timeout)
+
+    def _arm_send(self, since: float, delay: float) -> None:
+        self._send_mark = (since, self.transport.get_write_buffer_size())
+        self._send_timer = self.loop.call_later(delay, self._on_send_check)
 
     def _on_send_check(self) -> None:
         self._send_timer = None
         try:
+            timeout = self.config.send_timeout
             size = self.transport.get_write_buffer_size()
             cycle = self.cycle
-            if not size and not self.flow.write_paused and not (cycle is not None and cycle.sending):
+            waiting = size or self.flow.write_paused or (cycle is not None and cycle.sending)
+            if timeout is None or not waiting:
                 return  # nothing is waiting on the client any more
-            progress, was = self._send_mark
-            if self.flow.progress != progress or size < was:
-                self.watch_send()  # the client is reading, if slowly: look again later
+            now = self.loop.time()
+            since, was = self._send_mark
+            # Progress: the last drain or sendfile piece, or a buffer that shrank meanwhile
+            # (when, we cannot tell: count it as now).
+            since = now if size < was else max(since, self.flow.progressed)
+            if since + timeout > now:
+                self._arm_send(since, since + timeout - now)  # reading, if slowly: look again
                 return
-            logger.info("%s - send timeout (%g s without progress): closing", self.who(), self.config.send_timeout)
+            logger.info("%s - send timeout (%g s without progress): closing", self.who(), timeout)
             self.abort()
         except Exception:
             self._crash("the send timeout")
