@@ -441,8 +441,8 @@ class H11Protocol(asyncio.Protocol):
         read again for good so that the transport sees it (policy 8). The server calls
         this once a second for every connection whose reading is paused."""
         try:
-            if self._closed or self._eof or self._fd < 0:
-                return
+            if self._closed or self._eof or self._fd < 0 or self.transport.get_protocol() is not self:
+                return  # closed, finished, no socket, or handed to another protocol (an upgrade)
             cycle = self.cycle
             if cycle is not None and cycle.sending:
                 return  # asyncio reads nothing during a sendfile; it ends on its own
