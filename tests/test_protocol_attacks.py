@@ -443,3 +443,20 @@ async def test_a_body_that_stalls_after_a_fast_start_is_answered_408() -> None:
         async with asyncio.timeout(5.0):
             data = await read_to_end(reader, writer)
     assert isinstance(data, bytes) and data.startswith(b"HTTP/1.1 408")
+
+
+async def test_shutdown_does_not_wait_for_lingering_503s() -> None:
+    server = Server(hello, ServerConfig(host="127.0.0.1", port=0, max_connections=1, linger_timeout=30.0))
+    await server.start()
+    assert server.state is not None
+    held = await asyncio.open_connection("127.0.0.1", server.port)
+    held[1].write(REQUEST)
+    await read_response_head(held[0])
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)  # 503, lingers
+    assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 503")
+    assert await until(lambda: len(server.state.rejected) == 1)  # type: ignore[union-attr]
+    async with asyncio.timeout(10.0):  # not the 30 s linger
+        await server.shutdown(timeout=1.0)
+    assert await until(lambda: not server.state.rejected)  # type: ignore[union-attr]
+    for w in (held[1], writer):
+        w.close()

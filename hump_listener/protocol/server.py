@@ -236,5 +236,7 @@ class Server:
         if not await state.wait_connections_closed(self._deadline - loop.time()):
             for protocol in list(state.connections):
                 protocol.abort()
+        for protocol in list(state.rejected):  # 503s still lingering: not worth waiting for
+            protocol.abort()
         state.stop_clock()
         await server.wait_closed()
