@@ -14,11 +14,18 @@ route's ``max_body_size`` still caps the whole body), a malformed body 400.
 Rule 3: every ``UploadFile`` is closed when the request ends (the context's cleanups),
 and at once if parsing fails: no temporary file outlives its request.
 
+Rule 4: python-multipart's own log records (a warning per malformed body, e.g. ``Expected
+boundary character 45, got 103 at index 2``) go through ``hump_listener.error`` at DEBUG:
+the 400 already says it, and with no logging configured they would otherwise reach
+stderr unformatted (logging's last-resort handler). A program that gives python-multipart's
+logger handlers of its own keeps them.
+
 File writes run on the event loop: chunks are network-sized and land in the page cache.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -163,18 +170,36 @@ class FormData(Mapping[str, FormValue]):
 # ---------------------------------------------------------------------------------------
 
 
+class _ToOurLog(logging.Handler):
+    """Re-logs python-multipart's records on ``hump_listener.error`` at DEBUG (Rule 4)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ours = logging.getLogger("hump_listener.error")
+        if ours.isEnabledFor(logging.DEBUG):
+            ours.debug("python-multipart: %s", record.getMessage())
+
+
+def _route_logging(module: Any) -> Any:
+    """Route ``module``'s logger through ours (Rule 4), once, unless the program set it up."""
+    library = logging.getLogger(module.__name__)
+    if not library.handlers:
+        library.addHandler(_ToOurLog())
+        library.propagate = False
+    return module
+
+
 def _import_multipart() -> Any:
     try:
         import python_multipart  # >= 0.0.13
 
-        return python_multipart.multipart
+        return _route_logging(python_multipart.multipart)
     except ImportError:
         pass
     try:
         # python-multipart < 0.0.13 (defnull's unrelated "multipart" has no .multipart)
         from multipart import multipart  # type: ignore[import-untyped,unused-ignore]
 
-        return multipart
+        return _route_logging(multipart)
     except ImportError:
         raise ImportError(MISSING_EXTRA) from None
 

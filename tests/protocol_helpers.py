@@ -88,13 +88,24 @@ class ClockLoop:
 class Conn:
     """One H11Protocol wired to a FakeTransport; feed bytes, read parsed responses."""
 
-    def __init__(self, app: SeamApp, *, clock: bool = False, half_close: bool = False, **config: Any) -> None:
+    def __init__(
+        self,
+        app: SeamApp,
+        *,
+        clock: bool = False,
+        half_close: bool = False,
+        extra: dict[str, Any] | None = None,
+        **config: Any,
+    ) -> None:
+        """``half_close``: the transport can write EOF (the lingering close runs);
+        ``extra``: more ``get_extra_info`` values (``"socket"``: a real socket, whose file
+        descriptor the protocol polls)."""
         real = asyncio.get_running_loop()
         self.clock = ClockLoop(real) if clock else None
         loop: Any = self.clock if self.clock is not None else real
         self.state = ServerState(app, ServerConfig(**config), loop)
         self.proto = H11Protocol(self.state)
-        self.transport = MemoryTransport(real, half_close=half_close)
+        self.transport = MemoryTransport(real, half_close=half_close, extra=extra)
         self.transport.connect(self.proto)
 
     def send(self, data: bytes) -> None:

@@ -55,3 +55,14 @@ async def test_cancelled_drain_does_not_poison_the_next_one() -> None:
     flow.resume_writing()
     await settle(second.done)
     assert second.result() is None
+
+
+async def test_released_reading_never_pauses_again() -> None:
+    loop = asyncio.get_running_loop()
+    transport = FakeTransport(loop)
+    flow = FlowControl(transport, loop)
+    flow.pause_reading()
+    flow.release_reading()  # the client has finished sending: read what is left
+    assert transport.reading and not flow.read_paused and flow.released
+    flow.pause_reading()
+    assert transport.reading and not flow.read_paused

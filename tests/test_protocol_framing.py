@@ -146,6 +146,57 @@ async def test_bad_chunk_size_rejected() -> None:
     assert status == 400 and conn.transport.closing
 
 
+CHUNKED = b"Host: x\r\nTransfer-Encoding: chunked\r\n"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"5\nhello\n0\n\n",  # bare LF everywhere: h11 would wait for a CRLF forever
+        b"5\nhel",  # a bare LF after the size, the rest not sent yet
+        b"5\r\nhello\r\n0\n\n",  # the last chunk
+        b"5;ext=1\nhello\r\n",  # after an extension
+        b"5\rhello",  # a CR not followed by LF
+        b"5\r\nhello\r\n5\r\nworld\r\n0\n",  # after several good chunks
+    ],
+)
+async def test_chunk_size_line_not_ended_by_crlf_is_400_at_once(body: bytes) -> None:
+    conn = Conn(echo_body)
+    conn.send(request(method=b"POST", headers=CHUNKED, body=body))
+    await conn.settle(lambda: conn.transport.closing)  # at once: no timer had to fire
+    assert conn.responses()[0].status == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"5\r\nhello\r\n0\r\nX-Trailer: 1\n\n",  # trailer fields may end with a bare LF
+        b"5\r\nhello\r\n0\r\n\n",
+        b"5\r\nhe\nlo\r\n0\r\n\r\n",  # an LF in chunk data is data
+        b"5;a=b;c=\"d\"\r\nhello\r\n0\r\n\r\n",
+    ],
+)
+async def test_chunked_bodies_accepted_whole_and_byte_by_byte(body: bytes) -> None:
+    """No false alarm from the bare-LF check, however the bytes are split."""
+    data = request(method=b"POST", headers=CHUNKED, body=body)
+    for pieces in ([data], [data[i : i + 1] for i in range(len(data))]):
+        conn = Conn(echo_body)
+        for piece in pieces:
+            conn.send(piece)
+        await conn.settle(lambda: bool(conn.out))  # noqa: B023 (conn of this iteration)
+        [resp] = conn.responses(methods=["POST"], eof=False)
+        assert resp.status == 200 and resp.body == (b"he\nlo" if b"he\n" in body else b"hello")
+        assert not conn.transport.closing
+
+
+async def test_incomplete_chunk_lines_wait_for_more() -> None:
+    for body in (b"5", b"5\r", b"5;a=b", b"5\r\nhello\r", b"5\r\nhello\r\n0\r\nX-T: 1\n"):
+        conn = Conn(echo_body)
+        conn.send(request(method=b"POST", headers=CHUNKED, body=body))
+        await conn.settle()
+        assert conn.out == b"" and not conn.transport.closing, body
+
+
 # 2. Request line and target ----------------------------------------------------------------
 
 
@@ -291,3 +342,28 @@ async def test_obs_fold_split_across_reads_rejected() -> None:
     conn.send(b" baz\r\n\r\n")
     await conn.settle(lambda: conn.transport.closing)
     assert conn.responses()[0].status == 400
+
+
+async def test_6400_tiny_header_fields_are_431() -> None:
+    # The issue's head: just under max_head_size, ~200 GETs' worth of CPU to parse.
+    headers = b"Host: x\r\n" + b"a:b\r\n" * 6400
+    assert len(headers) < 32 * 1024
+    await assert_rejected(request(headers=headers), status=431)
+
+
+async def test_100_header_fields_accepted_101_are_431() -> None:
+    hundred = b"Host: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(99))
+    status, _ = await status_of(request(headers=hundred))
+    assert status == 200
+    await assert_rejected(request(headers=hundred + b"X-last: v\r\n"), status=431)
+
+
+async def test_too_many_header_fields_is_431_while_incomplete() -> None:
+    await assert_rejected(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"a:b\r\n" * 200, status=431)
+
+
+async def test_header_count_limit_is_configurable() -> None:
+    headers = b"Host: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(10))
+    await assert_rejected(request(headers=headers), status=431, max_header_count=10)
+    status, _ = await status_of(request(headers=headers), max_header_count=11)
+    assert status == 200

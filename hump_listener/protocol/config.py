@@ -84,8 +84,9 @@ DEFAULT_HEAD_TIMEOUT = 10.0
 #: uvicorn ``timeout_keep_alive``: 5 s; hypercorn ``keep_alive_timeout``: 5 s; nginx: 75 s.
 DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
 #: Body deadline: the app may spend this long waiting on ``receive()`` plus one second per
-#: ``body_min_rate`` bytes received; past it → 408 and close. Only time the app spends
-#: actually waiting counts (never time when we paused reading). nginx
+#: ``body_min_rate`` bytes received, and never this long in one wait without a byte (a
+#: stall); past either → 408 and close. Only time the app spends actually waiting counts
+#: (never time when we paused reading). nginx
 #: ``client_body_timeout``: 60 s between reads; Kestrel: a 5 s grace period; uvicorn: none.
 DEFAULT_BODY_TIMEOUT = 10.0
 #: Minimum request-body data rate (bytes/s) once the grace above is used up.
@@ -95,6 +96,14 @@ DEFAULT_BODY_MIN_RATE = 240.0
 #: the client still sends for at most this long before closing. nginx ``lingering_time``:
 #: 30 s (``lingering_timeout`` 5 s between reads); uvicorn/hypercorn: none (a reset).
 DEFAULT_LINGER_TIMEOUT = 5.0
+#: Send timeout: output the client has not taken (the transport's buffer, a ``sendfile``
+#: in progress, the rest of a response we are closing after) that makes no progress for
+#: this long closes the connection; the app's waiting ``write()`` gets ``ClientDisconnect``.
+#: nginx ``send_timeout``: 60 s; Apache ``Timeout``: 60 s; Kestrel ``MinResponseDataRate``:
+#: 240 B/s after a 5 s grace; uvicorn/hypercorn: none (a reader of 1 byte/s holds its
+#: connection, its open file and a ``max_connections`` slot for as long as it likes).
+#: None disables it.
+DEFAULT_SEND_TIMEOUT: float | None = 60.0
 #: Per-request handler deadline; then 503 (or close if the response started). None = none.
 #: uvicorn/hypercorn: none; gunicorn sync workers: 30 s.
 DEFAULT_HANDLER_TIMEOUT: float | None = None
@@ -103,11 +112,6 @@ DEFAULT_HANDLER_TIMEOUT: float | None = None
 #: 10 s leaves room for shutdown callbacks inside the 30 s an orchestrator (Kubernetes'
 #: terminationGracePeriodSeconds, systemd's TimeoutStopSec is 90 s) waits before SIGKILL.
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
-#: No write progress for this long (the client stopped reading) → close. nginx
-#: ``send_timeout``: 60 s; Kestrel ``MinResponseDataRate``: 240 B/s after a 5 s grace;
-#: uvicorn: none.
-DEFAULT_SEND_TIMEOUT: float | None = 60.0
-
 # WebSocket (RFC 6455) limits; see protocol/websocket.py for where each applies.
 
 #: Largest message after reassembly; larger → close 1009. websockets ``max_size``: 1 MiB;
@@ -177,9 +181,9 @@ class ServerConfig:
     body_min_rate: float = DEFAULT_BODY_MIN_RATE
     handler_timeout: float | None = DEFAULT_HANDLER_TIMEOUT
     linger_timeout: float = DEFAULT_LINGER_TIMEOUT
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     server_header: str | None = "hump_listener"
-    send_timeout: float | None = DEFAULT_SEND_TIMEOUT
     ws_max_message_size: int = DEFAULT_WS_MAX_MESSAGE_SIZE
     ws_max_queue: int = DEFAULT_WS_MAX_QUEUE
     ws_ping_interval: float | None = DEFAULT_WS_PING_INTERVAL

@@ -2,8 +2,8 @@
 
 The cycle is handed a few narrow collaborators when it is made (the transport, the flow
 control, the loop, the config and the server state) and talks to its connection through
-four named methods of ``H11Protocol``: ``closed``, ``keep_alive_possible()``,
-``cycle_done()`` and ``who()``. The connection talks to the cycle through ``feed()``,
+five named methods of ``H11Protocol``: ``closed``, ``keep_alive_possible()``,
+``cycle_done()``, ``watch_send()`` and ``who()``. The connection talks to the cycle through ``feed()``,
 ``feed_end()``, ``lost()``, ``abort()`` and ``run()``.
 
 Rules:
@@ -15,11 +15,16 @@ Rules:
 3. ``Expect: 100-continue`` (HTTP/1.1 only) is answered when the app first waits in
    ``receive()`` for body bytes, never after a final response started.
 4. The body deadline counts only time the app spends waiting in ``receive()`` (see
-   ``ServerConfig.body_timeout``), never time when we paused reading.
+   ``ServerConfig.body_timeout``), never time when we paused reading; and one wait with no
+   byte arriving never lasts more than ``body_timeout``, whatever the rate allowed.
 5. Keep-alive needs the whole request received, the client willing, the server not
    shutting down and the connection able to carry another request (the connection knows:
    ``keep_alive_possible()``); a response started before the request body was fully
    received therefore closes the connection.
+6. A zero-copy ``sendfile`` runs in a task of its own (``sending``), in pieces of
+   ``SENDFILE_PIECE``, each one write progress for the connection's send timeout.
+   ``lost()`` cancels it: asyncio's sendfile never completes once its socket is closed
+   under it, which would keep the app, and its open file, waiting forever.
 """
 
 from __future__ import annotations
@@ -45,9 +50,15 @@ if TYPE_CHECKING:
     from hump_listener.protocol.http11 import H11Protocol
     from hump_listener.protocol.websocket import WebSocketProtocol
 
-__all__ = ["RequestCycle"]
+__all__ = ["SENDFILE_PIECE", "RequestCycle"]
 
 logger = logging.getLogger("hump_listener.error")
+
+#: Largest piece of a zero-copy ``sendfile`` (rule 6): a client that takes less than this
+#: in ``send_timeout`` (4 KiB/s at 60 s) counts as not reading. The kernel itself reports
+#: a socket writable only once half its send buffer is free, so progress is this coarse
+#: on any path. nginx ``sendfile_max_chunk``: 2 MiB (fairness between connections).
+SENDFILE_PIECE = 256 * 1024
 
 
 class RequestCycle:
@@ -64,6 +75,7 @@ class RequestCycle:
         "_loop",
         "_received",
         "_remaining",
+        "_sending",
         "_state",
         "_transport",
         "_waited",
@@ -113,6 +125,7 @@ class RequestCycle:
         self._framing = NO_BODY
         self._remaining = 0  # Content-Length bytes still to write
         self._keep_alive = False
+        self._sending: asyncio.Task[int] | None = None  # a zero-copy sendfile in flight (rule 6)
 
     # -- driven by the connection ---------------------------------------------------------
 
@@ -197,9 +210,18 @@ class RequestCycle:
         return self._buffered
 
     def lost(self) -> None:
-        """The client is gone, or the connection is closing: no more body, no more output."""
+        """The client is gone, or the connection is closing: no more body, no more output.
+        Called before the transport closes, so that a sendfile stops first (rule 6)."""
         self.disconnected = True
         self._wake()
+        sending = self._sending
+        if sending is not None:
+            sending.cancel()
+
+    @property
+    def sending(self) -> bool:
+        """A zero-copy sendfile is in flight (asyncio reads nothing meanwhile)."""
+        return self._sending is not None
 
     def abort(self, status: int) -> None:
         """End the cycle abnormally: ``status`` if no response started, then close.
@@ -251,7 +273,9 @@ class RequestCycle:
         if config.body_timeout is not None:
             allowance = config.body_timeout
             if config.body_min_rate > 0:
-                allowance += self._received / config.body_min_rate - self._waited
+                # The rate's allowance, but never more than body_timeout without a byte: a
+                # client that sent 1 MB fast must not then stall for an hour.
+                allowance = min(allowance + self._received / config.body_min_rate - self._waited, allowance)
             timer = loop.call_later(max(allowance, 0.0), self._on_body_timeout)
         waiter = self._waiter = loop.create_future()
         started = loop.time()
@@ -371,25 +395,49 @@ class RequestCycle:
         if self.disconnected:
             raise ClientDisconnect()
         if self._conn.sendfile_native:
+            task = self._sending = self._loop.create_task(self._send_pieces(file, offset, count))
+            self._conn.watch_send()
             try:
-                sent = await self._loop.sendfile(transport, file, offset, count)
+                sent = await task
             except NotImplementedError:
                 # uvloop's loops have no sendfile (asyncio's BaseEventLoop does): copy,
                 # and do not ask again on this connection.
                 self._conn.sendfile_native = False
                 await self._copy_file(file, offset, count)
                 sent = count
+            except asyncio.CancelledError:
+                # Ours (the app's task was cancelled) or the sendfile's alone (lost()).
+                # Python 3.10 cannot tell them apart: the cancellation goes on.
+                current = asyncio.current_task()
+                cancelling = getattr(current, "cancelling", None)
+                if cancelling is None or cancelling() or not task.cancelled():
+                    raise
+                raise ClientDisconnect() from None
             except (OSError, RuntimeError) as exc:
                 if self.disconnected or transport.is_closing() or isinstance(exc, ConnectionError):
                     self.lost()
                     raise ClientDisconnect() from exc
                 raise
+            finally:
+                self._sending = None
             if sent != count:
                 raise RuntimeError(f"file ended after {sent} of {count} bytes")
         else:
             await self._copy_file(file, offset, count)
         if framing == CHUNKED:
             transport.write(CRLF)
+
+    async def _send_pieces(self, file: IO[bytes], offset: int, count: int) -> int:
+        """The zero-copy sendfile, piece by piece (rule 6); returns the bytes sent."""
+        loop, transport, flow = self._loop, self._transport, self._flow
+        sent = 0
+        while sent < count:
+            n = await loop.sendfile(transport, file, offset + sent, min(count - sent, SENDFILE_PIECE))
+            if not n:
+                break  # the file is shorter than the range
+            sent += n
+            flow.progressed = loop.time()
+        return sent
 
     async def _copy_file(self, file: IO[bytes], offset: int, count: int) -> None:
         """sendfile fallback: read and write in chunks, honouring write backpressure."""

@@ -18,24 +18,41 @@ choices, in the order a connection meets them (RFC 9110 / RFC 9112):
    that arrive meanwhile are held and reading is paused (read-ahead: one socket read).
 5. Timeouts are ``loop.call_later`` handles: first byte (quiet close), head (408),
    keep-alive (quiet close), body (408, in the cycle), handler (503, or close once
-   started), linger (close).
+   started), linger (close), send (abort: output the client took nothing of for
+   ``send_timeout``, whether a waiting ``write()``, a ``sendfile``, a ``respond()``
+   buffered in the transport, or the rest of a response we are closing after).
 6. No exception escapes an ``asyncio.Protocol`` callback: each one logs and aborts. App
    errors get a 500 if no response started, a close otherwise (``hump_listener.error``).
 7. Lingering close (nginx's ``lingering_close``): when we close a connection whose client
    may still be sending (an error answered mid-request, a body left unread), we half-close
    and discard its bytes until it closes or ``linger_timeout`` passes. Closing with unread
    bytes in the kernel's buffer sends a reset, and the reset can destroy the response we
-   just wrote (the 413 a client uploading too much should see).
+   just wrote (the 413 a client uploading too much should see). So every close that may
+   leave request bytes unread lingers: an error answer, a body left unread, pipelined
+   requests behind a close-type response, an idle connection closed (shutdown,
+   keep-alive timeout) while a request is arriving, and the 503 beyond
+   ``max_connections`` (for at most as many connections again; then a plain close).
+8. A client that leaves is released whatever state the connection is in (RFC 9112 §9.6
+   lets either side close at any time): asyncio never notices an EOF or a reset on a
+   transport whose reading is paused, so once a second the server asks every paused
+   connection to poll its socket (``check_peer``); if the client has finished sending,
+   reading is resumed for good (what is left is bounded by the kernel's buffer) and the
+   EOF or reset is handled as on any other connection. The close paths stop a
+   ``sendfile`` in flight before the socket closes (asyncio's would wait forever).
+9. Chunked framing: h11 waits for the CRLF ending a chunk-size line, so a line ended by a
+   bare LF (or holding a stray CR) would keep the client waiting; it is answered 400 at
+   once. Trailer fields, like header fields, may end with a bare LF (RFC 9112 §2.2).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import select
 from typing import TYPE_CHECKING, Any
 
 from hump_listener.protocol.cycle import RequestCycle
-from hump_listener.protocol.flow_control import FlowControl
+from hump_listener.protocol.flow_control import PEER_DONE, FlowControl, poll_socket
 from hump_listener.protocol.head import Incomplete, ParsedHead, Rejection, read_head
 from hump_listener.protocol.websocket import WebSocketProtocol, is_websocket_upgrade
 
@@ -56,6 +73,26 @@ def _can_write_eof(transport: asyncio.BaseTransport) -> bool:
         return bool(transport.can_write_eof())  # type: ignore[attr-defined]
     except (AttributeError, NotImplementedError):
         return False
+
+
+def _stray_line_end(decoder: h11.Connection) -> bool:
+    """h11 is waiting for the CRLF that ends a chunk-size line while the bytes it holds
+    already have a bare LF or a CR not followed by LF: that line can never be valid
+    (policy 9). h11's reader state is read defensively (``getattr``): if an h11 build
+    lacks it, the body timeout still ends the wait."""
+    pending = decoder.trailing_data[0]
+    if not pending:
+        return False
+    reader = getattr(decoder, "_reader", None)
+    if (
+        getattr(reader, "_reading_trailer", True)
+        or getattr(reader, "_bytes_in_chunk", 1)
+        or getattr(reader, "_bytes_to_discard", b"")
+    ):
+        return False  # not reading a chunk-size line
+    # Any CRLF would already have ended the line, so every LF here is a bare one.
+    cr = pending.find(b"\r")
+    return b"\n" in pending or (cr != -1 and cr != len(pending) - 1)
 
 
 def _peer(address: object) -> tuple[str, int] | None:
@@ -81,6 +118,8 @@ class H11Protocol(asyncio.Protocol):
         self.server: tuple[str, int] | None = None
         self.scheme = "http"
         self.sendfile_native = False
+        #: The socket's file descriptor, for ``check_peer``'s poll (-1: no socket).
+        self._fd = -1
         #: Received bytes not yet parsed: a partial head, or pipelined requests.
         self._buf = bytearray()
         #: The first-byte timer, then the head timer while a head is incomplete.
@@ -100,6 +139,10 @@ class H11Protocol(asyncio.Protocol):
         self._closed = False
         #: Closed on our side, still reading (and discarding) what the client sends.
         self._lingering = False
+        #: The send timer (policy 5) and its mark: ``(time of the last progress known,
+        #: transport write-buffer size then)``.
+        self._send_timer: asyncio.TimerHandle | None = None
+        self._send_mark = (0.0, 0)
 
         # Per-request state: the cycle, and the h11 connection decoding its chunked body.
         self.cycle: RequestCycle | None = None
@@ -114,16 +157,24 @@ class H11Protocol(asyncio.Protocol):
             config, state = self.config, self.state
             self.client = _peer(transport.get_extra_info("peername"))
             self.server = _peer(transport.get_extra_info("sockname"))
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                self._fd = sock.fileno()
             if transport.get_extra_info("sslcontext") is not None:
                 self.scheme = "https"
             else:
-                self.sendfile_native = transport.get_extra_info("socket") is not None
+                self.sendfile_native = sock is not None
             transport.set_write_buffer_limits(high=config.write_high_water)  # type: ignore[attr-defined]
             if state.shutting_down or len(state.connections) >= config.max_connections:
                 if not state.shutting_down:
                     logger.warning("connection limit (%d) reached: 503", config.max_connections)
                 transport.write(state.simple_response(503))  # type: ignore[attr-defined]
-                self._close()
+                # The client may be sending its request already: linger (policy 7), for
+                # at most ``max_connections`` such connections at a time.
+                linger = len(state.rejected) < config.max_connections
+                if linger:
+                    state.rejected.add(self)
+                self._close(linger=linger)
                 return
             state.connections.add(self)
             self._head_timer = self.loop.call_later(config.first_byte_timeout, self._on_idle_timeout)
@@ -135,6 +186,9 @@ class H11Protocol(asyncio.Protocol):
             self._closed = True
             self.state.connection_closed(self)
             self._cancel_timers()
+            if self._send_timer is not None:
+                self._send_timer.cancel()
+                self._send_timer = None
             if self.cycle is not None:
                 self.cycle.lost()
             self.flow.resume_writing()  # wake any writer waiting to drain
@@ -178,8 +232,11 @@ class H11Protocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
+        if self._send_timer is None:
+            self.watch_send()
 
     def resume_writing(self) -> None:
+        self.flow.progressed = self.loop.time()  # the client took enough to drain the buffer
         self.flow.resume_writing()
 
     # -- request heads ----------------------------------------------------------------------
@@ -220,7 +277,7 @@ class H11Protocol(asyncio.Protocol):
             else:
                 if reason:
                     logger.info("%s - %s: closing", self.who(), reason)
-                self._close()
+                self._close(linger=True)  # the rest of a ClientHello may still be on its way
 
     def _start_request(self, parsed: ParsedHead) -> None:
         """Make the request's cycle, hand it the body bytes already here, run the app."""
@@ -285,6 +342,10 @@ class H11Protocol(asyncio.Protocol):
                 cycle.abort(exc.error_status_hint)
                 return False
             if event is h11.NEED_DATA or event is h11.PAUSED:
+                if event is h11.NEED_DATA and _stray_line_end(decoder):
+                    logger.info("%s - invalid request body: chunk-size line not ended by CRLF", self.who())
+                    cycle.abort(400)
+                    return False
                 break
             if type(event) is h11.Data:
                 cycle.feed(bytes(event.data))
@@ -326,13 +387,13 @@ class H11Protocol(asyncio.Protocol):
         decoder, self._decoder = self._decoder, None
         if self._closed:
             return
-        if not keep_alive or not cycle.body_done or self.state.shutting_down:
-            self._close(linger=not cycle.body_done)
-            return
         if decoder is not None:
             trailing = decoder.trailing_data[0]
             if trailing:
                 self._buf[:0] = trailing
+        if not keep_alive or not cycle.body_done or self.state.shutting_down:
+            self._close(linger=not cycle.body_done or self._may_have_unread())
+            return
         self.flow.resume_reading()
         if self._buf:
             # Parse the next pipelined request from the loop, not from inside the app's call.
@@ -372,7 +433,7 @@ class H11Protocol(asyncio.Protocol):
     def shutdown(self) -> None:
         """Graceful shutdown: close now if idle, else after the current response."""
         if self.cycle is None:
-            self._close()
+            self._close(linger=self._may_have_unread())
 
     def cancel_request(self) -> None:
         """Shutdown deadline passed: 503 if no response started, else close."""
@@ -380,9 +441,33 @@ class H11Protocol(asyncio.Protocol):
             self.cycle.abort(503)
 
     def abort(self) -> None:
+        if self.cycle is not None:
+            self.cycle.lost()  # first: stops a sendfile before its socket goes (policy 8)
         self._closed = True
         self._cancel_timers()
         self.transport.abort()
+
+    def check_peer(self) -> None:
+        """Our reading is paused: if the client has since finished sending (FIN or reset),
+        read again for good so that the transport sees it (policy 8). The server calls
+        this once a second for every connection whose reading is paused."""
+        try:
+            if self._closed or self._eof or self._fd < 0 or self.transport.get_protocol() is not self:
+                return  # closed, finished, no socket, or handed to another protocol (an upgrade)
+            cycle = self.cycle
+            if cycle is not None and cycle.sending:
+                return  # asyncio reads nothing during a sendfile; it ends on its own
+            if poll_socket(self._fd, PEER_DONE):
+                self.flow.release_reading()
+        except Exception:
+            self._crash("check_peer")
+
+    def _may_have_unread(self) -> bool:
+        """The client may have sent bytes we have not read (policy 7): bytes not parsed
+        yet, a paused socket, or bytes waiting in the kernel's buffer."""
+        if self._buf or self.flow.read_paused:
+            return True
+        return self._fd >= 0 and poll_socket(self._fd, select.POLLIN) != 0
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -408,7 +493,7 @@ class H11Protocol(asyncio.Protocol):
         if remaining > 0:
             self._idle_timer = self.loop.call_later(remaining, self._on_keep_alive_check)
         else:
-            self._close()
+            self._close(linger=self._may_have_unread())  # a request may be arriving
 
     def _on_head_timeout(self) -> None:
         self._head_timer = None
@@ -421,6 +506,39 @@ class H11Protocol(asyncio.Protocol):
     def _on_linger_timeout(self) -> None:
         self._linger_timer = None
         self.transport.close()
+
+    def watch_send(self) -> None:
+        """Output is waiting on the client (a paused transport, a ``sendfile``, a close with
+        data still buffered): check for progress every ``send_timeout`` (policy 5)."""
+        timeout = self.config.send_timeout
+        if self._send_timer is None and timeout is not None:
+            self._arm_send(self.loop.time(), timeout)
+
+    def _arm_send(self, since: float, delay: float) -> None:
+        self._send_mark = (since, self.transport.get_write_buffer_size())
+        self._send_timer = self.loop.call_later(delay, self._on_send_check)
+
+    def _on_send_check(self) -> None:
+        self._send_timer = None
+        try:
+            timeout = self.config.send_timeout
+            size = self.transport.get_write_buffer_size()
+            cycle = self.cycle
+            waiting = size or self.flow.write_paused or (cycle is not None and cycle.sending)
+            if timeout is None or not waiting:
+                return  # nothing is waiting on the client any more
+            now = self.loop.time()
+            since, was = self._send_mark
+            # Progress: the last drain or sendfile piece, or a buffer that shrank meanwhile
+            # (when, we cannot tell: count it as now).
+            since = now if size < was else max(since, self.flow.progressed)
+            if since + timeout > now:
+                self._arm_send(since, since + timeout - now)  # reading, if slowly: look again
+                return
+            logger.info("%s - send timeout (%g s without progress): closing", self.who(), timeout)
+            self.abort()
+        except Exception:
+            self._crash("the send timeout")
 
     # -- closing ------------------------------------------------------------------------------
 
@@ -435,6 +553,8 @@ class H11Protocol(asyncio.Protocol):
         """Close the connection. ``linger``: the client may still be sending (a request
         we did not read to its end), so half-close and discard its bytes for a while
         first (policy 7)."""
+        if self.cycle is not None:
+            self.cycle.lost()  # first: stops a sendfile before its socket goes (policy 8)
         if not self._closed:
             self._closed = True
             self._cancel_timers()
@@ -452,18 +572,18 @@ class H11Protocol(asyncio.Protocol):
                 transport.close()
             self.flow.resume_reading()
             self.flow.resume_writing()
-        if self.cycle is not None:
-            self.cycle.lost()
+            if transport.get_write_buffer_size():
+                self.watch_send()  # the close waits for the client to take the rest
 
     def _crash(self, where: str) -> None:
         logger.exception("internal error in %s; closing the connection", where)
         try:
             self._closed = True
             self._cancel_timers()
-            if self.transport is not None:
-                self.transport.abort()
             if self.cycle is not None:
                 self.cycle.lost()
+            if self.transport is not None:
+                self.transport.abort()
         except Exception:
             logger.exception("error while aborting the connection")
 

@@ -10,11 +10,15 @@ Rules:
    ``out``; ``writes`` counts the calls. Writes after ``close()`` are dropped and counted in
    ``writes_after_close`` (a socket transport drops them too).
 2. ``close()`` and ``abort()`` report ``connection_lost`` to the protocol on the next loop
-   turn, like asyncio's socket transports; ``on_close`` hears of it at once.
+   turn, like asyncio's socket transports; ``on_close`` hears of it at once. Like theirs,
+   ``close()`` first waits for the write buffer to drain: while ``buffered`` is not 0 the
+   loss is reported only once ``drained()`` is called (``abort()`` never waits).
 3. Reading is visible: ``reading`` and the ``readable`` event follow ``pause_reading`` /
    ``resume_reading``, so a feeder can honour the server's flow control.
 4. Write pressure can be simulated: with ``pause_on_write`` every write pauses the
-   protocol's writing, as if the buffer passed its high-water mark.
+   protocol's writing, as if the buffer passed its high-water mark; ``buffered`` is what
+   ``get_write_buffer_size()`` reports (bytes a client has not taken yet); ``drained()``
+   empties it and resumes the protocol's writing, as a client that caught up would.
 5. Half-closing is opt-in: with ``half_close=True`` the transport can write EOF (as a TCP
    socket can: ``write_eof()`` sets ``eof_written``), so the protocol's lingering close
    runs; without it the protocol closes outright, as over TLS.
@@ -63,6 +67,8 @@ class MemoryTransport(asyncio.Transport):
         self.readable = asyncio.Event()  # set while the server reads (and once it closed)
         self.readable.set()
         self.pause_on_write = False
+        self.buffered = 0
+        self._lose_when_drained = False
         self.half_close = half_close
         self._extra: dict[str, Any] = {"peername": peer, "sockname": sockname, **(extra or {})}
 
@@ -123,11 +129,28 @@ class MemoryTransport(asyncio.Transport):
         self.readable.set()
         if self.on_close is not None:
             self.on_close()
-        self.loop.call_soon(self._lose)
+        if self.buffered:
+            self._lose_when_drained = True  # rule 2: the buffer is flushed first
+        else:
+            self.loop.call_soon(self._lose)
 
     def abort(self) -> None:
         self.aborted = True
+        self.buffered = 0
+        if self._lose_when_drained:
+            self._lose_when_drained = False
+            self.loop.call_soon(self._lose)
         self.close()
+
+    def drained(self) -> None:
+        """The client has taken everything buffered (rule 4)."""
+        self.buffered = 0
+        if self._lose_when_drained:
+            self._lose_when_drained = False
+            self.loop.call_soon(self._lose)
+        elif self.protocol is not None and not self.lost:
+            assert isinstance(self.protocol, asyncio.Protocol)
+            self.protocol.resume_writing()
 
     def _lose(self) -> None:
         self.lost = True
@@ -153,7 +176,7 @@ class MemoryTransport(asyncio.Transport):
         pass
 
     def get_write_buffer_size(self) -> int:
-        return 0
+        return self.buffered
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self.protocol = protocol

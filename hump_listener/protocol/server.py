@@ -6,7 +6,8 @@ Three lifetimes live here, outermost first:
   timeout is a named constant there with the precedents it was chosen from.
 - ``ServerState``: mutable state shared by all connections of one server (server lifetime):
   the live connections, the request tasks, the cached ``Date``/``Server`` header lines and
-  the shutting-down flag.
+  the shutting-down flag. Its once-a-second timer also asks every connection whose
+  reading is paused whether its client has left (``H11Protocol.check_peer``).
 - ``Server``: binds, accepts and drains. Connection state lives in
   ``http11`` (``H11Protocol``), request state in ``cycle`` (``RequestCycle``).
 """
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from hump_listener.protocol.config import ServerConfig
+from hump_listener.protocol.flow_control import FlowControl
 from hump_listener.protocol.http11 import H11Protocol
 from hump_listener.protocol.writer import simple_response
 from hump_listener.seam import SeamApp
@@ -32,6 +34,11 @@ logger = logging.getLogger("hump_listener.error")
 
 class Connection(Protocol):
     """What the server asks of every live connection, HTTP/1.1 or WebSocket."""
+
+    flow: FlowControl
+
+    def check_peer(self) -> None:
+        """Reading is paused: notice a client that has left (the server asks once a second)."""
 
     def shutdown(self) -> None:
         """Graceful shutdown: close when idle (HTTP), or send close 1001 (WebSocket)."""
@@ -64,6 +71,9 @@ class ServerState:
         self.clock = clock
         #: Live connections of both kinds (``max_connections`` counts them all).
         self.connections: set[Connection] = set()
+        #: Connections refused beyond ``max_connections`` that linger after their 503
+        #: (not counted in ``connections``; at most ``max_connections`` of them).
+        self.rejected: set[H11Protocol] = set()
         #: Every request task; each removes itself as its coroutine's last step.
         self.tasks: set[asyncio.Task[None]] = set()
         self.shutting_down = False
@@ -98,6 +108,13 @@ class ServerState:
     def _tick(self) -> None:
         self.refresh_date()
         self._date_timer = self.loop.call_later(1.0 - self.clock() % 1.0, self._tick)
+        self.check_paused()
+
+    def check_paused(self) -> None:
+        """A transport whose reading is paused never notices its client leaving: ask each
+        such connection to look (once a second, from the clock; never per request)."""
+        for protocol in [p for p in self.connections if p.flow.read_paused]:
+            protocol.check_peer()
 
     # Responses the server writes on its own (errors, limits): never on the hot path.
 
@@ -109,6 +126,7 @@ class ServerState:
 
     def connection_closed(self, protocol: Connection) -> None:
         self.connections.discard(protocol)
+        self.rejected.discard(protocol)
         waiter = self._closed_waiter
         if not self.connections and waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -239,5 +257,7 @@ class Server:
         if not await state.wait_connections_closed(self._deadline - loop.time()):
             for protocol in list(state.connections):
                 protocol.abort()
+        for protocol in list(state.rejected):  # 503s still lingering: not worth waiting for
+            protocol.abort()
         state.stop_clock()
         await server.wait_closed()

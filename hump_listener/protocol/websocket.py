@@ -46,6 +46,7 @@ import os
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from hump_listener.protocol.flow_control import PEER_DONE, poll_socket
 from hump_listener.seam import HeaderList, RequestHead, WebSocketDisconnect
 
 if TYPE_CHECKING:
@@ -360,6 +361,19 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def abort(self) -> None:
         self._abort()
+
+    def check_peer(self) -> None:
+        """Reading is paused (a full queue, a client not reading): if the client has
+        left (FIN or reset), read again for good so that the transport sees it and the
+        connection is released (the server asks once a second)."""
+        try:
+            if self._lost or not self._accepted:
+                return
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None and poll_socket(sock.fileno(), PEER_DONE):
+                self.flow.release_reading()
+        except Exception:
+            logger.exception("internal error in WebSocket check_peer")
 
     def _start_close(self, code: int, reason: str) -> None:
         ws = self._ws
