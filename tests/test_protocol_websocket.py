@@ -913,3 +913,31 @@ async def test_keep_alive_does_not_time_out_while_we_stopped_reading_for_the_han
     ws.clock.advance(10.1)
     assert [f.code for f in ws.frames()] == [1011]
     holder.done.set()
+
+
+async def test_a_client_that_leaves_a_paused_websocket_is_released() -> None:
+    """Reading paused at ws_max_queue (the handler takes nothing) never sees the client
+    leave on its own, and keep-alive does not ping while we stopped reading: the server's
+    once-a-second check_peer notices the FIN and releases the connection."""
+    accepted = asyncio.Event()
+
+    async def holder(head: RequestHead, channel: Channel) -> None:
+        ws = channel.websocket
+        assert ws is not None
+        await ws.accept()
+        accepted.set()
+        await asyncio.Event().wait()  # never receives
+
+    async with serve(holder, ws_max_queue=2, ws_ping_interval=None, shutdown_timeout=0) as server:
+        client = await SockWS.connect(server.port)
+        await accepted.wait()
+        await client.send(*(text(f"m{i}") for i in range(8)))
+        state = server.state
+        assert state is not None
+        [ws_conn] = list(state.connections)
+        await settle(lambda: ws_conn.flow.read_paused)
+        client.writer.close()  # the client leaves while our reading is paused
+        deadline = asyncio.get_running_loop().time() + 5.0  # the check runs once a second
+        while state.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0)
+        assert not state.connections
