@@ -678,6 +678,8 @@ class Broadcast:
 
     @property
     def started(self) -> bool:
+        """``start()`` has run (explicitly, by the app, or by a first publish/subscribe) and
+        ``stop()`` has not."""
         return self._started
 
     @property

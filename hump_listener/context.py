@@ -126,6 +126,7 @@ class HTTPContext(ConnectionContext):
         return self.set_reply(Response(str(body), status, headers))
 
     def html(self, body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+        """Reply with ``body`` as ``text/html; charset=utf-8``."""
         return self.set_reply(Response(body, status, headers, HTML))
 
     @overload
@@ -147,6 +148,8 @@ class HTTPContext(ConnectionContext):
         return self.set_reply(Response(dump_json(data), status, headers, JSON))
 
     def redirect(self, url: str, status: int = 307, headers: Mapping[str, str] | None = None) -> Response:
+        """Reply with a redirect to ``url`` (``Location``): 307 by default, which keeps the
+        method; 303 after a POST."""
         all_headers = {**(headers or {}), "Location": url}
         return self.set_reply(Response(b"", status, all_headers))
 
@@ -156,9 +159,11 @@ class HTTPContext(ConnectionContext):
         raise HTTPError(status, detail, headers)
 
     def throw_404(self, detail: str | None = None) -> None:
+        """Raise ``HTTPError(404, detail)``: the handler stops, the client gets a 404."""
         raise HTTPError(404, detail)
 
     def throw_500(self, detail: str | None = None) -> None:
+        """Raise ``HTTPError(500, detail)``: the handler stops, the client gets a 500."""
         raise HTTPError(500, detail)
 
     def stream_response(

@@ -91,19 +91,25 @@ class UploadFile:
 
     @property
     def closed(self) -> bool:
+        """The file was closed (by ``close()``, or because the request ended)."""
         return self.file.closed
 
     async def read(self, size: int = -1) -> bytes:
+        """Read up to ``size`` bytes (``-1``: the rest) from the current position."""
         return self.file.read(size)
 
     async def write(self, data: bytes) -> None:
+        """Append ``data`` (the parser does; ``size`` grows), spilling to disk past
+        ``spool_max_size``."""
         self.file.write(data)
         self.size += len(data)
 
     async def seek(self, offset: int) -> None:
+        """Move to byte ``offset`` (``seek(0)`` before reading again)."""
         self.file.seek(offset)
 
     def close(self) -> None:
+        """Close the file (and delete its temporary file, if it was spooled to disk)."""
         self.file.close()
 
     def __repr__(self) -> str:
@@ -140,12 +146,15 @@ class FormData(Mapping[str, FormValue]):
         return len(self._dict)
 
     def getlist(self, key: str) -> list[FormValue]:
+        """Every value of the field ``key`` (strings and files), in order."""
         return [v for k, v in self._list if k == key]
 
     def multi_items(self) -> list[tuple[str, FormValue]]:
+        """Every ``(field, value)`` pair, repeated fields included, in order."""
         return list(self._list)
 
     def files(self) -> list[UploadFile]:
+        """Every uploaded file of the form, in order."""
         return [v for _, v in self._list if isinstance(v, UploadFile)]
 
     def to_dict(self) -> dict[str, FormValue | list[FormValue]]:

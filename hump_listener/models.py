@@ -54,9 +54,11 @@ class MultiDict(Mapping[str, str]):
         return len(self._dict)
 
     def getlist(self, key: str) -> list[str]:
+        """Every value of ``key``, in order (``[]`` when absent)."""
         return [v for k, v in self._list if k == key]
 
     def multi_items(self) -> list[tuple[str, str]]:
+        """Every ``(key, value)`` pair, repeated keys included, in order."""
         return list(self._list)
 
     def to_dict(self) -> dict[str, str | list[str]]:
@@ -91,6 +93,7 @@ class Headers(Mapping[str, str]):
         raise KeyError(key)
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The first value of the header ``key`` (any case), or ``default``."""
         try:
             return self[key]
         except KeyError:
@@ -112,10 +115,12 @@ class Headers(Mapping[str, str]):
         return len({name for name, _ in self.raw})
 
     def getlist(self, key: str) -> list[str]:
+        """Every value of the header ``key`` (any case), in order (``[]`` when absent)."""
         k = key.lower().encode("latin-1")
         return [value.decode("latin-1") for name, value in self.raw if name == k]
 
     def multi_items(self) -> list[tuple[str, str]]:
+        """Every ``(name, value)`` pair, names lower-case, repeated ones included, in order."""
         return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw]
 
     def __repr__(self) -> str:
@@ -141,9 +146,11 @@ class MutableHeaders(Headers, MutableMapping[str, str]):
             raise KeyError(key)
 
     def add(self, key: str, value: str) -> None:
+        """Append a ``key: value`` header, keeping the others of that name (``Set-Cookie``)."""
         self.raw.append((key.lower().encode("latin-1"), _header_value(value)))
 
     def setdefault(self, key: str, default: str = "") -> str:
+        """The first value of ``key``; when there is none, add ``key: default`` and return it."""
         if key not in self:
             self.add(key, default)
             return default
@@ -210,16 +217,21 @@ class Request:
 
     @property
     def cookies(self) -> dict[str, str]:
+        """The ``Cookie`` header(s) as a dict, parsed leniently (one bad cookie drops no
+        others); parsed once."""
         if self._cookies is None:
             self._cookies = parse_cookies(";".join(self.headers.getlist("cookie")))
         return self._cookies
 
     @property
     def content_type(self) -> str:
+        """The ``Content-Type`` header's value, ``""`` when absent."""
         return str(self.headers.get("content-type", ""))
 
     @property
     def url(self) -> str:
+        """The full URL as the client asked for it: scheme, ``Host`` (else the server address),
+        raw path and query."""
         host = self.headers.get("host") or (f"{self.server[0]}:{self.server[1]}" if self.server else "")
         qs = f"?{self.query_string.decode('latin-1')}" if self.query_string else ""
         return f"{self.scheme}://{host}{self.raw_path.decode('latin-1')}{qs}"

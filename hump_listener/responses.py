@@ -129,6 +129,8 @@ class FileResponse(Response):
         return self.count
 
     async def send(self, channel: Channel, head_only: bool) -> None:
+        """Send the file through ``channel`` in ``chunk_size`` pieces (``channel.sendfile``:
+        zero-copy where the transport allows); ``head_only``: the head alone. Called by the app."""
         if head_only or self.status in NO_BODY_STATUSES:
             channel.respond(self.status, self.header_list(), b"")
             return
@@ -290,6 +292,8 @@ class StreamingResponse(Response):
         return None
 
     async def send(self, channel: Channel, head_only: bool) -> None:
+        """Send the chunks through ``channel`` as they come (chunked encoding), closing the
+        iterator if the client leaves; ``head_only``: the head alone. Called by the app."""
         iterator: AsyncIterator[bytes | str] = aiter(self.content)
         try:
             if head_only or self.status in NO_BODY_STATUSES:

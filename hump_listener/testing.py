@@ -108,6 +108,7 @@ class TestResponse:
 
     @property
     def text(self) -> str:
+        """The body decoded with the charset of its ``Content-Type`` (UTF-8 by default)."""
         charset = "utf-8"
         for part in self.headers.get("content-type", "").split(";")[1:]:
             key, _, value = part.strip().partition("=")
@@ -116,6 +117,7 @@ class TestResponse:
         return self.content.decode(charset, errors="replace")
 
     def json(self) -> Any:
+        """The body parsed as JSON."""
         return json_module.loads(self.content)
 
     @property
@@ -221,11 +223,14 @@ class AsyncTestClient:
     # shutdown drains the background events (up to the app's drain time) and never raises.
 
     async def startup(self) -> None:
+        """Run the app's startup (``app.run_startup()``); ``async with`` does it."""
         run_startup = getattr(self.app, "run_startup", None)
         if run_startup is not None:
             await run_startup()
 
     async def shutdown(self) -> None:
+        """Run the app's shutdown (``app.run_shutdown()``, draining background events); ``async
+        with`` does it."""
         run_shutdown = getattr(self.app, "run_shutdown", None)
         if run_shutdown is not None:
             await run_shutdown()
@@ -255,6 +260,13 @@ class AsyncTestClient:
         json: Any = None,
         timeout: Any = _DEFAULT,
     ) -> TestResponse:
+        """Send one request through the server's protocol and return the whole response.
+
+        ``params`` (query), ``headers``, ``cookies`` (added to the client's for this
+        request), and one body: ``json=`` (JSON), ``files=`` (multipart, with ``data=``
+        fields), ``data=`` (a mapping: urlencoded; bytes/str: as is) or ``content=`` (bytes,
+        str, or an iterable of chunks, sent chunked). ``timeout`` (seconds, ``None``: none)
+        defaults to the client's."""
         target = self._target(url, params)
         extra: list[tuple[str, str]] = []
         body: bytes | AsyncIterable[bytes] | Iterable[bytes] | None = None
@@ -297,24 +309,31 @@ class AsyncTestClient:
         return response
 
     async def get(self, url: str, **kw: Any) -> TestResponse:
+        """``request("GET", url, ...)``."""
         return await self.request("GET", url, **kw)
 
     async def head(self, url: str, **kw: Any) -> TestResponse:
+        """``request("HEAD", url, ...)``."""
         return await self.request("HEAD", url, **kw)
 
     async def options(self, url: str, **kw: Any) -> TestResponse:
+        """``request("OPTIONS", url, ...)``."""
         return await self.request("OPTIONS", url, **kw)
 
     async def post(self, url: str, **kw: Any) -> TestResponse:
+        """``request("POST", url, ...)``."""
         return await self.request("POST", url, **kw)
 
     async def put(self, url: str, **kw: Any) -> TestResponse:
+        """``request("PUT", url, ...)``."""
         return await self.request("PUT", url, **kw)
 
     async def patch(self, url: str, **kw: Any) -> TestResponse:
+        """``request("PATCH", url, ...)``."""
         return await self.request("PATCH", url, **kw)
 
     async def delete(self, url: str, **kw: Any) -> TestResponse:
+        """``request("DELETE", url, ...)``."""
         return await self.request("DELETE", url, **kw)
 
     def websocket_connect(
@@ -495,6 +514,7 @@ class TestClient:
 
     @property
     def cookies(self) -> dict[str, str]:
+        """The cookie jar: name → value, updated by each response's ``Set-Cookie``."""
         return self._client.cookies
 
     @cookies.setter
@@ -569,24 +589,31 @@ class TestClient:
         return response
 
     def get(self, url: str, **kw: Any) -> TestResponse:
+        """``request("GET", url, ...)``."""
         return self.request("GET", url, **kw)
 
     def head(self, url: str, **kw: Any) -> TestResponse:
+        """``request("HEAD", url, ...)``."""
         return self.request("HEAD", url, **kw)
 
     def options(self, url: str, **kw: Any) -> TestResponse:
+        """``request("OPTIONS", url, ...)``."""
         return self.request("OPTIONS", url, **kw)
 
     def post(self, url: str, **kw: Any) -> TestResponse:
+        """``request("POST", url, ...)``."""
         return self.request("POST", url, **kw)
 
     def put(self, url: str, **kw: Any) -> TestResponse:
+        """``request("PUT", url, ...)``."""
         return self.request("PUT", url, **kw)
 
     def patch(self, url: str, **kw: Any) -> TestResponse:
+        """``request("PATCH", url, ...)``."""
         return self.request("PATCH", url, **kw)
 
     def delete(self, url: str, **kw: Any) -> TestResponse:
+        """``request("DELETE", url, ...)``."""
         return self.request("DELETE", url, **kw)
 
     @contextlib.contextmanager
@@ -757,6 +784,7 @@ class AsyncWebSocketSession:
     # -- the API -----------------------------------------------------------------------
 
     async def send(self, message: str | bytes) -> None:
+        """Send a text (``str``) or binary (``bytes``) message to the server."""
         if isinstance(message, str):
             self._ws.send_text(message.encode())
         else:
@@ -765,12 +793,15 @@ class AsyncWebSocketSession:
         await asyncio.sleep(0)
 
     async def send_text(self, text: str) -> None:
+        """Send ``text`` in a text frame."""
         await self.send(text)
 
     async def send_bytes(self, data: bytes) -> None:
+        """Send ``data`` in a binary frame."""
         await self.send(bytes(data))
 
     async def send_json(self, data: Any, mode: str = "text") -> None:
+        """Send ``data`` as JSON, in a text frame (``mode="binary"``: a binary frame)."""
         text = json_module.dumps(data)
         await self.send(text if mode == "text" else text.encode())
 
@@ -790,18 +821,21 @@ class AsyncWebSocketSession:
         return message
 
     async def receive_text(self) -> str:
+        """The next message, which must be text (else ``TypeError``)."""
         message = await self.receive()
         if not isinstance(message, str):
             raise TypeError(f"expected a text message, got {message!r}")
         return message
 
     async def receive_bytes(self) -> bytes:
+        """The next message, which must be binary (else ``TypeError``)."""
         message = await self.receive()
         if not isinstance(message, bytes):
             raise TypeError(f"expected a binary message, got {message!r}")
         return message
 
     async def receive_json(self) -> Any:
+        """The next message parsed as JSON."""
         return json_module.loads(await self.receive())
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -825,48 +859,63 @@ class WebSocketSession:
 
     @property
     def subprotocol(self) -> str | None:
+        """The subprotocol the server chose in its 101, or ``None``."""
         return self._session.subprotocol
 
     @property
     def headers(self) -> Headers:
+        """The headers of the server's 101 response."""
         return self._session.headers
 
     @property
     def close_code(self) -> int | None:
+        """The close code the server sent (1006 if it dropped the connection), or ``None``
+        while open."""
         return self._session.close_code
 
     @property
     def close_reason(self) -> str | None:
+        """The reason of the server's close frame, or ``None`` while open."""
         return self._session.close_reason
 
     def send(self, message: str | bytes) -> None:
+        """Send a text (``str``) or binary (``bytes``) message to the server."""
         self._client._run(self._session.send(message))
 
     def send_text(self, text: str) -> None:
+        """Send ``text`` in a text frame."""
         self._client._run(self._session.send_text(text))
 
     def send_bytes(self, data: bytes) -> None:
+        """Send ``data`` in a binary frame."""
         self._client._run(self._session.send_bytes(data))
 
     def send_json(self, data: Any, mode: str = "text") -> None:
+        """Send ``data`` as JSON, in a text frame (``mode="binary"``: a binary frame)."""
         self._client._run(self._session.send_json(data, mode))
 
     def receive(self) -> str | bytes:
+        """The next message (``str`` or ``bytes``); ``WebSocketDisconnect`` once the server has
+        closed."""
         message: str | bytes = self._client._run(self._session.receive())
         return message
 
     def receive_text(self) -> str:
+        """The next message, which must be text (else ``TypeError``)."""
         text: str = self._client._run(self._session.receive_text())
         return text
 
     def receive_bytes(self) -> bytes:
+        """The next message, which must be binary (else ``TypeError``)."""
         data: bytes = self._client._run(self._session.receive_bytes())
         return data
 
     def receive_json(self) -> Any:
+        """The next message parsed as JSON."""
         return self._client._run(self._session.receive_json())
 
     def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake with ``code`` and ``reason`` (a no-op once closing)."""
         self._client._run(self._session.close(code, reason))
 
 

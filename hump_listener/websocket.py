@@ -90,6 +90,7 @@ class WebSocket(ConnectionContext):
 
     @property
     def accepted(self) -> bool:
+        """The 101 was sent (``accept()`` ran); stays True after the connection closed."""
         return self.channel.accepted
 
     @property
@@ -130,6 +131,8 @@ class WebSocket(ConnectionContext):
         return await self.channel.receive()
 
     async def receive_text(self) -> str:
+        """The next message, which must be text: a binary one closes the connection with 1003
+        and raises ``WebSocketDisconnect``."""
         message = await self.channel.receive()
         if not isinstance(message, str):
             await self._refuse("expected a text message")
@@ -137,6 +140,8 @@ class WebSocket(ConnectionContext):
         return message
 
     async def receive_bytes(self) -> bytes:
+        """The next message, which must be binary: a text one closes the connection with 1003
+        and raises ``WebSocketDisconnect``."""
         message = await self.channel.receive()
         if not isinstance(message, bytes):
             await self._refuse("expected a binary message")
@@ -169,6 +174,8 @@ class WebSocket(ConnectionContext):
             return
 
     async def iter_text(self) -> AsyncIterator[str]:
+        """Every message as ``receive_text()`` gives it; ends quietly when the connection
+        closes."""
         try:
             while True:
                 yield await self.receive_text()
@@ -176,6 +183,8 @@ class WebSocket(ConnectionContext):
             return
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Every message as ``receive_bytes()`` gives it; ends quietly when the connection
+        closes."""
         try:
             while True:
                 yield await self.receive_bytes()
@@ -183,6 +192,8 @@ class WebSocket(ConnectionContext):
             return
 
     async def iter_json(self) -> AsyncIterator[Any]:
+        """Every message as ``receive_json()`` gives it; ends quietly when the connection
+        closes."""
         try:
             while True:
                 yield await self.receive_json()
@@ -197,9 +208,12 @@ class WebSocket(ConnectionContext):
         await self.channel.send(message)
 
     async def send_text(self, text: str) -> None:
+        """Send ``text`` in a text frame (``WebSocketDisconnect`` if the connection is closed)."""
         await self.channel.send(text)
 
     async def send_bytes(self, data: bytes) -> None:
+        """Send ``data`` in a binary frame (``WebSocketDisconnect`` if the connection is
+        closed)."""
         await self.channel.send(bytes(data))
 
     async def send_json(self, data: Any, mode: str = "text") -> None:

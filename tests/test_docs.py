@@ -1,0 +1,148 @@
+"""The reference documentation (issue 14 item 7): every public callable has a docstring,
+the API reference page covers every public name, every page is in the nav. The site itself
+is built by scripts/test (`mkdocs build --strict`).
+
+Public means: every name in ``hump_listener.__all__``, the clients of
+``hump_listener.testing`` and ``hump_listener.protocol.ServerConfig``; for the classes
+among them, every public method, property and classmethod defined in hump_listener's own
+code (methods inherited unchanged from tiny-listener are tiny-listener's to document).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hump_listener
+import hump_listener.testing
+from hump_listener.protocol import ServerConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TESTING_NAMES = ["AsyncTestClient", "AsyncWebSocketSession", "TestClient", "TestResponse",
+                 "WebSocketRejected", "WebSocketSession"]
+
+#: Public callables still without a docstring in app.py, routing.py, events.py and
+#: endpoints.py, which another change is splitting (and documenting) at the same time.
+#: Strict: an entry that has gained a docstring fails ``test_the_allow_list_is_exact``, so
+#: the list is emptied as they land. THE LEAD EMPTIES THIS LIST AT MERGE.
+PENDING_IN_SPLIT_FILES = {
+    "App.access_log",
+    "App.add_after_event_hook",
+    "App.add_before_event_hook",
+    "App.add_on_error_hook",
+    "App.add_on_event_hook",
+    "App.delete",
+    "App.get",
+    "App.install_signal_handlers",
+    "App.patch",
+    "App.post",
+    "App.put",
+    "App.remove_on_event_hook",
+    "App.route",
+    "App.set_context_cls",
+    "App.url",
+    "HTTPContext.new_event",
+    "WebSocket.new_event",
+}
+
+
+def public_objects() -> Iterator[tuple[str, Any]]:
+    for name in hump_listener.__all__:
+        if name != "__version__":
+            yield name, getattr(hump_listener, name)
+    for name in TESTING_NAMES:
+        yield name, getattr(hump_listener.testing, name)
+    yield "ServerConfig", ServerConfig
+
+
+def own_members(cls: type) -> Iterator[tuple[str, Any]]:
+    """``(name, member)`` for the public callables ``cls`` gets from hump_listener's code."""
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("hump_listener"):
+            continue
+        for name, member in vars(klass).items():
+            if name.startswith("_") or name in seen:
+                continue
+            seen.add(name)
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
+            if isinstance(member, property):
+                member = member.fget
+            elif hasattr(member, "func") and hasattr(member, "attrname"):  # cached_property
+                member = member.func
+            if inspect.isfunction(member):
+                yield name, member
+
+
+def undocumented() -> list[str]:
+    missing: list[str] = []
+    for name, obj in public_objects():
+        if not (inspect.getdoc(obj) or "").strip():
+            missing.append(name)
+        if inspect.isclass(obj):
+            for member_name, member in own_members(obj):
+                if not (member.__doc__ or "").strip():
+                    missing.append(f"{name}.{member_name}")
+    return sorted(set(missing))
+
+
+def test_every_public_callable_has_a_docstring() -> None:
+    missing = [name for name in undocumented() if name not in PENDING_IN_SPLIT_FILES]
+    assert not missing, "public callables without a docstring:\n  " + "\n  ".join(missing)
+
+
+def test_the_allow_list_is_exact() -> None:
+    """Strict: each allow-listed name still lacks its docstring (else: remove it)."""
+    documented_now = PENDING_IN_SPLIT_FILES - set(undocumented())
+    assert not documented_now, f"documented now, remove from PENDING_IN_SPLIT_FILES: {sorted(documented_now)}"
+
+
+def test_the_docstring_check_can_fail() -> None:
+    class Bare:
+        """Documented class."""
+
+        def method(self) -> None:
+            pass
+
+        @property
+        def prop(self) -> int:
+            return 1
+
+    Bare.__module__ = "hump_listener.example"
+    assert [name for name, _ in own_members(Bare)] == ["method", "prop"]
+    assert all(not (member.__doc__ or "").strip() for _, member in own_members(Bare))
+
+
+# -- the API reference page ---------------------------------------------------------------
+
+
+def test_the_api_reference_covers_every_public_name() -> None:
+    page = (ROOT / "docs" / "reference.md").read_text()
+    documented = set(re.findall(r"^::: ([\w.]+)", page, re.M))
+    for name in hump_listener.__all__:
+        if name == "__version__":
+            continue
+        assert f"hump_listener.{name}" in documented, f"docs/reference.md has no ::: hump_listener.{name}"
+    for name in TESTING_NAMES:
+        assert f"hump_listener.testing.{name}" in documented, name
+    assert "hump_listener.protocol.ServerConfig" in documented
+
+
+def test_every_docs_page_is_in_the_nav() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        rel = page.relative_to(ROOT / "docs").as_posix()
+        assert rel in nav, f"mkdocs.yml's nav misses {rel}"
+
+
+def test_the_issue_topics_have_a_page() -> None:
+    """Issue 14 item 7: a getting-started page and one page per topic."""
+    for name in ("index", "routing", "requests", "responses", "middleware", "static-files", "forms",
+                 "streaming", "websockets", "events", "broadcast", "testing", "deployment",
+                 "configuration", "http", "reference"):
+        assert (ROOT / "docs" / f"{name}.md").exists(), name
