@@ -121,7 +121,8 @@ DEFAULT_WS_MAX_MESSAGE_SIZE = 1024 * 1024
 #: ``max_queue``: 16; uvicorn pauses after every message until the app takes it.
 DEFAULT_WS_MAX_QUEUE = 16
 #: Inbound silence before a keep-alive ping. websockets and uvicorn: 20 s; aiohttp
-#: ``heartbeat``: off. Below nginx's 60 s ``proxy_read_timeout``, so proxies keep it open.
+#: ``heartbeat``: off. Ping interval + ping timeout (40 s) stay below nginx's default 60 s
+#: ``proxy_read_timeout`` (deploy/nginx.conf sets 75 s), so a proxy never cuts a live connection.
 DEFAULT_WS_PING_INTERVAL: float | None = 20.0
 #: No inbound byte this long after a ping → close 1011. websockets and uvicorn: 20 s.
 DEFAULT_WS_PING_TIMEOUT = 20.0
