@@ -16,6 +16,7 @@ websockets' ``Frame.serialize`` writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import struct
@@ -26,7 +27,7 @@ import pytest
 
 pytest.importorskip("websockets")
 
-from protocol_helpers import Conn, settle
+from protocol_helpers import Conn, serve, settle
 from websockets.frames import BINARY, TEXT, Frame
 
 from hump_listener.protocol.websocket import WebSocketProtocol, _frame_head
@@ -405,3 +406,77 @@ async def test_fast_send_is_not_used_for_bytearray_or_memoryview() -> None:
     conn.transport.abort()
     await conn.settle()
 
+
+
+# -- over real sockets ------------------------------------------------------------------------
+
+
+async def echo_app(head: RequestHead, channel: Channel) -> None:
+    ws = channel.websocket
+    assert ws is not None
+    await ws.accept()
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            await ws.send(await ws.receive())
+
+
+async def read_frames(reader: asyncio.StreamReader, count: int) -> list[tuple[int, bytes]]:
+    frames = []
+    for _ in range(count):
+        first, second = await reader.readexactly(2)
+        length = second & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", await reader.readexactly(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", await reader.readexactly(8))[0]
+        frames.append((first, await reader.readexactly(length)))
+    return frames
+
+
+async def open_ws(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(HANDSHAKE)
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
+    return reader, writer
+
+
+async def test_socket_connections_echo_their_own_frames() -> None:
+    """Several connections on one loop, frames arriving together, and a message over
+    asyncio's 256 KiB read size (several reads, websockets' path): each gets its own bytes
+    back, in order."""
+    big = os.urandom(256 * 1024 + 12345)
+    async with asyncio.timeout(20), serve(echo_app, ws_ping_interval=None) as server:
+        conns = [await open_ws(server.port) for _ in range(3)]
+        for i, (_, writer) in enumerate(conns):  # all written before any is read
+            writer.write(text(f"hello {i}") + binary(bytes([i]) * 300) + text("é" * i))
+        for i, (reader, _) in enumerate(conns):
+            assert await read_frames(reader, 3) == [
+                (0x81, f"hello {i}".encode()),
+                (0x82, bytes([i]) * 300),
+                (0x81, ("é" * i).encode()),
+            ]
+        reader, writer = conns[0]
+        writer.write(binary(big) + text("after"))
+        assert await read_frames(reader, 2) == [(0x82, big), (0x81, b"after")]
+        for reader, writer in conns:
+            writer.write(close(1000))
+            assert await read_frames(reader, 1) == [(0x88, struct.pack("!H", 1000))]
+            writer.close()
+
+
+async def test_a_frame_read_in_two_parts_survives_other_connections_reads() -> None:
+    """The first part of a frame is kept (``_partial``) while other connections' reads
+    come and go; the frame is whole once its rest arrives."""
+    payload = bytes(range(256)) * 4
+    data = binary(payload)
+    async with asyncio.timeout(10), serve(echo_app, ws_ping_interval=None) as server:
+        (reader_a, writer_a), (reader_b, writer_b) = [await open_ws(server.port) for _ in range(2)]
+        writer_a.write(data[:500])
+        await writer_a.drain()
+        for i in range(3):
+            writer_b.write(binary(bytes([i]) * 700))
+            assert await read_frames(reader_b, 1) == [(0x82, bytes([i]) * 700)]
+        writer_a.write(data[500:])
+        assert await read_frames(reader_a, 1) == [(0x82, payload)]
+        writer_a.close()
+        writer_b.close()
