@@ -1,14 +1,16 @@
 """WebSocket benchmark: hump_listener beside uvicorn's WebSocket stacks and Starlette.
 
-    python benchmarks/websocket.py            # 3 interleaved rounds, ~5 min
+    python benchmarks/websocket.py            # 3 rounds, ~5.5 min
     python benchmarks/websocket.py --quick    # smoke run, ~1 min
     python benchmarks/websocket.py --only W2 --rounds 5 --servers hump,uvicorn-sansio
 
 The same side-by-side style as run.py (whose server launching and /proc readings it
 reuses): every server runs pinned to CPU 0, the load generator (benchmarks/wsload.py, one
-process on uvloop) and this harness on CPU 1; rounds are interleaved, every other one in
-reverse order; each server is started fresh for each round (W1 and W2 share a launch, W3
-gets its own) and killed afterwards.
+process on uvloop) and this harness on CPU 1. W1 and W2 are measured the way run.py
+measures S2 and S5 (``run_echo_phase``): in each round every server is started, all but
+the measured one are stopped with SIGSTOP, and ``--repeats`` slots each measure every
+server once, the order rotated from slot to slot. W3 starts each server fresh, once per
+round, in an order reversed every other round. Every server is killed afterwards.
 
 Scenarios (one "message" is one echo: a 32-byte text frame in, the same frame back):
 
@@ -36,6 +38,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -197,21 +200,60 @@ def record(samples: Samples, key: str, name: str, sample: dict[str, Any]) -> Non
     print(f"    {key} {name:<20} {brief(sample)}", flush=True)
 
 
+def measure(key: str, port: int, pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        if key == "W3":
+            return load("idle", port, pid, args.idle_connections, args)
+        return echo_sample(load("echo", port, pid, 1 if key == "W1" else 50, args))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def run_launch(spec: ServerSpec, keys: list[str], args: argparse.Namespace, samples: Samples) -> None:
+    """W3: a fresh server, measured, stopped."""
     try:
         with harness.running(spec) as (proc, port):
             for key in keys:
-                try:
-                    if key == "W3":
-                        result = load("idle", port, proc.pid, args.idle_connections, args)
-                    else:
-                        result = echo_sample(load("echo", port, proc.pid, 1 if key == "W1" else 50, args))
-                except (OSError, subprocess.TimeoutExpired) as exc:
-                    result = {"error": f"{type(exc).__name__}: {exc}"}
-                record(samples, key, spec.name, result)
+                record(samples, key, spec.name, measure(key, port, proc.pid, args))
     except ServerStartError as exc:
         for key in keys:
             record(samples, key, spec.name, {"error": f"server failed to start: {exc}"})
+
+
+def run_echo_phase(
+    specs: list[ServerSpec], keys: list[str], args: argparse.Namespace, samples: Samples, round_no: int
+) -> None:
+    """W1 and W2, the way run.py measures S2 and S5: the shared VM's noise comes in bursts
+    of seconds, enough to decide a 1.5x ratio by which server a burst fell on. So every
+    server of the round is started at once and stopped (SIGSTOP: it cannot disturb), and
+    ``--repeats`` slots each measure every server once (SIGCONT, W1 then W2, SIGSTOP), the
+    order rotated from slot to slot and round to round: measurements of different servers
+    are seconds apart, and a burst falls on them alike."""
+    with contextlib.ExitStack() as stack:
+        up: list[tuple[ServerSpec, Any, int]] = []
+        for spec in specs:
+            try:
+                proc, port = stack.enter_context(harness.running(spec))
+            except ServerStartError as exc:
+                for key in keys:
+                    record(samples, key, spec.name, {"error": f"server failed to start: {exc}"})
+                continue
+            up.append((spec, proc, port))
+        for _, proc, _ in up:  # runs before the servers' own exits: a stopped one ignores SIGTERM
+            stack.callback(harness._signal_tree, proc, signal.SIGCONT)
+        for _, proc, _ in up:
+            harness._signal_tree(proc, signal.SIGSTOP)
+        for slot in range(args.repeats):
+            shift = ((round_no - 1) * args.repeats + slot) % max(len(up), 1)
+            for spec, proc, port in up[shift:] + up[:shift]:
+                if time.monotonic() > args.deadline:
+                    return
+                harness._signal_tree(proc, signal.SIGCONT)
+                try:
+                    for key in keys:
+                        record(samples, key, spec.name, measure(key, port, proc.pid, args))
+                finally:
+                    harness._signal_tree(proc, signal.SIGSTOP)
 
 
 # --------------------------------------------------------------------------- report
@@ -322,7 +364,8 @@ def noise_warning(summary: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
 
 def report(summary: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespace, load_avg: str) -> str:
     lines = [
-        f"# WebSocket results: {args.rounds} round(s) x {args.duration}s (+{args.warmup}s warmup), "
+        f"# WebSocket results: {args.rounds} round(s), W1/W2 {args.repeats} slot(s) per round of "
+        f"{args.duration}s (+{args.warmup}s warmup), "
         f"servers on CPU {SERVER_CPU}, load generator on CPU {CLIENT_CPU} (client loop: {args.client_loop_used}), "
         f"uvicorn --loop {args.uvicorn_loop}, Starlette on --ws {args.starlette_ws}, load average at start {load_avg}",
     ]
@@ -344,7 +387,10 @@ def report(summary: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="WebSocket benchmarks (see benchmarks/README.md)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--duration", type=float, default=5, help="seconds per measurement (default 5)")
+    parser.add_argument("--duration", type=float, default=3, help="seconds per measurement (default 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="W1/W2 measurements of each server per round (default 2)"
+    )
     parser.add_argument("--warmup", type=float, default=1, help="seconds of load before each (default 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round x 2 s, 500 idle connections")
     parser.add_argument("--only", default="", help="comma-separated scenarios: W1,W2,W3")
@@ -363,9 +409,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=RESULTS / "websocket.json", help="where to save results")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.duration, args.warmup, args.idle_connections = 1, 2, 1, 500
-    if args.rounds < 1 or args.duration <= 0 or args.warmup < 0 or args.idle_connections < 1:
-        parser.error("--rounds, --duration and --idle-connections must be positive, --warmup >= 0")
+        args.rounds, args.repeats, args.duration, args.warmup, args.idle_connections = 1, 1, 2, 1, 500
+    if min(args.rounds, args.repeats, args.idle_connections) < 1 or args.duration <= 0 or args.warmup < 0:
+        parser.error("--rounds, --repeats, --duration and --idle-connections must be positive, --warmup >= 0")
     return args
 
 
@@ -418,27 +464,27 @@ def main(argv: list[str] | None = None) -> int:
         args.client_loop_used = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     load_avg = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average {load_avg}", flush=True)
-    # One launch per server for W1+W2, one for W3 (a fresh process: RSS after load differs).
-    launches: list[tuple[ServerSpec, list[str]]] = []
+    # W1+W2: one phase per round with every server up (run_echo_phase); W3: a fresh
+    # launch per server (RSS after load differs), in an order reversed every other round.
     echo_keys = [k for k in keys if k != "W3"]
-    if echo_keys:
-        launches += [(spec, echo_keys) for spec in specs.values()]
-    if "W3" in keys:
-        launches += [(spec, ["W3"]) for spec in specs.values()]
     samples: Samples = {}
     started = time.monotonic()
-    stopped_early = False
+    args.deadline = started + args.max_seconds
     for round_no in range(1, args.rounds + 1):
         print(f"== round {round_no}/{args.rounds} ({time.monotonic() - started:.0f}s elapsed)", flush=True)
-        for spec, its_keys in launches if round_no % 2 else launches[::-1]:
-            if time.monotonic() - started > args.max_seconds:
-                stopped_early = True
-                break
-            run_launch(spec, its_keys, args, samples)
+        order = list(specs.values()) if round_no % 2 else list(specs.values())[::-1]
+        if echo_keys:
+            run_echo_phase(order, echo_keys, args, samples, round_no)
+        if "W3" in keys:
+            for spec in order:
+                if time.monotonic() > args.deadline:
+                    break
+                run_launch(spec, ["W3"], args, samples)
+    stopped_early = time.monotonic() > args.deadline
     summary = harness.summarize(samples)
     text = report(summary, args, load_avg)
     if stopped_early:
-        text += f"\n\nNOTE: no launch started after --max-seconds {args.max_seconds:.0f}: rows have fewer rounds."
+        text += f"\n\nNOTE: nothing started after --max-seconds {args.max_seconds:.0f}: rows have fewer samples."
     print("\n" + text)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {"environment": environment(args, load_avg), "summary": summary, "samples": samples, "table": text}
