@@ -73,10 +73,14 @@ CLIENT_SLACK = 60
 # --------------------------------------------------------------------------- servers
 
 
-def _hump(port: int) -> tuple[list[str], dict[str, str]]:
-    env = {"HUMP_PORT": str(port), "HUMP_HOST": HOST, "HUMP_ACCESS_LOG": "0", "HUMP_PARSER": "h11"}
-    env["PYTHONPATH"] = harness._pythonpath()
-    return [*harness._tiny_listener(), "--app-dir", str(APPS), "hump_ws:app"], env
+def _hump(loop: str) -> Callable[[int], tuple[list[str], dict[str, str]]]:
+    def command(port: int) -> tuple[list[str], dict[str, str]]:
+        env = {"HUMP_PORT": str(port), "HUMP_HOST": HOST, "HUMP_ACCESS_LOG": "0", "HUMP_PARSER": "h11"}
+        env["PYTHONPATH"] = harness._pythonpath()
+        env["BENCH_LOOP"] = loop  # apps/hump_ws.py installs uvloop's policy for "uvloop"
+        return [*harness._tiny_listener(), "--app-dir", str(APPS), "hump_ws:app"], env
+
+    return command
 
 
 def _uvicorn(app: str, ws: str, loop: str) -> Callable[[int], tuple[list[str], dict[str, str]]]:
@@ -102,11 +106,12 @@ def uvicorn_has(ws: str) -> bool:
     return False
 
 
-def server_specs(loop: str, starlette_ws: str) -> tuple[dict[str, ServerSpec], list[str]]:
+def server_specs(loop: str, starlette_ws: str, hump_loop: str) -> tuple[dict[str, ServerSpec], list[str]]:
     """The servers, and why any is left out."""
     skipped: list[str] = []
     loop_req = ("uvloop",) if loop == "uvloop" else ()
-    specs = [ServerSpec(HUMP, _hump, ("hump_listener", "tiny_listener", "h11", "websockets"))]
+    hump_req = ("hump_listener", "tiny_listener", "h11", "websockets", *(("uvloop",) if hump_loop == "uvloop" else ()))
+    specs = [ServerSpec(HUMP, _hump(hump_loop), hump_req)]
     for name, ws, lib in (
         ("uvicorn-sansio", "websockets-sansio", "websockets"),
         ("uvicorn-websockets", "websockets", "websockets"),
@@ -367,7 +372,8 @@ def report(summary: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
         f"# WebSocket results: {args.rounds} round(s), W1/W2 {args.repeats} slot(s) per round of "
         f"{args.duration}s (+{args.warmup}s warmup), "
         f"servers on CPU {SERVER_CPU}, load generator on CPU {CLIENT_CPU} (client loop: {args.client_loop_used}), "
-        f"uvicorn --loop {args.uvicorn_loop}, Starlette on --ws {args.starlette_ws}, load average at start {load_avg}",
+        f"hump on {args.hump_loop}, uvicorn --loop {args.uvicorn_loop}, Starlette on --ws {args.starlette_ws}, "
+        f"load average at start {load_avg}",
     ]
     lines += noise_warning(summary)
     for key, title in SCENARIOS.items():
@@ -398,6 +404,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle-connections", type=int, default=2000, help="W3 connection count (default 2000)")
     parser.add_argument("--size", type=int, default=32, help="message payload bytes (default 32)")
     parser.add_argument("--uvicorn-loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument(
+        "--hump-loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="hump_listener's loop (default asyncio, its own; uvloop: apps/hump_ws.py installs uvloop's policy)",
+    )
     parser.add_argument(
         "--starlette-ws",
         choices=("websockets-sansio", "websockets", "wsproto"),
@@ -451,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [k for k in keys if k not in SCENARIOS]
     if unknown:
         sys.exit(f"unknown scenario(s): {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
-    specs, skipped = server_specs(args.uvicorn_loop, args.starlette_ws)
+    specs, skipped = server_specs(args.uvicorn_loop, args.starlette_ws, args.hump_loop)
     wanted = {n.strip() for n in args.servers.split(",") if n.strip()}
     if wanted:
         specs = {name: spec for name, spec in specs.items() if name in wanted}
