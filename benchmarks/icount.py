@@ -12,6 +12,7 @@ not counted), so a change it likes is confirmed with ``run.py`` before it is quo
     python benchmarks/icount.py                  # all three requests, pure h11
     HUMP_PARSER=h11_mypyc python benchmarks/icount.py --only "GET /"
     python benchmarks/icount.py --routes         # S5's apps: 1 route vs 1000, the last one hit
+    python benchmarks/icount.py --ws             # WebSocket echo messages (inproc.py's WS rows)
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ import asyncio, sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/apps"]
 import inproc
 raw = sys.argv[2].encode("latin-1")
+if sys.argv[4].startswith("ws:"):  # WebSocket messages, this many per read
+    asyncio.run(inproc.run_ws(int(sys.argv[4][3:]), int(sys.argv[3])))
+    sys.exit()
 if sys.argv[4]:  # an app of benchmarks/apps instead of the demo
     inproc.http_web.app = __import__(sys.argv[4]).app
 asyncio.run(inproc.run(raw, int(sys.argv[3])))
@@ -60,13 +64,17 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=500, help="requests in the first run (default 500)")
     parser.add_argument("--large", type=int, default=2500, help="requests in the second run (default 2500)")
     parser.add_argument("--routes", action="store_true", help="S5's apps: 1 route vs 1000 (apps/hump_routes.py)")
+    parser.add_argument("--ws", action="store_true", help="WebSocket echo messages (apps/hump_ws.py)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install -y valgrind)")
     if args.large <= args.small:
         parser.error("--large must exceed --small")
     cases: list[tuple[str, bytes, str, dict[str, str]]] = []
-    if args.routes:
+    if args.ws:
+        for name, per_read in inproc.WS_RUNS.items():
+            cases.append((name, b"", f"ws:{per_read}", {}))
+    elif args.routes:
         for routes, path in ((1, "/r0/bob"), (1000, "/r999/bob")):
             raw = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n".encode()
             cases.append((f"{routes} route(s), GET {path}", raw, "hump_routes", {"BENCH_ROUTES": str(routes)}))
@@ -77,7 +85,8 @@ def main() -> int:
             cases.append((name, inproc.REQUESTS[name], "", {}))
     for label, raw, app, env in cases:
         extra = instructions(raw, args.large, app, env) - instructions(raw, args.small, app, env)
-        print(f"{label:<30} {extra / (args.large - args.small) / 1000:7.1f}k instructions/request", flush=True)
+        unit = "message" if args.ws else "request"
+        print(f"{label:<30} {extra / (args.large - args.small) / 1000:7.1f}k instructions/{unit}", flush=True)
     return 0
 
 

@@ -6,6 +6,12 @@ demo app, one request at a time on one kept-alive connection, and reports µs/re
 shared 2-core VM; ``benchmarks/run.py`` remains the benchmark against peers.
 
     python benchmarks/inproc.py [--requests 20000] [--repeat 5] [--profile]
+
+The ``WS echo`` rows do the same for WebSocket messages: one connection to
+``benchmarks/apps/hump_ws.py``'s echo route is upgraded, then masked 32-byte text frames are
+fed one per ``data_received`` (or 16 per read, as a busy connection's reads coalesce) and
+each echo is waited for: µs per message through the protocol, the WebSocket context and the
+handler (``benchmarks/websocket.py`` is the benchmark against peers).
 """
 
 from __future__ import annotations
@@ -28,6 +34,12 @@ from hump_listener.protocol.config import ServerConfig
 from hump_listener.protocol.http11 import H11Protocol
 from hump_listener.protocol.memory import MemoryTransport
 from hump_listener.protocol.server import ServerState
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "benchmarks" / "apps"))
+
+import hump_ws
+from wsload import KEY, masked_frame, payload
 
 REQUESTS = {
     "GET /": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",
@@ -60,6 +72,41 @@ async def run(raw: bytes, n: int) -> float:
     return elapsed / n * 1e6
 
 
+WS_HANDSHAKE = (
+    "GET /echo HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+).encode()
+#: name -> frames fed per data_received
+WS_RUNS = {"WS echo 32 B": 1, "WS echo 32 B, 16 per read": 16}
+
+
+async def run_ws(per_read: int, n: int) -> float:
+    app = hump_ws.app
+    app.access_log = False
+    loop = asyncio.get_running_loop()
+    state = ServerState(app, ServerConfig(), loop)
+    proto = H11Protocol(state)
+    sink = MemoryTransport(loop, on_write=lambda data: None)
+    sink.connect(proto)
+    proto.data_received(WS_HANDSHAKE)
+    while sink.writes < 1:  # the 101
+        await asyncio.sleep(0)
+    ws = sink.protocol  # the WebSocket protocol took the transport over
+    assert ws is not None and ws is not proto
+    chunk = masked_frame(0x1, payload(32)) * per_read
+    rounds = n // per_read
+    start = time.process_time()
+    for i in range(1, rounds + 1):
+        ws.data_received(chunk)  # type: ignore[attr-defined]
+        while sink.writes < 1 + i * per_read:  # one write per echo
+            await asyncio.sleep(0)
+    elapsed = time.process_time() - start
+    sink.close()
+    for task in list(state.tasks):
+        await task
+    return elapsed / (rounds * per_read) * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20000)
@@ -77,6 +124,17 @@ def main() -> None:
             continue
         best = min(asyncio.run(run(raw, args.requests)) for _ in range(args.repeat))
         print(f"{name:20s} {best:6.1f} us/request")
+    for name, per_read in WS_RUNS.items():
+        if args.profile:
+            prof = cProfile.Profile()
+            prof.enable()
+            asyncio.run(run_ws(per_read, args.requests))
+            prof.disable()
+            print(f"== {name}")
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+            continue
+        best = min(asyncio.run(run_ws(per_read, args.requests)) for _ in range(args.repeat))
+        print(f"{name:26s} {best:6.1f} us/message")
 
 
 if __name__ == "__main__":

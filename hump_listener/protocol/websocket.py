@@ -35,6 +35,15 @@ This module is the I/O around it and implements ``seam.WebSocketChannel``. Polic
    the shutdown is under way as soon as it is accepted.
 7. The handler's task is the connection's: when it returns the connection is closed with
    1000 if still open, when it fails with 1011 (``finish``; the framework logs the error).
+8. The fast path (performance only, never behaviour): the common frame, a whole, unfragmented,
+   unextended, masked text or binary frame of at most 65535 bytes, is read by
+   ``_receive_fast`` and written by ``_send_fast`` without websockets' generator parser and
+   ``Frame`` objects, and only while websockets itself is at a frame boundary, OPEN, not
+   mid-message and without an extension, so that such a frame would not change its state.
+   The first frame that is anything else (a control frame, a fragment, a reserved bit, an
+   invalid UTF-8 text, a size over the limit, an unmasked frame) and everything after it
+   goes to websockets, which answers it as it would have; tests/test_websocket_fast_path.py
+   checks both paths write the same bytes for the same input.
 """
 
 from __future__ import annotations
@@ -84,10 +93,67 @@ def load_websockets() -> Any:
     return websockets
 
 
-def _open_state() -> Any:
-    from websockets.protocol import OPEN
+class _Lib:
+    """The names of websockets used per frame, bound once by ``_bind`` on the first
+    handshake: the package is an optional dependency, so this module cannot import it at
+    import time, and a ``from websockets... import`` statement in a hot function costs about
+    a microsecond per call even once the module is loaded (it goes through importlib's
+    ``_handle_fromlist``); a class attribute costs tens of nanoseconds."""
 
-    return OPEN
+    bound = False
+    OPEN: Any = None
+    TEXT: Any = None
+    BINARY: Any = None
+    CONT: Any = None
+    PONG: Any = None
+    CLOSE: Any = None
+    ServerProtocol: Any = None
+    #: websockets' own unmasking: the C speedup, or its pure-Python fallback if that
+    #: was not built, so both paths always unmask with the same function.
+    apply_mask: Any = None
+    #: Recognising that websockets' parser is at a frame boundary (``_at_frame_boundary``)
+    #: means recognising its generators; None if this version's look different, which
+    #: turns the fast read path off (everything then goes through websockets).
+    parse_code: Any = None
+    at_eof_code: Any = None
+
+
+def _bind() -> type[_Lib]:
+    if not _Lib.bound:
+        load_websockets()
+        from websockets import frames, protocol, server, streams
+
+        lib = _Lib
+        lib.OPEN, lib.ServerProtocol = protocol.OPEN, server.ServerProtocol
+        lib.TEXT, lib.BINARY, lib.CONT = frames.TEXT, frames.BINARY, frames.CONT
+        lib.PONG, lib.CLOSE = frames.PONG, frames.CLOSE
+        lib.apply_mask = frames.apply_mask  # type: ignore[attr-defined]
+        parse = getattr(protocol.Protocol, "parse", None)
+        at_eof = getattr(streams.StreamReader, "at_eof", None)
+        lib.parse_code = getattr(parse, "__code__", None)
+        lib.at_eof_code = getattr(at_eof, "__code__", None)
+        lib.bound = True
+    return _Lib
+
+
+def _open_state() -> Any:
+    return _bind().OPEN
+
+
+#: The header of an unmasked FIN frame, by opcode byte (0x81 text, 0x82 binary) and payload
+#: length, for lengths below 126 (one byte of length): one tuple index instead of a
+#: ``struct.pack`` per message. The bytes are RFC 6455 §5.2's and what websockets'
+#: ``Frame.serialize`` writes (tests/test_websocket_fast_path.py compares them).
+_SHORT_HEADS = {op: tuple(bytes((op, n)) for n in range(126)) for op in (0x81, 0x82)}
+
+
+def _frame_head(op: int, length: int) -> bytes:
+    """The header of an unmasked FIN frame with opcode byte ``op`` (RFC 6455 §5.2)."""
+    if length < 126:
+        return _SHORT_HEADS[op][length]
+    if length < 65536:
+        return bytes((op, 126)) + length.to_bytes(2, "big")
+    return bytes((op, 127)) + length.to_bytes(8, "big")
 
 
 def is_websocket_upgrade(upgrade: bytes | None) -> bool:
@@ -98,6 +164,9 @@ def is_websocket_upgrade(upgrade: bytes | None) -> bool:
 class WebSocketProtocol(asyncio.Protocol):
     """One WebSocket connection: the handshake while the request is HTTP, then the
     transport's protocol after the 101 (connection lifetime)."""
+
+    #: Rule 8's fast path; tests turn it off on an instance to compare with websockets alone.
+    fast_path = True
 
     def __init__(self, conn: H11Protocol, cycle: RequestCycle, head: RequestHead) -> None:
         # Borrowed from the HTTP connection (dropped at accept)
@@ -128,6 +197,12 @@ class WebSocketProtocol(asyncio.Protocol):
         self._fragments: list[bytes] = []
         self._fragment_text = False
         self._decoder: codecs.IncrementalDecoder | None = None
+        # Rule 8: True while websockets would take the next frame without a change of state
+        # (set after each step through websockets); the unfinished fast frame read so far.
+        self._fast_in = False
+        self._fast_out = False
+        self._partial = b""
+        self._max_size: int | None = None
         # Timers (rule 5, 6)
         self._last_seen = 0.0
         self._ping_timer: asyncio.TimerHandle | None = None
@@ -140,7 +215,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._checked:
             return
         self._checked = True
-        websockets = load_websockets()
+        lib = _bind()
         from websockets.datastructures import Headers
         from websockets.http11 import Request
 
@@ -179,7 +254,7 @@ class WebSocketProtocol(asyncio.Protocol):
                     compress_settings={"memLevel": config.ws_deflate_mem_level},
                 )
             ]
-        ws = websockets.server.ServerProtocol(
+        ws = lib.ServerProtocol(
             extensions=extensions,
             max_size=config.ws_max_message_size,
             logger=_QUIET,
@@ -247,11 +322,17 @@ class WebSocketProtocol(asyncio.Protocol):
         # go to a fresh one in state OPEN, with the extensions the handshake negotiated:
         # the sans-I/O way to take over after a handshake of one's own.
         handshake = self._ws
-        ws = self._ws = load_websockets().server.ServerProtocol(
+        ws = self._ws = _Lib.ServerProtocol(
             state=_open_state(), max_size=self.config.ws_max_message_size, logger=_QUIET
         )
         ws.extensions = handshake.extensions
         ws.subprotocol = subprotocol
+        # Rule 8: the fast path only ever runs without an extension (permessage-deflate
+        # rewrites every frame) and with one size limit (websockets' fragment limit unset).
+        self._max_size = ws.max_message_size
+        simple = self.fast_path and not ws.extensions and ws.max_fragment_size is None
+        self._fast_out = simple
+        self._fast_in = simple and self._at_frame_boundary()
         # Rule 2: the HTTP connection lets go, and this protocol takes the transport.
         self.transport.write(response.serialize())
         half_closed = http.half_closed
@@ -303,6 +384,8 @@ class WebSocketProtocol(asyncio.Protocol):
         closed = self._closed_by
         if closed is not None:
             raise WebSocketDisconnect(closed.code, closed.reason)
+        if self._fast_out and self._send_fast(message):
+            return
         ws = self._ws
         if isinstance(message, str):
             ws.send_text(message.encode("utf-8"))
@@ -311,6 +394,27 @@ class WebSocketProtocol(asyncio.Protocol):
         else:
             raise TypeError(f"a WebSocket message is str or bytes, not {type(message).__name__}")
         self._flush()
+
+    def _send_fast(self, message: str | bytes) -> bool:
+        """Rule 8: write ``message`` as one unmasked FIN frame, the bytes websockets'
+        ``send_text``/``send_binary`` would queue, and return True; or return False (nothing
+        done) unless websockets is OPEN with nothing queued before it and the transport open.
+
+        Saves, per message, websockets' ``Frame`` object, its ``check()``, a ``BytesIO``
+        and ``struct.pack`` for the header, and the ``data_to_send`` list round trip."""
+        if type(message) is str:
+            data = message.encode("utf-8")
+            op = 0x81
+        elif type(message) is bytes:  # not bytearray/memoryview: websockets' path for those
+            data = message
+            op = 0x82
+        else:
+            return False
+        ws, transport = self._ws, self.transport
+        if ws.writes or ws.state is not _Lib.OPEN or self._lost or transport.is_closing():
+            return False  # keep websockets' order / let it raise / drop as _flush does
+        transport.write(_frame_head(op, len(data)) + data)
+        return True
 
     async def close(self, code: int = _NORMAL, reason: str = "") -> None:
         if not self._accepted:
@@ -377,9 +481,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _start_close(self, code: int, reason: str) -> None:
         ws = self._ws
-        from websockets.protocol import OPEN
-
-        if ws.state is OPEN:
+        self._fast_in = False  # rule 8: websockets is CLOSING from here on
+        if ws.state is _Lib.OPEN:
             ws.send_close(code, reason)
             self._flush()
         self._mark_closed(code, reason)
@@ -397,18 +500,30 @@ class WebSocketProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._last_seen = self.loop.time()
+            if self._partial:  # a fast frame's beginning, kept by _receive_fast
+                data = self._partial + data
+                self._partial = b""
+            if self._fast_in and self._closed_by is None:
+                data = self._receive_fast(data)
+                if not data:
+                    return  # all taken: websockets saw nothing and has nothing to send
             ws = self._ws
             ws.receive_data(data)
             events = ws.events_received()
             if events:
                 self._handle(events)
             self._flush()
+            if self._fast_out:  # rule 8: back to the fast path once websockets is between frames
+                self._fast_in = self._at_frame_boundary()
         except Exception:
             logger.exception("internal error in WebSocket data_received; closing the connection")
             self._abort()
 
     def eof_received(self) -> bool:
         try:
+            if self._partial:  # websockets must see the unfinished frame before the EOF
+                self._ws.receive_data(self._partial)
+                self._partial = b""
             self._ws.receive_eof()
             self._flush()
         except Exception:
@@ -455,8 +570,8 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- frames -----------------------------------------------------------------------------
 
     def _handle(self, events: list[Any]) -> None:
-        from websockets.frames import BINARY, CLOSE, CONT, PONG, TEXT
-
+        lib = _Lib
+        TEXT, BINARY, CONT, PONG, CLOSE = lib.TEXT, lib.BINARY, lib.CONT, lib.PONG, lib.CLOSE
         for frame in events:
             opcode = frame.opcode
             if opcode is TEXT or opcode is BINARY:
@@ -494,6 +609,88 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._arm_close_timer()
             # PING: websockets has queued the PONG; _flush sends it.
 
+    def _receive_fast(self, data: bytes) -> bytes:
+        """Rule 8: deliver the frames at the start of ``data`` that websockets would parse
+        into a whole message without a change of its state; return the rest, from the first
+        frame it must see, for websockets (b"" when all was taken; an unfinished last frame
+        that qualifies so far is kept in ``_partial``, at most 65543 bytes, which websockets
+        would buffer all the same, waiting as it would).
+
+        A frame qualifies when its first byte is 0x81 or 0x82 (FIN, no reserved bit, text or
+        binary: not a fragment, not a control frame), it is masked, its length has 7 or 16
+        bits and is within the size limit, and, for text, it is valid UTF-8: anything else is
+        websockets' to answer (1002, 1009, 1007, a pong, the fragments' reassembly), exactly
+        as if it had parsed the frames before it too, since those changed none of its state.
+
+        Saves, per frame, websockets' generator parser (three ``read_exact`` generators, a
+        ``bytearray`` buffer copied in and sliced out), the ``Frame`` object and its checks,
+        and ``_handle``'s opcode dispatch."""
+        deliver, unmask, limit = self._deliver, _Lib.apply_mask, self._max_size
+        end, size = 0, len(data)
+        # Each check is made as soon as websockets' parser would make it (the first two
+        # bytes, then the 16-bit length), so a frame it would reject is handed over with
+        # the same bytes it would have reacted to, never held back waiting for more.
+        while True:
+            start = end
+            if size - start < 2:
+                break
+            op, second = data[start], data[start + 1]
+            if (op != 0x81 and op != 0x82) or second < 0x80:  # not FIN text/binary, or unmasked
+                return data[start:]
+            length = second & 0x7F
+            if length < 126:
+                body = start + 6  # 2 bytes of header, 4 of mask
+            elif length == 126:
+                if size - start < 4:
+                    break
+                length = (data[start + 2] << 8) | data[start + 3]
+                body = start + 8
+            else:  # 64-bit length: rare, and over 65535 bytes: websockets' to take
+                return data[start:]
+            if limit is not None and length > limit:
+                return data[start:]  # websockets closes 1009 as soon as it has the length
+            end = body + length
+            if end > size:
+                end = start
+                break
+            payload = unmask(data[body:end], data[body - 4 : body])
+            if op == 0x81:
+                try:
+                    deliver(payload.decode("utf-8"))
+                except UnicodeDecodeError:  # websockets' path closes 1007
+                    return data[start:]
+            else:
+                deliver(payload)
+        if end < size:
+            # The rest starts a frame that qualifies so far: wait for the rest of it.
+            self._partial = data[end:] if end else data
+        return b""
+
+    def _at_frame_boundary(self) -> bool:
+        """Whether websockets would take a qualifying frame (rule 8) without a change of
+        state: OPEN, no close sent or received, no parser error, not mid-message, and its
+        parser suspended between frames, i.e. in ``Protocol.parse()``'s wait for the next
+        byte (the generator check is what tells "between frames" from "a header's first
+        bytes read"; it costs one or two microseconds, and runs only after websockets parsed)."""
+        ws = self._ws
+        if ws.state is not _Lib.OPEN or ws.parser_exc is not None or ws.current_size is not None:
+            return False
+        if self._closed_by is not None or self._lost or self._fragments:
+            return False
+        # ServerProtocol.parse delegates to Protocol.parse, which waits in
+        # StreamReader.at_eof between frames: the innermost two generators tell.
+        outer, inner = None, ws.parser
+        while True:
+            nested = getattr(inner, "gi_yieldfrom", None)
+            if nested is None:
+                break
+            outer, inner = inner, nested
+        return (
+            _Lib.parse_code is not None
+            and getattr(inner, "gi_code", None) is _Lib.at_eof_code
+            and getattr(outer, "gi_code", None) is _Lib.parse_code
+        )
+
     def _check_utf8(self, data: bytes, final: bool) -> bool:
         assert self._decoder is not None
         try:
@@ -504,6 +701,7 @@ class WebSocketProtocol(asyncio.Protocol):
         return True
 
     def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
+        self._fast_in = False
         self._fragments = []
         self._decoder = None
         self._ws.fail(_INVALID_DATA, "invalid UTF-8 in a text message")
@@ -517,7 +715,10 @@ class WebSocketProtocol(asyncio.Protocol):
         messages.append(message)
         if len(messages) >= self._max_queue:
             self.flow.pause_reading()  # rule 4
-        self._wake()
+        # _wake() inlined: this runs once per message, and a call costs more than the test.
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _wake(self) -> None:
         waiter = self._waiter
