@@ -18,6 +18,38 @@ def test_all_is_curated_and_importable() -> None:
         assert name in hump_listener.__all__
 
 
+#: The public API, exactly: adding or removing a name is a decision, made here too.
+PUBLIC_API = [
+    "App",
+    "Broadcast",
+    "BroadcastUnavailable",
+    "ClientDisconnect",
+    "FileResponse",
+    "FormData",
+    "HTTPContext",
+    "HTTPError",
+    "Headers",
+    "MultiDict",
+    "MutableHeaders",
+    "Request",
+    "Response",
+    "ResponseAlreadySent",
+    "RouteDefinitionError",
+    "StreamingResponse",
+    "UploadFile",
+    "WebSocket",
+    "WebSocketDisconnect",
+    "WebSocketState",
+    "__version__",
+    "statuses",
+]
+
+
+def test_all_is_exactly_the_pinned_list() -> None:
+    assert sorted(PUBLIC_API) == PUBLIC_API
+    assert hump_listener.__all__ == PUBLIC_API
+
+
 def imports_of(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     found: set[str] = set()
