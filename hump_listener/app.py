@@ -298,7 +298,7 @@ class App(Registration, Lifecycle):
 
         return ASGIAdapter(self)
 
-    # -- serving with the built-in server -------------------------------------------------------------------------
+    # -- serving with the built-in server -------------------------------------------------
 
     def server_config(self) -> ServerConfig:
         """``config`` as the server takes it: with the TLS context built from
