@@ -1,9 +1,10 @@
-"""Background events: tiny-listener events that outlive the request that fired them.
+"""Events and their contexts: tiny-listener's ``Context`` and ``Event``, with lifetimes
+that are counted and waits that are woken.
 
-``ctx.trigger_event("user_created", data={...})`` from a handler, ``app.trigger_event``
-outside any request (a startup callback, a timer) and ``app.trigger_event_threadsafe``
-from another thread all end up in ``BackgroundEvents.trigger``. tiny-listener's own
-``trigger_event`` loses them in four ways, which the rules below undo:
+Background events (``ctx.trigger_event``, ``app.trigger_event``) run in these contexts;
+``background.BackgroundEvents`` runs them (its rules: every task kept, every error
+reported once). tiny-listener's own contexts and events lose them in ways the rules
+here undo:
 
 1. **A context lives while it is held.** ``EventContext.hold()`` / ``release()`` count
    who still needs the context: the request (or a WebSocket connection) holds it while it
@@ -12,49 +13,27 @@ from another thread all end up in ``BackgroundEvents.trigger``. tiny-listener's 
    ``events`` lists are cleared, so nothing it collected is held any longer.
    (tiny-listener never drops a context, and its ``Event`` holds the context only by
    weak reference, so a background event of a finished request got ``ctx=None``.)
-2. **Every task is kept and inspected.** The app's ``BackgroundEvents.tasks`` holds each
-   task until a done-callback removes it. The event's hold on its context is released as
-   the coroutine's last step (so whoever awaits the task finds the context released), or
-   by that callback for a task cancelled before its first step, which never ran.
-3. **Errors are reported exactly once, never re-raised into a detached task.** An
-   exception in a handler (or its before/after hooks, or a timeout) runs the matching
-   ``on_error`` hooks; with none, it is logged on ``hump_listener.error`` with its
-   traceback, the event's name and who fired it (``GET /signup``). The task's result is
-   the handler's return value, or ``None`` when it failed (the exception is on
-   ``event.error``): awaiting it never raises, and asyncio never logs "Task exception
-   was never retrieved".
-4. **Waiting wakes, never polls.** ``event.wait_event_done(name, n)`` is woken by the
+2. **Waiting wakes, never polls.** ``event.wait_event_done(name, n)`` is woken by the
    events themselves (see ``Event.wait_event_done`` for the exact rule).
 
-Injection is the HTTP handlers' (``endpoints.build_plan``): planned once per event
-route, also under ``from __future__ import annotations``; ``ctx: HTTPContext`` is the
-context the event was triggered in, ``event: Event`` the event itself, ``x: Data`` its
-data, ``x: Param`` the event name's placeholders. ``before_event`` / ``after_event``
-hooks run around background events as around requests, as in tiny-listener.
-
-Shutdown (``App.run_shutdown``) drains them: ``drain(timeout)`` waits for every running
-event, also ones triggered meanwhile, then cancels the rest with one log line saying
-how many.
+``BackgroundEvents``, ``DEFAULT_DRAIN_TIMEOUT`` and ``CANCEL_GRACE`` are re-exported from
+``background``, where they live.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import logging
-import weakref
-from collections.abc import Callable, Mapping
-from functools import partial
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import tiny_listener
 from tiny_listener import Context, Route
 
-from . import tiny_internals
-from .endpoints import Endpoint, Handler, Plan, build_plan, call_plan
+from .background import CANCEL_GRACE, DEFAULT_DRAIN_TIMEOUT, BackgroundEvents
 
 if TYPE_CHECKING:
     from .app import App
+    from .endpoints import Endpoint
     from .models import Request
 
 __all__ = [
@@ -65,16 +44,6 @@ __all__ = [
     "Event",
     "EventContext",
 ]
-
-error_log = logging.getLogger("hump_listener.error")
-
-#: Drain time for background events when neither the app nor its server config says
-#: (``App(shutdown_timeout=...)``): the same 10 s as the server's request drain
-#: (``protocol.server.DEFAULT_SHUTDOWN_TIMEOUT``, where the precedents are listed).
-DEFAULT_DRAIN_TIMEOUT = 10.0
-#: After cancelling what the drain left, how long cancelled events get to unwind (their
-#: ``finally`` blocks) before we stop waiting. The server gives cancelled requests 1 s too.
-CANCEL_GRACE = 1.0
 
 
 class EventContext(Context):
@@ -135,6 +104,8 @@ class EventContext(Context):
     # -- events ------------------------------------------------------------------------
 
     def new_event(self, route: Route, data: dict[str, Any]) -> Event:
+        """A new ``Event`` of ``route`` in this context, listed in ``events`` (and told to
+        any ``wait_event_done`` waiting for one)."""
         event = Event(self, route, data)
         self.events[route].append(event)
         watchers = self._watchers
@@ -232,6 +203,7 @@ class Event(tiny_listener.Event[Any]):
 
     @property
     def ctx(self) -> EventContext:
+        """The context the event runs in (held strongly, unlike tiny-listener's weakref)."""
         return self._context
 
     @property
@@ -298,213 +270,3 @@ class Event(tiny_listener.Event[Any]):
     def __repr__(self) -> str:
         return f"Event({self.name!r}, ctx={self._context.cid})"
 
-
-class BackgroundEvents:
-    """The app's background events (server lifetime): every running task, the event
-    loop they run on, the planned handlers, the shutdown drain."""
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-        #: Every running background event's task; each is removed by its done-callback.
-        self.tasks: set[asyncio.Task[Any]] = set()
-        #: The loop events run on (known once the app started or an event was triggered);
-        #: ``trigger_threadsafe`` schedules onto it.
-        self.loop: asyncio.AbstractEventLoop | None = None
-        # Event route → (handler, injection plan), planned on first trigger.
-        self._plans: weakref.WeakKeyDictionary[Route, tuple[Handler, Plan]] = weakref.WeakKeyDictionary()
-        self._idle_waiters: list[asyncio.Future[None]] = []
-        self._cut = False  # a second signal: stop draining
-
-    # -- triggering -------------------------------------------------------------------
-
-    def trigger(
-        self, ctx: EventContext, path: str, *, timeout: float | None = None, data: Mapping[str, Any] | None = None
-    ) -> asyncio.Task[Any]:
-        """Run event ``path`` in ``ctx`` as a task of its own (see the module rules)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(
-                f"trigger_event({path!r}) needs a running event loop; from another thread "
-                "use app.trigger_event_threadsafe()"
-            ) from None
-        route, params = self.app.match_route(path)
-        if isinstance(route, Endpoint):
-            raise ValueError(
-                f"{path!r} is an HTTP route: requests come from the server, they are not triggered"
-            )
-        fn, plan = self._plan(route)
-        self.loop = loop
-        ctx.hold()
-        try:
-            event = ctx.new_event(route, data if isinstance(data, dict) else dict(data or {}))
-            event.name = path
-            task = loop.create_task(self._run(event, fn, plan, params, timeout), name=f"hump-event {path}")
-        except BaseException:
-            ctx.release()
-            raise
-        self.tasks.add(task)
-        task.add_done_callback(partial(self._finished, event))
-        return task
-
-    def trigger_threadsafe(
-        self, ctx_factory: Callable[[], EventContext], path: str, *, timeout: float | None = None,
-        data: Mapping[str, Any] | None = None,
-    ) -> concurrent.futures.Future[Any]:
-        """``trigger`` from any thread: scheduled onto the app's loop; the future gets the
-        handler's return value (``None`` if it failed: the error was reported there), or
-        the exception that kept it from being triggered (``EventNotFound``)."""
-        loop = self.loop
-        if loop is None or loop.is_closed() or not loop.is_running():
-            raise RuntimeError(
-                "the app is not running: trigger_event_threadsafe() needs the app's event loop, "
-                "known once it has started (the server, the ASGI lifespan, the test client's with block)"
-            )
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def relay(task: asyncio.Task[Any]) -> None:
-            if task.cancelled():
-                future.set_exception(concurrent.futures.CancelledError(f"event {path!r} was cancelled"))
-            elif (exc := task.exception()) is not None:
-                future.set_exception(exc)
-            else:
-                future.set_result(task.result())
-
-        def start() -> None:
-            if not future.set_running_or_notify_cancel():
-                return  # the caller cancelled before it started
-            try:
-                task = self.trigger(ctx_factory(), path, timeout=timeout, data=data)
-            except Exception as exc:
-                future.set_exception(exc)
-                return
-            task.add_done_callback(relay)
-
-        loop.call_soon_threadsafe(start)
-        return future
-
-    def _plan(self, route: Route) -> tuple[Handler, Plan]:
-        found = self._plans.get(route)
-        if found is None:
-            fn = tiny_internals.hook_fn(route.hook)
-            params = list(getattr(route, "convertors", {}))
-            found = self._plans[route] = (fn, build_plan(fn, params, f"event {route.path!r}"))
-        return found
-
-    async def _run(
-        self, event: Event, fn: Handler, plan: Plan, params: dict[str, Any], timeout: float | None
-    ) -> Any:
-        app = self.app
-        ctx = event.ctx
-        event.running = True
-        try:
-            for hook in app._before_hooks:
-                await hook(event, {})
-            call = call_plan(fn, plan, ctx, params, event)  # type: ignore[arg-type]
-            event._value = await (call if timeout is None else asyncio.wait_for(call, timeout))
-            for hook in app._after_hooks:
-                await hook(event, {})
-            return event._value
-        except Exception as exc:
-            event.error = exc
-            await self._report(event, exc)
-            return None
-        finally:
-            event.running = False
-            self._settle(event)
-
-    async def _report(self, event: Event, exc: Exception) -> None:
-        """``on_error`` hooks, else one log line with the traceback (rule 3)."""
-        hooks = [hook for kls, hook in self.app._error_hooks if isinstance(exc, kls)]
-        where = event.ctx.describe()
-        if not hooks:
-            error_log.error("Exception in background event %r (fired by %s)", event.name, where, exc_info=exc)
-            return
-        for hook in hooks:
-            try:
-                await hook(event, {})
-            except Exception as hook_exc:
-                error_log.error(
-                    "on_error hook %r failed handling %r in background event %r (fired by %s)",
-                    hook, exc, event.name, where, exc_info=hook_exc,
-                )
-
-    def _finished(self, event: Event, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            # Only a BaseException the coroutine does not catch can get here.
-            error_log.error(
-                "background event %r (fired by %s) ended with %r", event.name, event.ctx.describe(), exc,
-                exc_info=exc,
-            )
-        self._settle(event)  # a no-op unless it was cancelled before its first step
-        if not self.tasks:
-            self._wake_idle()
-
-    @staticmethod
-    def _settle(event: Event) -> None:
-        """Once per event: mark it done (unless the handler took that over with
-        ``prevent_auto_done``), unlist it from a context that keeps no done events,
-        release its hold on the context."""
-        if event._settled:
-            return
-        event._settled = True
-        if event.auto_done:
-            event.done()
-        ctx = event.ctx
-        if not ctx.keep_done_events:
-            ctx._forget(event)
-        ctx.release()
-
-    # -- waiting and draining -------------------------------------------------------------
-
-    async def join(self, timeout: float | None = None) -> bool:
-        """Wait until no background event is running, including ones triggered while
-        waiting (True), or until ``timeout`` / a ``cut()`` (False)."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while self.tasks and not self._cut:
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                break
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._idle_waiters.append(waiter)
-            try:
-                await asyncio.wait((waiter,), timeout=remaining)
-            finally:
-                if waiter in self._idle_waiters:
-                    self._idle_waiters.remove(waiter)
-        return not self.tasks
-
-    async def drain(self, timeout: float, why: str = "shutdown") -> int:
-        """Give running events up to ``timeout`` seconds to finish, then cancel the rest
-        (one warning line saying how many); returns how many were cancelled."""
-        if self.tasks and not self._cut and timeout > 0:
-            error_log.info("%s: waiting up to %.3g s for %d background event(s)", why, timeout, len(self.tasks))
-            await self.join(timeout)
-        pending = [task for task in self.tasks if not task.done()]
-        if not pending:
-            return 0
-        error_log.warning("%s: cancelling %d background event(s) still running", why, len(pending))
-        for task in pending:
-            task.cancel()
-        _, stuck = await asyncio.wait(pending, timeout=CANCEL_GRACE)
-        if stuck:
-            error_log.error("%s: %d background event(s) ignored cancellation", why, len(stuck))
-        return len(pending)
-
-    def cut(self) -> None:
-        """Stop any drain now (a second signal): ``drain`` cancels what is left."""
-        self._cut = True
-        self._wake_idle()
-
-    def started(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The app (re)starts on ``loop``."""
-        self.loop = loop
-        self._cut = False
-
-    def _wake_idle(self) -> None:
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)

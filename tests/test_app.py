@@ -554,3 +554,74 @@ def test_host_and_port_from_arguments_env_and_defaults(monkeypatch: pytest.Monke
     monkeypatch.setenv("HUMP_PORT", "9001")
     assert (App().host, App().port) == ("0.0.0.0", 9001)
     assert (App("::1", 1234).host, App("::1", 1234).port) == ("::1", 1234)
+
+
+# -- main(): the built-in server, in process (real socket on 127.0.0.1, port 0) --------------
+
+
+async def test_main_serves_until_a_signal_then_shuts_down_once() -> None:
+    import asyncio
+    import gc
+    import signal
+
+    log: list[str] = []
+    app = App("127.0.0.1", 0, access_log=False)
+
+    @app.get("/")
+    async def root() -> str:
+        return "up"
+
+    @app.shutdown
+    async def down() -> None:
+        log.append("shutdown")
+
+    main = asyncio.ensure_future(app.main())
+    try:
+        for _ in range(10_000):  # bounded: binding takes a few loop turns
+            if app.server is not None or main.done():
+                break
+            await asyncio.sleep(0)
+        assert app.server is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", app.server.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = await reader.read()
+        writer.close()
+        assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"up")
+        assert app.url == f"http://127.0.0.1:{app.server.port}"
+        await app.graceful_shutdown(signal.SIGTERM)
+        await asyncio.wait_for(main, 10)
+    finally:
+        main.cancel()
+        gc.unfreeze()  # listen() froze the test process's objects
+    assert log == ["shutdown"]
+    assert app._exit_status == 0
+
+
+async def test_main_after_a_failed_startup_exits_1_without_listening(caplog: pytest.LogCaptureFixture) -> None:
+    app = App("127.0.0.1", 0, access_log=False)
+
+    @app.startup
+    async def boom() -> None:
+        raise ValueError("no database")
+
+    with caplog.at_level(logging.ERROR, logger="hump_listener.error"):
+        await app.main()
+    assert (app._exit_status, app.server) == (1, None)
+    assert "Application startup failed" in caplog.text
+
+
+async def test_main_when_listen_fails_logs_one_line_and_still_shuts_down(caplog: pytest.LogCaptureFixture) -> None:
+    log: list[str] = []
+    app = App("127.0.0.1", 0, access_log=False)
+    app.configure(ssl_keyfile="key.pem")  # a key without a certificate: a ConfigError at listen()
+
+    @app.shutdown
+    async def down() -> None:
+        log.append("shutdown")
+
+    with caplog.at_level(logging.ERROR, logger="hump_listener.error"):
+        await app.main()
+    assert (app._exit_status, app.server, log) == (1, None, ["shutdown"])
+    [record] = [r for r in caplog.records if r.name == "hump_listener.error" and r.levelno >= logging.ERROR]
+    assert "an SSL key file was given without a certificate file" in record.getMessage()
+    assert record.exc_info is None  # one line, no traceback

@@ -352,3 +352,89 @@ def test_a_signal_during_startup_shuts_down_once_startup_has_finished() -> None:
         output = server.output()
         assert "startup finished" in output and "shutdown callback ran" in output
         assert "Serving on" not in output
+
+
+# -- lifecycle.py's signal half, in process (a fake server: anything with shutdown()) --------
+
+
+class StubServer:
+    """What ``Lifecycle`` needs of a server (``lifecycle.Stoppable``): records its drains."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.drains: list[float | None] = []
+        self.fail = fail
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        self.drains.append(timeout)
+        if self.fail:
+            raise OSError("socket gone")
+
+
+async def test_graceful_shutdown_drains_the_server_then_runs_the_shutdown_half() -> None:
+    log: list[str] = []
+    app = lifecycle_app(log)
+    await app.run_startup()
+    server = StubServer()
+    app.server = server  # type: ignore[assignment]
+    app._stopped = asyncio.Event()
+    app.configure(shutdown_timeout=3.0)
+    await app.graceful_shutdown(15)
+    assert server.drains == [3.0]  # the one deadline, the server's drain first
+    assert log[-3:] == ["shutdown 1", "shutdown 2", "service stop"]
+    assert app._stopped.is_set()  # main() may return
+
+
+async def test_a_second_signal_cuts_the_background_drain_and_the_servers(caplog: pytest.LogCaptureFixture) -> None:
+    app = App(access_log=False)
+    server = StubServer()
+    app.server = server  # type: ignore[assignment]
+    app._stopping = True  # the first signal's shutdown is under way
+    with caplog.at_level(logging.INFO, logger="hump_listener.error"):
+        await app.graceful_shutdown(2)
+    assert "Second signal (2): skipping the rest of the drain" in caplog.text
+    assert server.drains == [0]
+    assert app.background._cut
+
+
+async def test_a_signal_during_startup_only_marks_the_app_stopping() -> None:
+    app = App(access_log=False)
+    server = StubServer()
+    app.server = server  # type: ignore[assignment]
+    app._starting = True
+    await app.graceful_shutdown(15)
+    assert app._stopping
+    assert server.drains == []  # main() shuts down once startup has finished
+
+
+async def test_a_failing_graceful_shutdown_is_logged_and_lets_main_return(caplog: pytest.LogCaptureFixture) -> None:
+    app = App(access_log=False)
+    app.server = StubServer(fail=True)  # type: ignore[assignment]
+    app._stopped = asyncio.Event()
+    with caplog.at_level(logging.ERROR, logger="hump_listener.error"):
+        app._on_signal(15)
+        [task] = app._tasks  # kept while it runs
+        await asyncio.wait([task])
+        for _ in range(10):  # its done-callback runs on the next loop turn
+            if not app._tasks:
+                break
+            await asyncio.sleep(0)
+    assert app._tasks == set()
+    assert "graceful shutdown failed" in caplog.text and "socket gone" in caplog.text
+    assert app._stopped.is_set()
+
+
+async def test_signal_handlers_go_on_the_running_loop_in_the_main_thread_only() -> None:
+    import signal
+    import threading
+
+    app = App(access_log=False)
+    loop = asyncio.get_running_loop()
+    done = threading.Event()
+    threading.Thread(target=lambda: (app.install_signal_handlers(), done.set())).start()
+    assert done.wait(5)
+    assert loop.remove_signal_handler(signal.SIGINT) is False  # the thread installed nothing
+    app.install_signal_handlers()
+    try:
+        assert loop.remove_signal_handler(signal.SIGINT) is True
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)

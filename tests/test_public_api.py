@@ -1,4 +1,4 @@
-"""The public API is exactly __all__, and the two sides stay apart."""
+"""The public API is exactly __all__, the two sides stay apart, and tests mirror modules."""
 
 from __future__ import annotations
 
@@ -16,6 +16,38 @@ def test_all_is_curated_and_importable() -> None:
         assert hasattr(hump_listener, name), name
     for name in ("App", "HTTPContext", "HTTPError", "Request", "Response", "statuses"):
         assert name in hump_listener.__all__
+
+
+#: The public API, exactly: adding or removing a name is a decision, made here too.
+PUBLIC_API = [
+    "App",
+    "Broadcast",
+    "BroadcastUnavailable",
+    "ClientDisconnect",
+    "FileResponse",
+    "FormData",
+    "HTTPContext",
+    "HTTPError",
+    "Headers",
+    "MultiDict",
+    "MutableHeaders",
+    "Request",
+    "Response",
+    "ResponseAlreadySent",
+    "RouteDefinitionError",
+    "StreamingResponse",
+    "UploadFile",
+    "WebSocket",
+    "WebSocketDisconnect",
+    "WebSocketState",
+    "__version__",
+    "statuses",
+]
+
+
+def test_all_is_exactly_the_pinned_list() -> None:
+    assert sorted(PUBLIC_API) == PUBLIC_API
+    assert hump_listener.__all__ == PUBLIC_API
 
 
 def imports_of(path: Path) -> set[str]:
@@ -60,3 +92,24 @@ def test_framework_side_never_imports_h11_or_the_protocol() -> None:
 def test_seam_is_stdlib_only() -> None:
     for name in imports_of(PKG / "seam.py"):
         assert name.split(".")[0] in {"__future__", "dataclasses", "typing", "collections", "http"}, name
+
+
+#: Modules whose mirror file is not named by the rule below (the name came first).
+MIRROR_EXCEPTIONS = {"protocol/config.py": "test_config.py"}
+
+
+def test_every_module_has_a_mirror_test_file() -> None:
+    """``x.py`` ↔ ``tests/test_x.py``, ``protocol/x.py`` ↔ ``test_protocol_x.py``,
+    ``middleware/x.py`` ↔ ``test_middleware_x.py`` (package and private modules aside);
+    topic files (test_protocol_keepalive.py, ...) come on top."""
+    tests = Path(__file__).parent
+    missing = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG)
+        if path.name.startswith("_"):
+            continue
+        prefix = "".join(f"{part}_" for part in rel.parts[:-1])
+        expected = MIRROR_EXCEPTIONS.get(rel.as_posix(), f"test_{prefix}{path.stem}.py")
+        if not (tests / expected).is_file():
+            missing.append(f"{rel} -> tests/{expected}")
+    assert missing == []

@@ -268,3 +268,61 @@ def test_each_response_kind_declares_its_length(tmp_path: Path) -> None:
     streamed = StreamingResponse(chunks(), headers={"Content-Length": "1", "Content-Type": "a/b"})
     assert streamed.header_list() == [(b"content-length", b"1"), (b"content-type", b"a/b")]
     assert StreamingResponse(chunks()).header_list() == [(b"content-type", b"text/plain; charset=utf-8")]
+
+
+# -- replies.py, directly: to_response, error_response, reconcile ------------------------------
+
+
+def bare_context(path: str = "/r") -> HTTPContext:
+    from hump_listener.models import Headers, Request
+
+    ctx = HTTPContext(App(access_log=False), "1")
+    ctx.request = Request("GET", path, path.encode(), b"", "1.1", Headers([]))
+    return ctx
+
+
+def test_to_response_converts_each_kind_of_returned_value() -> None:
+    from hump_listener.replies import to_response
+
+    same = Response("x", 202)
+    assert to_response(same) is same
+    assert (to_response("hi").status, to_response("hi").body) == (200, b"hi")
+    assert to_response({"a": 1}).body == b'{"a":1}'
+    assert to_response(b"raw").body == b"raw"
+    made = to_response(("gone", 410))
+    assert (made.status, made.body) == (410, b"gone")
+    with_headers = to_response(("", 204, {"X-A": "1"}))
+    assert (with_headers.status, with_headers.headers.get("x-a")) == (204, "1")
+    with pytest.raises(TypeError, match="must be \\(body, status\\[, headers\\]\\), got 4 items"):
+        to_response(("a", 200, {}, "extra"))
+
+
+def test_error_response_is_the_errors_status_detail_and_headers() -> None:
+    from hump_listener.replies import error_response
+
+    response = error_response(HTTPError(405, headers={"Allow": "GET"}))
+    assert (response.status, response.body, response.headers.get("allow")) == (405, b"Method Not Allowed", "GET")
+
+
+def test_reconcile_rule_1_none_or_the_recorded_reply_itself() -> None:
+    from hump_listener.errors import NoResponse
+    from hump_listener.replies import reconcile
+
+    ctx = bare_context()
+    recorded = ctx.text("recorded")
+    assert reconcile(ctx, None, "handler h", replaces=False) is recorded
+    assert reconcile(ctx, recorded, "handler h", replaces=False) is recorded
+    with pytest.raises(NoResponse, match="handler h for GET /r returned None without replying"):
+        reconcile(bare_context(), None, "handler h", replaces=False)
+
+
+def test_reconcile_rule_2_a_returned_value_is_recorded_or_replaces() -> None:
+    from hump_listener.replies import reconcile
+
+    ctx = bare_context()
+    answer = reconcile(ctx, ("made", 201), "handler h", replaces=False)
+    assert ctx.reply is answer and answer.status == 201
+    with pytest.raises(ResponseAlreadySent, match="handler h for GET /r returned a response after replying"):
+        reconcile(ctx, "second", "handler h", replaces=False)
+    replaced = reconcile(ctx, "from middleware", "middleware m", replaces=True)
+    assert ctx.reply is replaced and replaced.body == b"from middleware"
