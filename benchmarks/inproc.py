@@ -22,7 +22,10 @@ import cProfile
 import pstats
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO
@@ -84,7 +87,7 @@ async def run_ws(per_read: int, n: int) -> float:
     app = hump_ws.app
     app.access_log = False
     loop = asyncio.get_running_loop()
-    state = ServerState(app, ServerConfig(), loop)
+    state = ServerState(app.handle, ServerConfig(), loop)
     proto = H11Protocol(state)
     sink = MemoryTransport(loop, on_write=lambda data: None)
     sink.connect(proto)
@@ -113,29 +116,21 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="cProfile one run of each, top 25 by own time")
     args = parser.parse_args()
-    for name, raw in REQUESTS.items():
+    cases: list[tuple[str, str, Callable[[], Coroutine[Any, Any, float]]]] = [
+        (name, "request", partial(run, raw, args.requests)) for name, raw in REQUESTS.items()
+    ]
+    cases += [(name, "message", partial(run_ws, per_read, args.requests)) for name, per_read in WS_RUNS.items()]
+    for name, unit, case in cases:
         if args.profile:
             prof = cProfile.Profile()
             prof.enable()
-            asyncio.run(run(raw, args.requests))
+            asyncio.run(case())
             prof.disable()
             print(f"== {name}")
             pstats.Stats(prof).sort_stats("tottime").print_stats(25)
             continue
-        best = min(asyncio.run(run(raw, args.requests)) for _ in range(args.repeat))
-        print(f"{name:20s} {best:6.1f} us/request")
-    for name, per_read in WS_RUNS.items():
-        if args.profile:
-            prof = cProfile.Profile()
-            prof.enable()
-            asyncio.run(run_ws(per_read, args.requests))
-            prof.disable()
-            print(f"== {name}")
-            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-            continue
-        best = min(asyncio.run(run_ws(per_read, args.requests)) for _ in range(args.repeat))
-        print(f"{name:26s} {best:6.1f} us/message")
-
+        best = min(asyncio.run(case()) for _ in range(args.repeat))
+        print(f"{name:26s} {best:6.1f} us/{unit}")
 
 if __name__ == "__main__":
     main()

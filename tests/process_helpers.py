@@ -8,6 +8,7 @@ line (bounded) instead of guessing ports or sleeping.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import os
 import queue
@@ -17,7 +18,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,3 +131,20 @@ def get(
         return response.status, response.read().decode()
     finally:
         conn.close()
+
+
+def open_files(pid: int | str = "self") -> int:
+    """How many files process ``pid`` has open (Linux ``/proc``)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll ``condition`` (of another process: nothing to wait on) once per loop turn
+    until it holds; False after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0)
+    return True

@@ -29,12 +29,12 @@ import random
 import re
 import socket
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from process_helpers import Launched, launch, tiny_listener
+from process_helpers import Launched, launch, open_files, tiny_listener, until
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -217,19 +217,6 @@ def test_the_generator_is_deterministic() -> None:
 # The run
 
 
-def open_files(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-async def until(condition: Callable[[], bool], timeout: float) -> bool:
-    """Poll a condition of another process once per loop turn, with a deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0)
-    return True
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,13 @@ import os
 import re
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from process_helpers import Launched, launch, tiny_listener
+from process_helpers import Launched, launch, open_files, tiny_listener, until
 
 from hump_listener.protocol import Server, ServerConfig
 from hump_listener.seam import Channel, ClientDisconnect, RequestHead, SeamApp
@@ -46,19 +46,6 @@ POST_10G = b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10737418240\r\n\r
 REQUEST = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 
 
-def open_files(pid: int | str = "self") -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    """Poll ``condition`` once per loop turn until it holds; False after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0)
-    return True
 
 
 def get_status(port: int, path: str = "/") -> int:
