@@ -49,6 +49,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import common
 import run as harness
 from run import (
     APPS,
@@ -75,10 +76,9 @@ CLIENT_SLACK = 60
 
 def _hump(loop: str) -> Callable[[int], tuple[list[str], dict[str, str]]]:
     def command(port: int) -> tuple[list[str], dict[str, str]]:
-        env = {"HUMP_PORT": str(port), "HUMP_HOST": HOST, "HUMP_ACCESS_LOG": "0", "HUMP_PARSER": "h11"}
-        env["PYTHONPATH"] = harness._pythonpath()
-        env["BENCH_LOOP"] = loop  # apps/hump_ws.py installs uvloop's policy for "uvloop"
-        return [*harness._tiny_listener(), "--app-dir", str(APPS), "hump_ws:app"], env
+        # HUMP_LOOP picks the loop (common.hump_env); BENCH_LOOP is the app's own note of it.
+        env = common.hump_env(port, loop=loop, HUMP_PARSER="h11", BENCH_LOOP=loop)
+        return [*common.tiny_listener(), "--app-dir", str(APPS), "hump_ws:app"], env
 
     return command
 
@@ -145,7 +145,7 @@ def load(mode: str, port: int, pid: int, connections: int, args: argparse.Namesp
     argv += ["--warmup", str(args.warmup), "--duration", str(args.duration)]
     budget = args.warmup + args.duration + CLIENT_SLACK
     out = subprocess.run(
-        argv, capture_output=True, text=True, timeout=budget, preexec_fn=harness._pinned(CLIENT_CPU), check=False
+        argv, capture_output=True, text=True, timeout=budget, preexec_fn=common.pinned(CLIENT_CPU), check=False
     )
     for line in out.stdout.splitlines():
         if line.startswith("WSLOAD "):
