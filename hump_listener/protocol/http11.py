@@ -23,36 +23,20 @@ choices, in the order a connection meets them (RFC 9110 / RFC 9112):
    buffered in the transport, or the rest of a response we are closing after).
 6. No exception escapes an ``asyncio.Protocol`` callback: each one logs and aborts. App
    errors get a 500 if no response started, a close otherwise (``hump_listener.error``).
-7. Lingering close (nginx's ``lingering_close``): when we close a connection whose client
-   may still be sending (an error answered mid-request, a body left unread), we half-close
-   and discard its bytes until it closes or ``linger_timeout`` passes. Closing with unread
-   bytes in the kernel's buffer sends a reset, and the reset can destroy the response we
-   just wrote (the 413 a client uploading too much should see). So every close that may
-   leave request bytes unread lingers: an error answer, a body left unread, pipelined
-   requests behind a close-type response, an idle connection closed (shutdown,
-   keep-alive timeout) while a request is arriving, and the 503 beyond
-   ``max_connections`` (for at most as many connections again; then a plain close).
-8. A client that leaves is released whatever state the connection is in (RFC 9112 §9.6
-   lets either side close at any time): asyncio never notices an EOF or a reset on a
-   transport whose reading is paused, so once a second the server asks every paused
-   connection to poll its socket (``check_peer``); if the client has finished sending,
-   reading is resumed for good (what is left is bounded by the kernel's buffer) and the
-   EOF or reset is handled as on any other connection. The close paths stop a
-   ``sendfile`` in flight before the socket closes (asyncio's would wait forever).
-9. Chunked framing: h11 waits for the CRLF ending a chunk-size line, so a line ended by a
-   bare LF (or holding a stray CR) would keep the client waiting; it is answered 400 at
-   once. Trailer fields, like header fields, may end with a bare LF (RFC 9112 §2.2).
+7. Lingering close, and releasing clients that leave (RFC 9112 §9.6): see ``closing``.
+8. Chunked bodies that can never complete (a bare LF in a chunk-size line): see ``body``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import select
 from typing import TYPE_CHECKING, Any
 
+from hump_listener.protocol.body import BodyReading
+from hump_listener.protocol.closing import Closing
 from hump_listener.protocol.cycle import RequestCycle
-from hump_listener.protocol.flow_control import PEER_DONE, FlowControl, poll_socket
+from hump_listener.protocol.flow_control import FlowControl
 from hump_listener.protocol.head import Incomplete, ParsedHead, Rejection, read_head
 from hump_listener.protocol.websocket import WebSocketProtocol, is_websocket_upgrade
 
@@ -68,40 +52,13 @@ __all__ = ["H11Protocol"]
 logger = logging.getLogger("hump_listener.error")
 
 
-def _can_write_eof(transport: asyncio.BaseTransport) -> bool:
-    try:
-        return bool(transport.can_write_eof())  # type: ignore[attr-defined]
-    except (AttributeError, NotImplementedError):
-        return False
-
-
-def _stray_line_end(decoder: h11.Connection) -> bool:
-    """h11 is waiting for the CRLF that ends a chunk-size line while the bytes it holds
-    already have a bare LF or a CR not followed by LF: that line can never be valid
-    (policy 9). h11's reader state is read defensively (``getattr``): if an h11 build
-    lacks it, the body timeout still ends the wait."""
-    pending = decoder.trailing_data[0]
-    if not pending:
-        return False
-    reader = getattr(decoder, "_reader", None)
-    if (
-        getattr(reader, "_reading_trailer", True)
-        or getattr(reader, "_bytes_in_chunk", 1)
-        or getattr(reader, "_bytes_to_discard", b"")
-    ):
-        return False  # not reading a chunk-size line
-    # Any CRLF would already have ended the line, so every LF here is a bare one.
-    cr = pending.find(b"\r")
-    return b"\n" in pending or (cr != -1 and cr != len(pending) - 1)
-
-
 def _peer(address: object) -> tuple[str, int] | None:
     if isinstance(address, tuple) and len(address) >= 2:
         return (str(address[0]), int(address[1]))
     return None
 
 
-class H11Protocol(asyncio.Protocol):
+class H11Protocol(BodyReading, Closing, asyncio.Protocol):
     """One HTTP/1.1 connection (connection lifetime)."""
 
     def __init__(self, state: ServerState) -> None:
@@ -307,57 +264,6 @@ class H11Protocol(asyncio.Protocol):
         if self.config.handler_timeout is not None:
             cycle.start_handler_timer(self.config.handler_timeout)
 
-    # -- request bodies ---------------------------------------------------------------------
-
-    def _feed_length(self, cycle: RequestCycle, data: bytes | bytearray) -> None:
-        """Hand up to ``cycle.length_left`` bytes of a Content-Length body to the cycle;
-        bytes beyond it belong to the next request and wait in ``_buf`` (policy 4)."""
-        left = cycle.length_left
-        if len(data) > left:
-            self._buf += data[left:]
-            data = data[:left]
-            self.flow.pause_reading()
-        if data:
-            cycle.length_left = left - len(data)
-            cycle.feed(bytes(data))
-        if cycle.length_left == 0:
-            cycle.feed_end()
-        elif cycle.buffered > self.config.body_high_water:
-            self.flow.pause_reading()
-
-    def _feed_chunked(self, cycle: RequestCycle, data: bytes) -> bool:
-        assert self._decoder is not None
-        self._decoder.receive_data(data)
-        return self._read_chunked(cycle)
-
-    def _read_chunked(self, cycle: RequestCycle) -> bool:
-        """Move h11's body events into the cycle; False if the body was malformed."""
-        decoder = self._decoder
-        assert decoder is not None
-        while True:
-            try:
-                event = decoder.next_event()
-            except h11.RemoteProtocolError as exc:
-                logger.info("%s - invalid request body: %s", self.who(), exc)
-                cycle.abort(exc.error_status_hint)
-                return False
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                if event is h11.NEED_DATA and _stray_line_end(decoder):
-                    logger.info("%s - invalid request body: chunk-size line not ended by CRLF", self.who())
-                    cycle.abort(400)
-                    return False
-                break
-            if type(event) is h11.Data:
-                cycle.feed(bytes(event.data))
-            elif type(event) is h11.EndOfMessage:
-                cycle.feed_end()
-                break
-            else:  # ConnectionClosed: never fed to h11, so unreachable
-                break
-        if cycle.buffered > self.config.body_high_water:
-            self.flow.pause_reading()
-        return True
-
     # -- what the cycle asks of its connection --------------------------------------------
 
     @property
@@ -440,35 +346,6 @@ class H11Protocol(asyncio.Protocol):
         if self.cycle is not None:
             self.cycle.abort(503)
 
-    def abort(self) -> None:
-        if self.cycle is not None:
-            self.cycle.lost()  # first: stops a sendfile before its socket goes (policy 8)
-        self._closed = True
-        self._cancel_timers()
-        self.transport.abort()
-
-    def check_peer(self) -> None:
-        """Our reading is paused: if the client has since finished sending (FIN or reset),
-        read again for good so that the transport sees it (policy 8). The server calls
-        this once a second for every connection whose reading is paused."""
-        try:
-            if self._closed or self._eof or self._fd < 0 or self.transport.get_protocol() is not self:
-                return  # closed, finished, no socket, or handed to another protocol (an upgrade)
-            cycle = self.cycle
-            if cycle is not None and cycle.sending:
-                return  # asyncio reads nothing during a sendfile; it ends on its own
-            if poll_socket(self._fd, PEER_DONE):
-                self.flow.release_reading()
-        except Exception:
-            self._crash("check_peer")
-
-    def _may_have_unread(self) -> bool:
-        """The client may have sent bytes we have not read (policy 7): bytes not parsed
-        yet, a paused socket, or bytes waiting in the kernel's buffer."""
-        if self._buf or self.flow.read_paused:
-            return True
-        return self._fd >= 0 and poll_socket(self._fd, select.POLLIN) != 0
-
     # -- timers -----------------------------------------------------------------------------
 
     def _cancel_timers(self) -> None:
@@ -503,10 +380,6 @@ class H11Protocol(asyncio.Protocol):
         else:
             self._close()
 
-    def _on_linger_timeout(self) -> None:
-        self._linger_timer = None
-        self.transport.close()
-
     def watch_send(self) -> None:
         """Output is waiting on the client (a paused transport, a ``sendfile``, a close with
         data still buffered): check for progress every ``send_timeout`` (policy 5)."""
@@ -539,51 +412,3 @@ class H11Protocol(asyncio.Protocol):
             self.abort()
         except Exception:
             self._crash("the send timeout")
-
-    # -- closing ------------------------------------------------------------------------------
-
-    def _reject(self, status: int, reason: str) -> None:
-        """Answer a request we could not parse, and close (policy 1)."""
-        logger.info("%s - %d %s", self.who(), status, reason)
-        if not self._closed:
-            self.transport.write(self.state.simple_response(status))
-        self._close(linger=True)
-
-    def _close(self, linger: bool = False) -> None:
-        """Close the connection. ``linger``: the client may still be sending (a request
-        we did not read to its end), so half-close and discard its bytes for a while
-        first (policy 7)."""
-        if self.cycle is not None:
-            self.cycle.lost()  # first: stops a sendfile before its socket goes (policy 8)
-        if not self._closed:
-            self._closed = True
-            self._cancel_timers()
-            transport = self.transport
-            if linger and not self._eof and _can_write_eof(transport):
-                self._lingering = True
-                self._linger_timer = self.loop.call_later(self.config.linger_timeout, self._on_linger_timeout)
-                try:
-                    transport.write_eof()  # our FIN follows the response
-                except OSError:  # the client is already gone
-                    self._linger_timer.cancel()
-                    self._linger_timer = None
-                    transport.abort()
-            else:
-                transport.close()
-            self.flow.resume_reading()
-            self.flow.resume_writing()
-            if transport.get_write_buffer_size():
-                self.watch_send()  # the close waits for the client to take the rest
-
-    def _crash(self, where: str) -> None:
-        logger.exception("internal error in %s; closing the connection", where)
-        try:
-            self._closed = True
-            self._cancel_timers()
-            if self.cycle is not None:
-                self.cycle.lost()
-            if self.transport is not None:
-                self.transport.abort()
-        except Exception:
-            logger.exception("error while aborting the connection")
-

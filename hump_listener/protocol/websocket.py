@@ -4,20 +4,20 @@ The frames are the ``websockets`` package's sans-I/O ``ServerProtocol`` (an opti
 dependency, imported on the first upgrade: ``pip install "hump_listener[websockets]"``):
 it validates the handshake, negotiates permessage-deflate, parses and serialises frames
 (masking in C), answers pings and the closing handshake, and enforces the message size.
-This module is the I/O around it and implements ``seam.WebSocketChannel``. Policy choices:
+This module is the I/O around it and implements ``seam.WebSocketChannel``; the handshake
+(``ws_handshake.Handshake``) and the frames (``ws_frames.Frames``) are its two mixins.
+Policy choices:
 
-1. The handshake of a request whose ``Upgrade`` names ``websocket`` is validated in full
-   before the app's handler runs: GET on HTTP/1.1, the Upgrade and Connection tokens, a
-   16-byte base64 key, and version 13 (else 426 with ``Sec-WebSocket-Version: 13``, RFC
-   6455 §4.4). An invalid one is the ``rejection`` the app answers over HTTP.
+1. The handshake is validated in full before the app's handler runs (``ws_handshake``,
+   where this rule is spelled out); an invalid one is the ``rejection`` the app answers
+   over HTTP.
 2. ``accept()`` writes the 101 and takes the transport over (``set_protocol``); bytes the
    HTTP protocol had read past the head are fed to this one, then the client's half-close
    if the HTTP protocol saw one. The connection stays counted in the server's connections
    (``max_connections`` covers both kinds).
-3. Messages are reassembled from fragments. Text is validated as UTF-8 as it arrives, so an
-   invalid sequence closes with 1007 at once, even mid-message; a message over
-   ``ws_max_message_size`` closes with 1009; any other protocol error with 1002. Control
-   frames are answered when they arrive, also between the fragments of a message.
+3. Messages are reassembled from fragments, text is validated as UTF-8 as it arrives
+   (1007), too-big messages close with 1009 and protocol errors with 1002, control frames
+   are answered at once (``ws_frames``).
 4. Backpressure, both ways. Reading pauses while ``ws_max_queue`` messages wait for the
    handler, and while the transport's write buffer is above its high-water mark (so a
    client that sends pings but never reads cannot make us buffer pongs without bound).
@@ -35,15 +35,7 @@ This module is the I/O around it and implements ``seam.WebSocketChannel``. Polic
    the shutdown is under way as soon as it is accepted.
 7. The handler's task is the connection's: when it returns the connection is closed with
    1000 if still open, when it fails with 1011 (``finish``; the framework logs the error).
-8. The fast path (performance only, never behaviour): the common frame, a whole, unfragmented,
-   unextended, masked text or binary frame of at most 65535 bytes, is read by
-   ``_receive_fast`` and written by ``_send_fast`` without websockets' generator parser and
-   ``Frame`` objects, and only while websockets itself is at a frame boundary, OPEN, not
-   mid-message and without an extension, so that such a frame would not change its state.
-   The first frame that is anything else (a control frame, a fragment, a reserved bit, an
-   invalid UTF-8 text, a size over the limit, an unmasked frame) and everything after it
-   goes to websockets, which answers it as it would have; tests/test_websocket_fast_path.py
-   checks both paths write the same bytes for the same input.
+8. The fast path for the common frame, performance only, never behaviour (``ws_frames``).
 """
 
 from __future__ import annotations
@@ -56,6 +48,17 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from hump_listener.protocol.flow_control import PEER_DONE, poll_socket
+from hump_listener.protocol.ws_frames import Frames
+from hump_listener.protocol.ws_frames import frame_head as _frame_head  # noqa: F401 (tests)
+from hump_listener.protocol.ws_handshake import (
+    EXTRA_HINT,
+    QUIET,
+    Handshake,
+    Lib,
+    is_websocket_upgrade,
+    load_websockets,
+    open_state,
+)
 from hump_listener.seam import HeaderList, RequestHead, WebSocketDisconnect
 
 if TYPE_CHECKING:
@@ -66,13 +69,9 @@ __all__ = ["EXTRA_HINT", "WebSocketProtocol", "is_websocket_upgrade", "load_webs
 
 logger = logging.getLogger("hump_listener.error")
 
-EXTRA_HINT = 'WebSockets need the websockets package: pip install "hump_listener[websockets]"'
-_UTF8 = codecs.getincrementaldecoder("utf-8")
-
 # RFC 6455 §7.4.1 close codes used here
 _NORMAL = 1000
 _GOING_AWAY = 1001
-_INVALID_DATA = 1007
 _INTERNAL_ERROR = 1011
 _ABNORMAL = 1006
 
@@ -83,85 +82,7 @@ _ABNORMAL = 1006
 _TIMER_SLACK = 0.001
 
 
-def load_websockets() -> Any:
-    """The ``websockets`` package, or a RuntimeError naming the extra that installs it."""
-    try:
-        import websockets.frames
-        import websockets.server
-    except ImportError as exc:  # pragma: no cover - exercised in a venv without it
-        raise RuntimeError(EXTRA_HINT) from exc
-    return websockets
-
-
-class _Lib:
-    """The names of websockets used per frame, bound once by ``_bind`` on the first
-    handshake: the package is an optional dependency, so this module cannot import it at
-    import time, and a ``from websockets... import`` statement in a hot function costs about
-    a microsecond per call even once the module is loaded (it goes through importlib's
-    ``_handle_fromlist``); a class attribute costs tens of nanoseconds."""
-
-    bound = False
-    OPEN: Any = None
-    TEXT: Any = None
-    BINARY: Any = None
-    CONT: Any = None
-    PONG: Any = None
-    CLOSE: Any = None
-    ServerProtocol: Any = None
-    #: websockets' own unmasking: the C speedup, or its pure-Python fallback if that
-    #: was not built, so both paths always unmask with the same function.
-    apply_mask: Any = None
-    #: Recognising that websockets' parser is at a frame boundary (``_at_frame_boundary``)
-    #: means recognising its generators; None if this version's look different, which
-    #: turns the fast read path off (everything then goes through websockets).
-    parse_code: Any = None
-    at_eof_code: Any = None
-
-
-def _bind() -> type[_Lib]:
-    if not _Lib.bound:
-        load_websockets()
-        from websockets import frames, protocol, server, streams
-
-        lib = _Lib
-        lib.OPEN, lib.ServerProtocol = protocol.OPEN, server.ServerProtocol
-        lib.TEXT, lib.BINARY, lib.CONT = frames.TEXT, frames.BINARY, frames.CONT
-        lib.PONG, lib.CLOSE = frames.PONG, frames.CLOSE
-        lib.apply_mask = frames.apply_mask  # type: ignore[attr-defined]
-        parse = getattr(protocol.Protocol, "parse", None)
-        at_eof = getattr(streams.StreamReader, "at_eof", None)
-        lib.parse_code = getattr(parse, "__code__", None)
-        lib.at_eof_code = getattr(at_eof, "__code__", None)
-        lib.bound = True
-    return _Lib
-
-
-def _open_state() -> Any:
-    return _bind().OPEN
-
-
-#: The header of an unmasked FIN frame, by opcode byte (0x81 text, 0x82 binary) and payload
-#: length, for lengths below 126 (one byte of length): one tuple index instead of a
-#: ``struct.pack`` per message. The bytes are RFC 6455 §5.2's and what websockets'
-#: ``Frame.serialize`` writes (tests/test_websocket_fast_path.py compares them).
-_SHORT_HEADS = {op: tuple(bytes((op, n)) for n in range(126)) for op in (0x81, 0x82)}
-
-
-def _frame_head(op: int, length: int) -> bytes:
-    """The header of an unmasked FIN frame with opcode byte ``op`` (RFC 6455 §5.2)."""
-    if length < 126:
-        return _SHORT_HEADS[op][length]
-    if length < 65536:
-        return bytes((op, 126)) + length.to_bytes(2, "big")
-    return bytes((op, 127)) + length.to_bytes(8, "big")
-
-
-def is_websocket_upgrade(upgrade: bytes | None) -> bool:
-    """The ``Upgrade`` header (lower-cased) names the ``websocket`` protocol."""
-    return upgrade is not None and b"websocket" in (token.strip() for token in upgrade.split(b","))
-
-
-class WebSocketProtocol(asyncio.Protocol):
+class WebSocketProtocol(Handshake, Frames, asyncio.Protocol):
     """One WebSocket connection: the handshake while the request is HTTP, then the
     transport's protocol after the 101 (connection lifetime)."""
 
@@ -209,84 +130,6 @@ class WebSocketProtocol(asyncio.Protocol):
         self._ping_sent_at: float | None = None
         self._close_timer: asyncio.TimerHandle | None = None
 
-    # -- the handshake (request lifetime, still HTTP) ---------------------------------------
-
-    def _handshake(self) -> None:
-        if self._checked:
-            return
-        self._checked = True
-        lib = _bind()
-        from websockets.datastructures import Headers
-        from websockets.http11 import Request
-
-        head, config = self._head, self.config
-        headers = Headers()
-        for name, value in head.headers:
-            headers[name.decode("latin-1")] = value.decode("latin-1")
-        self._offered = [
-            token.strip()
-            for value in headers.get_all("Sec-WebSocket-Protocol")
-            for token in value.split(",")
-            if token.strip()
-        ]
-        if headers.get_all("Sec-WebSocket-Version") != ["13"]:
-            body = b"Unsupported WebSocket version: this server speaks version 13.\n"
-            self._rejection = (
-                426,
-                [
-                    (b"sec-websocket-version", b"13"),
-                    (b"upgrade", b"websocket"),
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", b"%d" % len(body)),
-                ],
-                body,
-            )
-            return
-        extensions = None
-        if config.ws_per_message_deflate:
-            from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-
-            bits = config.ws_deflate_window_bits
-            extensions = [
-                ServerPerMessageDeflateFactory(
-                    server_max_window_bits=bits,
-                    client_max_window_bits=bits,
-                    compress_settings={"memLevel": config.ws_deflate_mem_level},
-                )
-            ]
-        ws = lib.ServerProtocol(
-            extensions=extensions,
-            max_size=config.ws_max_message_size,
-            logger=_QUIET,
-        )
-        request = Request(
-            path=head.target.decode("latin-1"),
-            headers=headers,
-            method=head.method,
-            protocol="HTTP/" + head.http_version,
-        )
-        response = ws.accept(request)
-        if response.status_code != 101:
-            body = bytes(response.body)
-            out: HeaderList = [(b"content-type", b"text/plain; charset=utf-8")]
-            for name, value in response.headers.raw_items():
-                if name.lower() in ("allow", "upgrade"):
-                    out.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-            out.append((b"content-length", b"%d" % len(body)))
-            self._rejection = (response.status_code, out, body)
-            return
-        self._ws = ws
-        self._response = response
-
-    @property
-    def rejection(self) -> tuple[int, HeaderList, bytes] | None:
-        self._handshake()
-        return self._rejection
-
-    @property
-    def subprotocols(self) -> list[str]:
-        self._handshake()
-        return list(self._offered)
 
     @property
     def accepted(self) -> bool:
@@ -322,8 +165,8 @@ class WebSocketProtocol(asyncio.Protocol):
         # go to a fresh one in state OPEN, with the extensions the handshake negotiated:
         # the sans-I/O way to take over after a handshake of one's own.
         handshake = self._ws
-        ws = self._ws = _Lib.ServerProtocol(
-            state=_open_state(), max_size=self.config.ws_max_message_size, logger=_QUIET
+        ws = self._ws = Lib.ServerProtocol(
+            state=open_state(), max_size=self.config.ws_max_message_size, logger=QUIET
         )
         ws.extensions = handshake.extensions
         ws.subprotocol = subprotocol
@@ -395,27 +238,6 @@ class WebSocketProtocol(asyncio.Protocol):
             raise TypeError(f"a WebSocket message is str or bytes, not {type(message).__name__}")
         self._flush()
 
-    def _send_fast(self, message: str | bytes) -> bool:
-        """Rule 8: write ``message`` as one unmasked FIN frame, the bytes websockets'
-        ``send_text``/``send_binary`` would queue, and return True; or return False (nothing
-        done) unless websockets is OPEN with nothing queued before it and the transport open.
-
-        Saves, per message, websockets' ``Frame`` object, its ``check()``, a ``BytesIO``
-        and ``struct.pack`` for the header, and the ``data_to_send`` list round trip."""
-        if type(message) is str:
-            data = message.encode("utf-8")
-            op = 0x81
-        elif type(message) is bytes:  # not bytearray/memoryview: websockets' path for those
-            data = message
-            op = 0x82
-        else:
-            return False
-        ws, transport = self._ws, self.transport
-        if ws.writes or ws.state is not _Lib.OPEN or self._lost or transport.is_closing():
-            return False  # keep websockets' order / let it raise / drop as _flush does
-        transport.write(_frame_head(op, len(data)) + data)
-        return True
-
     async def close(self, code: int = _NORMAL, reason: str = "") -> None:
         if not self._accepted:
             raise RuntimeError("close() before accept(): refuse the handshake with an HTTP response instead")
@@ -482,7 +304,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def _start_close(self, code: int, reason: str) -> None:
         ws = self._ws
         self._fast_in = False  # rule 8: websockets is CLOSING from here on
-        if ws.state is _Lib.OPEN:
+        if ws.state is Lib.OPEN:
             ws.send_close(code, reason)
             self._flush()
         self._mark_closed(code, reason)
@@ -566,147 +388,6 @@ class WebSocketProtocol(asyncio.Protocol):
             flow.pause_reading()
         else:
             flow.resume_reading()
-
-    # -- frames -----------------------------------------------------------------------------
-
-    def _handle(self, events: list[Any]) -> None:
-        lib = _Lib
-        TEXT, BINARY, CONT, PONG, CLOSE = lib.TEXT, lib.BINARY, lib.CONT, lib.PONG, lib.CLOSE
-        for frame in events:
-            opcode = frame.opcode
-            if opcode is TEXT or opcode is BINARY:
-                if frame.fin:
-                    if opcode is TEXT:
-                        try:
-                            self._deliver(frame.data.decode("utf-8"))
-                        except UnicodeDecodeError as exc:
-                            self._fail_utf8(exc)
-                            return
-                    else:
-                        self._deliver(bytes(frame.data))
-                else:
-                    self._fragments = [frame.data]
-                    self._fragment_text = opcode is TEXT
-                    if self._fragment_text:
-                        self._decoder = _UTF8()
-                        if not self._check_utf8(frame.data, False):
-                            return
-            elif opcode is CONT:
-                self._fragments.append(frame.data)
-                if self._fragment_text and not self._check_utf8(frame.data, frame.fin):
-                    return
-                if frame.fin:
-                    data = b"".join(self._fragments)
-                    self._fragments = []
-                    self._decoder = None
-                    self._deliver(data.decode("utf-8") if self._fragment_text else data)
-            elif opcode is PONG:
-                self._ping_sent_at = None
-            elif opcode is CLOSE:
-                close = self._ws.close_rcvd
-                code = close.code if close is not None else 1005
-                self._mark_closed(code, close.reason if close is not None else "")
-                self._arm_close_timer()
-            # PING: websockets has queued the PONG; _flush sends it.
-
-    def _receive_fast(self, data: bytes) -> bytes:
-        """Rule 8: deliver the frames at the start of ``data`` that websockets would parse
-        into a whole message without a change of its state; return the rest, from the first
-        frame it must see, for websockets (b"" when all was taken; an unfinished last frame
-        that qualifies so far is kept in ``_partial``, at most 65543 bytes, which websockets
-        would buffer all the same, waiting as it would).
-
-        A frame qualifies when its first byte is 0x81 or 0x82 (FIN, no reserved bit, text or
-        binary: not a fragment, not a control frame), it is masked, its length has 7 or 16
-        bits and is within the size limit, and, for text, it is valid UTF-8: anything else is
-        websockets' to answer (1002, 1009, 1007, a pong, the fragments' reassembly), exactly
-        as if it had parsed the frames before it too, since those changed none of its state.
-
-        Saves, per frame, websockets' generator parser (three ``read_exact`` generators, a
-        ``bytearray`` buffer copied in and sliced out), the ``Frame`` object and its checks,
-        and ``_handle``'s opcode dispatch."""
-        deliver, unmask, limit = self._deliver, _Lib.apply_mask, self._max_size
-        end, size = 0, len(data)
-        # Each check is made as soon as websockets' parser would make it (the first two
-        # bytes, then the 16-bit length), so a frame it would reject is handed over with
-        # the same bytes it would have reacted to, never held back waiting for more.
-        while True:
-            start = end
-            if size - start < 2:
-                break
-            op, second = data[start], data[start + 1]
-            if (op != 0x81 and op != 0x82) or second < 0x80:  # not FIN text/binary, or unmasked
-                return data[start:]
-            length = second & 0x7F
-            if length < 126:
-                body = start + 6  # 2 bytes of header, 4 of mask
-            elif length == 126:
-                if size - start < 4:
-                    break
-                length = (data[start + 2] << 8) | data[start + 3]
-                body = start + 8
-            else:  # 64-bit length: rare, and over 65535 bytes: websockets' to take
-                return data[start:]
-            if limit is not None and length > limit:
-                return data[start:]  # websockets closes 1009 as soon as it has the length
-            end = body + length
-            if end > size:
-                end = start
-                break
-            payload = unmask(data[body:end], data[body - 4 : body])
-            if op == 0x81:
-                try:
-                    deliver(payload.decode("utf-8"))
-                except UnicodeDecodeError:  # websockets' path closes 1007
-                    return data[start:]
-            else:
-                deliver(payload)
-        if end < size:
-            # The rest starts a frame that qualifies so far: wait for the rest of it.
-            self._partial = data[end:] if end else data
-        return b""
-
-    def _at_frame_boundary(self) -> bool:
-        """Whether websockets would take a qualifying frame (rule 8) without a change of
-        state: OPEN, no close sent or received, no parser error, not mid-message, and its
-        parser suspended between frames, i.e. in ``Protocol.parse()``'s wait for the next
-        byte (the generator check is what tells "between frames" from "a header's first
-        bytes read"; it costs one or two microseconds, and runs only after websockets parsed)."""
-        ws = self._ws
-        if ws.state is not _Lib.OPEN or ws.parser_exc is not None or ws.current_size is not None:
-            return False
-        if self._closed_by is not None or self._lost or self._fragments:
-            return False
-        # ServerProtocol.parse delegates to Protocol.parse, which waits in
-        # StreamReader.at_eof between frames: the innermost two generators tell.
-        outer, inner = None, ws.parser
-        while True:
-            nested = getattr(inner, "gi_yieldfrom", None)
-            if nested is None:
-                break
-            outer, inner = inner, nested
-        return (
-            _Lib.parse_code is not None
-            and getattr(inner, "gi_code", None) is _Lib.at_eof_code
-            and getattr(outer, "gi_code", None) is _Lib.parse_code
-        )
-
-    def _check_utf8(self, data: bytes, final: bool) -> bool:
-        assert self._decoder is not None
-        try:
-            self._decoder.decode(data, final)
-        except UnicodeDecodeError as exc:
-            self._fail_utf8(exc)
-            return False
-        return True
-
-    def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
-        self._fast_in = False
-        self._fragments = []
-        self._decoder = None
-        self._ws.fail(_INVALID_DATA, "invalid UTF-8 in a text message")
-        self._mark_closed(_INVALID_DATA, "invalid UTF-8")
-        self._arm_close_timer()
 
     def _deliver(self, message: str | bytes) -> None:
         if self._closed_by is not None:
@@ -799,13 +480,3 @@ class WebSocketProtocol(asyncio.Protocol):
     def _who(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "client"
 
-
-class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """websockets logs every open and close at INFO on its own loggers; ours say what
-    matters, so only its warnings and errors pass, on ``hump_listener.error``."""
-
-    def isEnabledFor(self, level: int) -> bool:
-        return level >= logging.WARNING and self.logger.isEnabledFor(level)
-
-
-_QUIET = _QuietLogger(logger, {})
