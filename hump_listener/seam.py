@@ -38,6 +38,7 @@ __all__ = [
     "SeamTarget",
     "WebSocketChannel",
     "WebSocketDisconnect",
+    "plain_reply",
     "reason_phrase",
     "seam_entry",
 ]
@@ -57,6 +58,13 @@ def reason_phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return _CLASS_PHRASES.get(status // 100, "Unknown")
+
+
+def plain_reply(status: int) -> tuple[int, HeaderList, bytes]:
+    """A plain-text response whose body is the reason phrase, as ``(status, headers, body)``:
+    what a server or adapter answers on its own when the app gave nothing (403, 500)."""
+    body = reason_phrase(status).encode("ascii")
+    return status, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))], body
 
 
 class ClientDisconnect(Exception):

@@ -1,4 +1,4 @@
-"""seam.py: the few things the seam does besides declaring types: ``reason_phrase``,
+"""seam.py: the few things the seam does besides declaring types: ``reason_phrase``, ``plain_reply``,
 ``seam_entry``, ``RequestHead`` and ``WebSocketDisconnect``."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from hump_listener.seam import (
     ClientDisconnect,
     RequestHead,
     WebSocketDisconnect,
+    plain_reply,
     reason_phrase,
     seam_entry,
 )
@@ -25,6 +26,15 @@ from hump_listener.seam import (
 )
 def test_reason_phrase(status: int, phrase: str) -> None:
     assert reason_phrase(status) == phrase
+
+
+@pytest.mark.parametrize(("status", "body"), [(403, b"Forbidden"), (500, b"Internal Server Error")])
+def test_plain_reply_is_the_reason_phrase_as_plain_text(status: int, body: bytes) -> None:
+    assert plain_reply(status) == (
+        status,
+        [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))],
+        body,
+    )
 
 
 async def test_seam_entry_picks_handle_or_the_callable_itself() -> None:
