@@ -54,16 +54,19 @@ REQUESTS = {
 }
 
 
-async def run(raw: bytes, n: int) -> float:
-    app = http_web.app
+def connect(app: Any) -> tuple[ServerState, H11Protocol, MemoryTransport]:
+    """One server connection to ``app`` over the one in-memory transport; what the server
+    writes is counted (``sink.writes``) and dropped."""
     app.access_log = False
-    loop = asyncio.get_running_loop()
-    state = ServerState(app.handle, ServerConfig(), loop)
+    state = ServerState(app.handle, ServerConfig(), asyncio.get_running_loop())
     proto = H11Protocol(state)
-    # The one in-memory transport; responses are counted (one write each on these
-    # routes) and dropped.
-    sink = MemoryTransport(loop, on_write=lambda data: None)
+    sink = MemoryTransport(state.loop, on_write=lambda data: None)
     sink.connect(proto)
+    return state, proto, sink
+
+
+async def run(raw: bytes, n: int) -> float:
+    state, proto, sink = connect(http_web.app)  # one write per response on these routes
     start = time.process_time()
     for i in range(1, n + 1):
         proto.data_received(raw)
@@ -84,13 +87,7 @@ WS_RUNS = {"WS echo 32 B": 1, "WS echo 32 B, 16 per read": 16}
 
 
 async def run_ws(per_read: int, n: int) -> float:
-    app = hump_ws.app
-    app.access_log = False
-    loop = asyncio.get_running_loop()
-    state = ServerState(app.handle, ServerConfig(), loop)
-    proto = H11Protocol(state)
-    sink = MemoryTransport(loop, on_write=lambda data: None)
-    sink.connect(proto)
+    state, proto, sink = connect(hump_ws.app)
     proto.data_received(WS_HANDSHAKE)
     while sink.writes < 1:  # the 101
         await asyncio.sleep(0)
