@@ -15,13 +15,20 @@ pytestmark = pytest.mark.timeout(10)
 POST_10 = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"
 
 
+def closes_after(conn: Conn, seconds: float) -> None:
+    """The connection is still open 0.1 s before ``seconds`` from now, closing 0.1 s after."""
+    assert conn.clock is not None
+    conn.clock.advance(seconds - 0.1)
+    assert not conn.transport.closing
+    conn.clock.advance(0.2)
+    assert conn.transport.closing
+
+
 async def test_idle_new_connection_closed_quietly() -> None:
     conn = Conn(hello, clock=True, first_byte_timeout=10.0)
     assert conn.clock is not None
-    conn.clock.advance(9.9)
-    assert not conn.transport.closing
-    conn.clock.advance(0.2)
-    assert conn.transport.closing and conn.out == b""
+    closes_after(conn, 10)
+    assert conn.out == b""
 
 
 async def test_head_timeout_counts_from_first_byte_and_answers_408() -> None:
@@ -31,10 +38,7 @@ async def test_head_timeout_counts_from_first_byte_and_answers_408() -> None:
     conn.send(b"GET / HTTP/1.1\r\n")
     conn.clock.advance(4)
     conn.send(b"Host: x\r\n")  # more bytes do not restart the head timer
-    conn.clock.advance(0.9)
-    assert not conn.transport.closing
-    conn.clock.advance(0.2)
-    assert conn.transport.closing
+    closes_after(conn, 1)
     assert conn.responses()[0].status == 408
 
 
@@ -80,10 +84,7 @@ async def test_stalled_body_is_408() -> None:
     assert conn.clock is not None
     conn.send(POST_10 + b"abc")
     await conn.settle()
-    conn.clock.advance(9.9)
-    assert not conn.transport.closing
-    conn.clock.advance(0.2)
-    assert conn.transport.closing
+    closes_after(conn, 10)
     assert conn.responses()[0].status == 408
     await conn.settle(lambda: bool(errors))  # the waiting app is told, not left hanging
 
@@ -310,10 +311,7 @@ async def test_a_body_that_stalls_after_a_fast_start_is_408_after_body_timeout()
     assert conn.clock is not None
     conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 70001\r\n\r\n" + bytes(70_000))
     await conn.settle()
-    conn.clock.advance(4.9)
-    assert not conn.transport.closing
-    conn.clock.advance(0.2)
-    assert conn.transport.closing
+    closes_after(conn, 5)
     assert conn.responses()[0].status == 408
 
 
