@@ -421,7 +421,7 @@ async def test_a_hung_redis_never_hangs_a_publisher(redis_server: RedisServer, l
 async def test_a_failure_in_the_reader_is_logged_and_the_reader_carries_on(
     redis_server: RedisServer, logs: LogWatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hump_listener import broadcast as module
+    from hump_listener import broadcast_redis as module
 
     decode = module._decode
 

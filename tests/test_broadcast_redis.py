@@ -1,0 +1,58 @@
+"""broadcast_redis.py on its own: the wire format and what a Redis URL configures, with
+no server. Redis pub/sub itself (outages, a hung Redis, two processes) is tested against a
+real redis-server in tests/test_broadcast.py, beside the memory backend's same semantics."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from hump_listener.broadcast import Broadcast
+from hump_listener.broadcast_redis import RedisBackend, _decode, _encode
+
+
+@pytest.mark.parametrize("message", ["hello", "", "é ✓", b"", b"\x00\xff", b"plain"])
+def test_a_message_comes_back_as_it_went_in(message: str | bytes) -> None:
+    payload = _encode(message)
+    assert payload[:1] == (b"\x00" if isinstance(message, str) else b"\x01")
+    decoded = _decode(payload)
+    assert decoded == message and type(decoded) is type(message)
+
+
+@pytest.mark.parametrize("payload", [b"from redis-cli", b"", b"\x00\xff\xfe"])
+def test_a_foreign_or_broken_payload_is_delivered_as_its_bytes(payload: bytes) -> None:
+    assert _decode(payload) == payload
+
+
+def test_the_url_sets_the_address_timeouts_and_resp2() -> None:
+    backend = Broadcast("redis://127.0.0.1:6390/3", timeout=1.5)._backend
+    assert isinstance(backend, RedisBackend)
+    assert backend._address == "127.0.0.1:6390/3"
+    assert backend._options["socket_connect_timeout"] == 1.5
+    assert backend._options["socket_timeout"] == 1.5
+    assert backend._options["protocol"] == 2
+    assert not backend.connected
+
+
+def test_rediss_uses_a_tls_connection() -> None:
+    import redis.asyncio
+
+    backend = Broadcast("rediss://127.0.0.1:6390/0")._backend
+    assert isinstance(backend, RedisBackend)
+    assert issubclass(backend._connection_class, redis.asyncio.SSLConnection)
+
+
+def test_the_module_is_imported_only_for_a_redis_url() -> None:
+    # In a fresh interpreter: this one has imported it already.
+    check = (
+        "import sys\n"
+        "from hump_listener.broadcast import Broadcast\n"
+        "Broadcast('memory://')\n"
+        "before = 'hump_listener.broadcast_redis' in sys.modules\n"
+        "Broadcast('redis://127.0.0.1:6390/0')\n"
+        "print(before, 'hump_listener.broadcast_redis' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
