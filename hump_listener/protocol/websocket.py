@@ -406,32 +406,6 @@ class WebSocketProtocol(Handshake, Frames, asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _flush(self) -> None:
-        """Write what websockets has to send; an empty bytestring means half-close."""
-        ws = self._ws
-        writes = ws.data_to_send()
-        if not writes:
-            return
-        transport = self.transport
-        if self._lost or transport.is_closing():
-            return
-        for data in writes:
-            if data:
-                transport.write(data)
-            else:  # websockets' SEND_EOF
-                try:
-                    if transport.can_write_eof():
-                        transport.write_eof()
-                    else:
-                        transport.close()
-                except OSError:
-                    transport.abort()
-                self._arm_close_timer()
-        if ws.parser_exc is not None and self._closed_by is None:
-            # websockets failed the connection (1002 protocol error, 1009 too big, ...).
-            sent = ws.close_sent
-            self._mark_closed(sent.code if sent is not None else _ABNORMAL, sent.reason if sent is not None else "")
-
     # -- timers -----------------------------------------------------------------------------
 
     def _arm_ping(self, delay: float | None) -> None:

@@ -1,7 +1,8 @@
 """WebSocket frames in and out (RFC 6455 §5): the ``Frames`` half of ``WebSocketProtocol``.
 
-websockets' sans-I/O ``ServerProtocol`` parses the frames; ``Frames._handle`` turns its
-events into messages for the handler. Two of the protocol's rules live here:
+websockets' sans-I/O ``ServerProtocol`` parses and serialises the frames; ``Frames._handle``
+turns its events into messages for the handler, ``Frames._flush`` writes what it has to
+send (an empty write is its half-close). Two of the protocol's rules live here:
 
 3. Messages are reassembled from fragments. Text is validated as UTF-8 as it arrives, so an
    invalid sequence closes with 1007 at once, even mid-message (``_check_utf8``); a message
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
 __all__ = ["Frames", "frame_head"]
 
 _UTF8 = codecs.getincrementaldecoder("utf-8")
-_INVALID_DATA = 1007  # RFC 6455 §7.4.1
+# RFC 6455 §7.4.1 close codes used here
+_INVALID_DATA = 1007
+_ABNORMAL = 1006
 
 #: The header of an unmasked FIN frame, by opcode byte (0x81 text, 0x82 binary) and payload
 #: length, for lengths below 126 (one byte of length): one tuple index instead of a
@@ -72,6 +75,32 @@ class Frames:
         def _deliver(self, message: str | bytes) -> None: ...
         def _mark_closed(self, code: int, reason: str) -> None: ...
         def _arm_close_timer(self) -> None: ...
+
+    def _flush(self) -> None:
+        """Write what websockets has to send; an empty bytestring means half-close."""
+        ws = self._ws
+        writes = ws.data_to_send()
+        if not writes:
+            return
+        transport = self.transport
+        if self._lost or transport.is_closing():
+            return
+        for data in writes:
+            if data:
+                transport.write(data)
+            else:  # websockets' SEND_EOF
+                try:
+                    if transport.can_write_eof():
+                        transport.write_eof()
+                    else:
+                        transport.close()
+                except OSError:
+                    transport.abort()
+                self._arm_close_timer()
+        if ws.parser_exc is not None and self._closed_by is None:
+            # websockets failed the connection (1002 protocol error, 1009 too big, ...).
+            sent = ws.close_sent
+            self._mark_closed(sent.code if sent is not None else _ABNORMAL, sent.reason if sent is not None else "")
 
     def _send_fast(self, message: str | bytes) -> bool:
         """Rule 8: write ``message`` as one unmasked FIN frame, the bytes websockets'
