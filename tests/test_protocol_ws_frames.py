@@ -1,5 +1,5 @@
-"""protocol/ws_frames.py on its own: frame headers, and the ``Frames`` mixin's reading on a
-bare object that records what it would deliver and close. Whole connections, and the fast
+"""protocol/ws_frames.py on its own: the ``Frames`` mixin's reading on a bare object that
+records what it would deliver and close. Whole connections, ``frame_head``, and the fast
 path compared byte for byte with websockets alone, are tests/test_protocol_websocket.py's
 and tests/test_websocket_fast_path.py's."""
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from ws_helpers import BINARY, CONT, TEXT, binary, frame, text
 
-from hump_listener.protocol.ws_frames import Frames, frame_head
+from hump_listener.protocol.ws_frames import Frames
 from hump_listener.protocol.ws_handshake import bind_lib, open_state
 
 
@@ -45,16 +45,6 @@ class Bare(Frames):
     def through_websockets(self, data: bytes) -> None:
         self._ws.receive_data(data)
         self._handle(self._ws.events_received())
-
-
-@pytest.mark.parametrize("length", [0, 1, 125, 126, 65535, 65536])
-def test_frame_head_is_websockets_own_header(length: int) -> None:
-    from websockets.frames import Frame, Opcode
-
-    for op, opcode in ((0x81, Opcode.TEXT), (0x82, Opcode.BINARY)):
-        payload = b"a" * length
-        expected = Frame(opcode, payload).serialize(mask=False)
-        assert frame_head(op, length) + payload == expected
 
 
 def test_whole_frames_are_taken_by_the_fast_path() -> None:

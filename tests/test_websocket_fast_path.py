@@ -30,7 +30,8 @@ pytest.importorskip("websockets")
 from protocol_helpers import Conn, serve, settle
 from websockets.frames import BINARY, TEXT, Frame
 
-from hump_listener.protocol.websocket import WebSocketProtocol, _frame_head
+from hump_listener.protocol.websocket import WebSocketProtocol
+from hump_listener.protocol.ws_frames import frame_head
 from hump_listener.seam import Channel, RequestHead, WebSocketDisconnect
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -382,7 +383,7 @@ async def test_a_rejected_header_is_answered_without_waiting_for_more_bytes() ->
 def test_frame_head_is_websockets_header(length: int, opcode: Any) -> None:
     data = b"d" * length
     expected = Frame(opcode, data).serialize(mask=False)
-    assert _frame_head(0x80 | opcode, length) + data == expected
+    assert frame_head(0x80 | opcode, length) + data == expected
 
 
 async def test_fast_send_is_not_used_for_bytearray_or_memoryview() -> None:

@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING, Any
 
 from hump_listener.protocol.flow_control import PEER_DONE, poll_socket
 from hump_listener.protocol.ws_frames import Frames
-from hump_listener.protocol.ws_frames import frame_head as _frame_head  # noqa: F401 (tests)
 from hump_listener.protocol.ws_handshake import (
     EXTRA_HINT,
     QUIET,
