@@ -1,4 +1,4 @@
-"""FlowControl: idempotent pause/resume of reading, drain while writing is paused."""
+"""FlowControl: idempotent pause/resume of reading, drain while writing is paused; half_close."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 from protocol_helpers import FakeTransport, settle
 
-from hump_listener.protocol.flow_control import FlowControl
+from hump_listener.protocol.flow_control import FlowControl, half_close
 
 
 async def test_reading_pause_and_resume_are_idempotent() -> None:
@@ -66,3 +66,44 @@ async def test_released_reading_never_pauses_again() -> None:
     assert transport.reading and not flow.read_paused and flow.released
     flow.pause_reading()
     assert transport.reading and not flow.read_paused
+
+
+class Ending(asyncio.Transport):
+    """A transport that records how it was ended; ``eof`` says what ``write_eof`` does."""
+
+    def __init__(self, eof: str) -> None:
+        super().__init__()
+        self.eof = eof
+        self.ended: list[str] = []
+
+    def can_write_eof(self) -> bool:
+        return self.eof != "unsupported"
+
+    def write_eof(self) -> None:
+        if self.eof == "gone":
+            raise OSError(107, "Transport endpoint is not connected")
+        self.ended.append("fin")
+
+    def close(self) -> None:
+        self.ended.append("close")
+
+    def abort(self) -> None:
+        self.ended.append("abort")
+
+
+def test_half_close_sends_a_fin_where_it_can() -> None:
+    transport = Ending("ok")
+    assert half_close(transport) is True
+    assert transport.ended == ["fin"]
+
+
+def test_half_close_closes_a_transport_that_cannot() -> None:
+    transport = Ending("unsupported")
+    assert half_close(transport) is False
+    assert transport.ended == ["close"]
+
+
+def test_half_close_aborts_when_the_client_is_already_gone() -> None:
+    transport = Ending("gone")
+    assert half_close(transport) is False
+    assert transport.ended == ["abort"]

@@ -27,7 +27,7 @@ import logging
 import select
 from typing import TYPE_CHECKING, Any
 
-from hump_listener.protocol.flow_control import PEER_DONE, FlowControl, poll_socket
+from hump_listener.protocol.flow_control import PEER_DONE, FlowControl, half_close, poll_socket
 
 if TYPE_CHECKING:
     from hump_listener.protocol.config import ServerConfig
@@ -37,13 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["Closing"]
 
 logger = logging.getLogger("hump_listener.error")
-
-
-def _can_write_eof(transport: asyncio.BaseTransport) -> bool:
-    try:
-        return bool(transport.can_write_eof())  # type: ignore[attr-defined]
-    except (AttributeError, NotImplementedError):
-        return False
 
 
 class Closing:
@@ -119,15 +112,10 @@ class Closing:
             self._closed = True
             self._cancel_timers()
             transport = self.transport
-            if linger and not self._eof and _can_write_eof(transport):
-                self._lingering = True
-                self._linger_timer = self.loop.call_later(self.config.linger_timeout, self._on_linger_timeout)
-                try:
-                    transport.write_eof()  # our FIN follows the response
-                except OSError:  # the client is already gone
-                    self._linger_timer.cancel()
-                    self._linger_timer = None
-                    transport.abort()
+            if linger and not self._eof:
+                if half_close(transport):  # our FIN follows the response; read on, discarding
+                    self._lingering = True
+                    self._linger_timer = self.loop.call_later(self.config.linger_timeout, self._on_linger_timeout)
             else:
                 transport.close()
             self.flow.resume_reading()

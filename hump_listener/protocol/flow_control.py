@@ -24,7 +24,14 @@ from __future__ import annotations
 import asyncio
 import select
 
-__all__ = ["DEFAULT_BODY_HIGH_WATER", "DEFAULT_WRITE_HIGH_WATER", "PEER_DONE", "FlowControl", "poll_socket"]
+__all__ = [
+    "DEFAULT_BODY_HIGH_WATER",
+    "DEFAULT_WRITE_HIGH_WATER",
+    "PEER_DONE",
+    "FlowControl",
+    "half_close",
+    "poll_socket",
+]
 
 #: Unconsumed request-body bytes buffered before we stop reading the socket.
 #: Precedent: uvicorn's ``HIGH_WATER_LIMIT = 65536``; asyncio streams use 64 KiB too.
@@ -106,3 +113,23 @@ def poll_socket(fd: int, events: int) -> int:
     poller.register(fd, events)
     ready = poller.poll(0)
     return ready[0][1] if ready else 0
+
+
+def half_close(transport: asyncio.BaseTransport) -> bool:
+    """Send our FIN after what was written, keeping the connection open for reading, and
+    return True; where the transport cannot half-close, close it and return False; if the
+    client has already gone (``write_eof`` raises an ``OSError`` such as ENOTCONN), abort
+    and return False. Both protocols' closing handshakes end here."""
+    try:
+        can = bool(transport.can_write_eof())  # type: ignore[attr-defined]
+    except (AttributeError, NotImplementedError):
+        can = False
+    if not can:
+        transport.close()
+        return False
+    try:
+        transport.write_eof()  # type: ignore[attr-defined]
+    except OSError:
+        transport.abort()  # type: ignore[attr-defined]
+        return False
+    return True

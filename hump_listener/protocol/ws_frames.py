@@ -25,6 +25,7 @@ import asyncio
 import codecs
 from typing import TYPE_CHECKING, Any
 
+from hump_listener.protocol.flow_control import half_close
 from hump_listener.protocol.ws_handshake import Lib
 
 if TYPE_CHECKING:
@@ -89,13 +90,7 @@ class Frames:
             if data:
                 transport.write(data)
             else:  # websockets' SEND_EOF
-                try:
-                    if transport.can_write_eof():
-                        transport.write_eof()
-                    else:
-                        transport.close()
-                except OSError:
-                    transport.abort()
+                half_close(transport)
                 self._arm_close_timer()
         if ws.parser_exc is not None and self._closed_by is None:
             # websockets failed the connection (1002 protocol error, 1009 too big, ...).
