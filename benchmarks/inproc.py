@@ -33,7 +33,7 @@ from common import REPO
 sys.path.insert(0, str(REPO))
 
 import http_web
-from hump_listener.protocol.config import ServerConfig
+from hump_listener.config import ServerConfig
 from hump_listener.protocol.http11 import H11Protocol
 from hump_listener.protocol.memory import MemoryTransport
 from hump_listener.protocol.server import ServerState

@@ -15,6 +15,7 @@ The public API is exactly ``__all__`` (a test keeps it so)::
 from . import statuses
 from .app import App
 from .broadcast import Broadcast, BroadcastUnavailable
+from .config import ServerConfig
 from .context import HTTPContext
 from .errors import ClientDisconnect, HTTPError, ResponseAlreadySent, RouteDefinitionError
 from .forms import FormData, UploadFile
@@ -40,6 +41,7 @@ __all__ = [
     "Response",
     "ResponseAlreadySent",
     "RouteDefinitionError",
+    "ServerConfig",
     "StreamingResponse",
     "UploadFile",
     "WebSocket",

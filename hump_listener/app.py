@@ -8,7 +8,7 @@ server (``protocol``), which no other framework module imports::
             RequestPath                           dispatch.py: handle(), the request path
         Lifecycle                                 lifecycle.py: startup, shutdown, signals
     used by them: replies.py (one reply path), chain.py (the middleware chain),
-    routing.py / templates.py / targets.py (the route tree, templates, request targets),
+    routing.py / route_templates.py / targets.py (the route tree, templates, request targets),
     endpoints.py (injection plans), background.py / events.py (background events)
 
 Two entries: ``App.handle(head, channel)`` is the seam (what the built-in server, the
@@ -55,7 +55,8 @@ if TYPE_CHECKING:
     from tiny_listener import Route
 
     from .asgi import ASGIAdapter, Receive, Scope, Send
-    from .protocol import Server, ServerConfig
+    from .config import ServerConfig
+    from .protocol import Server
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "App"]
 
@@ -122,7 +123,7 @@ class App(Registration, Lifecycle):
         # start-up error of the runner, not an import error of the app's module.
         self._code: dict[str, Any] = {}
         if config is not None:
-            from .protocol.config import ServerConfig, code_settings
+            from .config import ServerConfig, code_settings
 
             if not isinstance(config, ServerConfig):
                 raise TypeError(f"config must be a ServerConfig, got {type(config).__name__}")
@@ -145,7 +146,7 @@ class App(Registration, Lifecycle):
             self._code[name] = value
         if self._code:
             # A bad value written in code fails here, where it is written (ConfigError).
-            from .protocol.config import ServerConfig
+            from .config import ServerConfig
 
             ServerConfig.from_env({}, **self._code)
         self._config: ServerConfig | None = None
@@ -200,14 +201,14 @@ class App(Registration, Lifecycle):
         ``configure(**fields)`` changes some fields (the command line does)."""
         config = self._config
         if config is None:
-            from .protocol.config import ServerConfig
+            from .config import ServerConfig
 
             config = self.config = ServerConfig.from_env(os.environ, **self._code)
         return config
 
     @config.setter
     def config(self, config: ServerConfig) -> None:
-        from .protocol.config import ServerConfig
+        from .config import ServerConfig
 
         if not isinstance(config, ServerConfig):
             raise TypeError(f"config must be a ServerConfig, got {type(config).__name__}")
@@ -233,7 +234,7 @@ class App(Registration, Lifecycle):
     def configure(self, **changes: Any) -> None:
         """Replace some fields of ``config`` (``app.configure(port=0, workers=2)``);
         unknown names are a ``ConfigError`` naming the valid ones."""
-        from .protocol.config import ConfigError, field_names
+        from .config import ConfigError, field_names
 
         unknown = sorted(set(changes) - field_names())
         if unknown:
@@ -304,7 +305,7 @@ class App(Registration, Lifecycle):
         """``config`` as the server takes it: with the TLS context built from
         ``ssl_certfile``/``ssl_keyfile`` (once per call) unless ``ssl`` is given. A file
         that is missing or not a PEM certificate/key is a ``ConfigError``."""
-        from .protocol.config import ConfigError
+        from .config import ConfigError
 
         config = self.config
         if config.ssl is not None or not (config.ssl_certfile or config.ssl_keyfile):
@@ -335,8 +336,8 @@ class App(Registration, Lifecycle):
     async def listen(self) -> None:
         """Start the HTTP server (tiny-listener calls this after the startup callbacks).
         A bad setting or a failed bind raises a one-line ``ConfigError``."""
+        from .config import bind_error, loop_name
         from .protocol import Server
-        from .protocol.config import bind_error, loop_name
 
         config = self.server_config()
         server = Server(self.handle, config)
@@ -367,7 +368,7 @@ class App(Registration, Lifecycle):
         """A fresh loop of the kind ``config.loop`` names (``auto``: uvloop when it is
         installed), set as current: tiny-listener's ``get_event_loop()`` call is
         deprecated when no loop is running."""
-        from .protocol.config import loop_factory
+        from .config import loop_factory
 
         loop = loop_factory(self.config.loop)()
         asyncio.set_event_loop(loop)
@@ -388,7 +389,7 @@ class App(Registration, Lifecycle):
         if self._stopping:  # a signal came during startup
             await self.run_shutdown()
             return
-        from .protocol.config import ConfigError
+        from .config import ConfigError
 
         try:
             await self.listen()
@@ -407,8 +408,8 @@ class App(Registration, Lifecycle):
         A start-up error (a bad setting, a port in use, a TLS file that cannot be loaded,
         uvloop asked for but missing) is one line on the error log and ``SystemExit(1)``,
         as uvicorn does; errors in the app's own code keep their traceback."""
+        from .config import ConfigError
         from .logs import configure_default_logging, startup_failed
-        from .protocol.config import ConfigError
 
         try:
             config = self.config

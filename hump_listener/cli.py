@@ -35,7 +35,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .protocol.config import (
+from .config import (
     DEFAULT_FORWARDED_ALLOW_IPS,
     DEFAULT_HOST,
     DEFAULT_LOG_LEVEL,

@@ -26,7 +26,7 @@ from tiny_listener import Context, Data, Depends, Event, Param, Route
 
 from . import tiny_internals
 from .errors import RouteDefinitionError
-from .templates import WS, Template, parse_event_name
+from .route_templates import WS, Template, parse_event_name
 from .tiny_internals import init_route_without_regex
 
 if TYPE_CHECKING:

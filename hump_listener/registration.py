@@ -1,7 +1,7 @@
 """Registration: how handlers, hooks and middleware get into an ``App``, and are found again.
 
 Every decorator ends in ``add_on_event_hook(fn, event_name)`` (tiny-listener's own entry,
-so ``Listener`` code keeps working): the event name is split once (``templates``), the
+so ``Listener`` code keeps working): the event name is split once (``route_templates``), the
 template compiled once, the handler's injection planned once (``endpoints.Endpoint``),
 and the route filed in the route tree (``routing.Router``); its middleware chain is
 composed once (``chain.compose``). Anything wrong fails here, at registration, as a
@@ -35,8 +35,8 @@ from .context import HTTPContext
 from .dispatch import RequestPath
 from .endpoints import Endpoint, Handler, Middleware, PlannedHook, check_middleware
 from .errors import HTTPError, RouteDefinitionError
+from .route_templates import Template, parse_event_name
 from .routing import Router
-from .templates import Template, parse_event_name
 
 if TYPE_CHECKING:
     from .threads import SyncPool

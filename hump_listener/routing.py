@@ -8,7 +8,7 @@ error carries ``Allow``). HEAD falls back to GET; a ``*`` method matches any HTT
 the handshake request as plain HTTP; HTTP methods never match a ``WS`` route, and
 ``Allow`` never lists ``WS``.
 
-Routes are filed by their compiled ``Template`` (``templates``: the template syntax, the
+Routes are filed by their compiled ``Template`` (``route_templates``: the template syntax, the
 one parser, the event-name grammar); the request's path arrives decoded
 (``targets``). Both are re-exported here, so ``from hump_listener.routing import
 Router, Template, parse_event_name, split_target, decode_path`` is the one import.
@@ -31,8 +31,7 @@ from __future__ import annotations
 from typing import Generic, TypeVar
 
 from .errors import HTTPError, RouteConflict
-from .targets import decode_path, split_target
-from .templates import (
+from .route_templates import (
     CONVERTORS,
     KNOWN_METHODS,
     WS,
@@ -43,6 +42,7 @@ from .templates import (
     parse_event_name,
     parse_template,
 )
+from .targets import decode_path, split_target
 
 __all__ = [
     "CONVERTORS",

@@ -3,7 +3,7 @@
 Pure functions, no I/O. ``split_target`` takes the target apart (origin-, absolute- and
 asterisk-form, RFC 9112 §3.2); ``decode_path`` percent-decodes the path strictly, so a
 malformed request is the client's 400 and never a 5xx. Route templates are decoded the
-same way (``templates``), so a template and a request meet as decoded text::
+same way (``route_templates``), so a template and a request meet as decoded text::
 
     b"/caf%C3%A9?x=1"  --split_target-->  (b"/caf%C3%A9", b"x=1")
     b"/caf%C3%A9"      --decode_path--->  "/café"

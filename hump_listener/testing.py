@@ -60,8 +60,8 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import h11
 
+from .config import ServerConfig
 from .models import Headers
-from .protocol.config import ServerConfig
 from .protocol.http11 import H11Protocol
 from .protocol.memory import MemoryTransport
 from .protocol.server import ServerState

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from .app import App
-    from .protocol.config import ServerConfig
+    from .config import ServerConfig
 
 __all__ = [
     "DEFAULT_MAX_RESTARTS",
@@ -219,7 +219,7 @@ class Supervisor:
         """Raises ``ConfigError`` (one line; ``App.run`` prints it and exits 1) for a bad
         setting, a TLS file that cannot be loaded, uvloop missing or a failed bind,
         before any worker starts."""
-        from .protocol.config import bind_error, loop_factory
+        from .config import bind_error, loop_factory
 
         app = self.app
         import_string = find_import_string(app)

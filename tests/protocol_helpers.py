@@ -18,7 +18,7 @@ from typing import Any
 
 import h11
 
-from hump_listener.protocol.config import ServerConfig
+from hump_listener.config import ServerConfig
 from hump_listener.protocol.http11 import H11Protocol
 from hump_listener.protocol.memory import MemoryTransport
 from hump_listener.protocol.server import Server, ServerState

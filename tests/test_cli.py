@@ -18,7 +18,7 @@ from process_helpers import cli as cli_cmd
 from process_helpers import tiny_listener as tiny_listener_cmd
 
 from hump_listener import cli
-from hump_listener.protocol.config import ENVIRONMENT
+from hump_listener.config import ENVIRONMENT
 
 ENV_NAMES = tuple(variable for variable, _, _ in ENVIRONMENT.values())
 

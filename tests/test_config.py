@@ -1,4 +1,4 @@
-"""protocol/config.py: ServerConfig, the one place the environment is read, and the way
+"""config.py: ServerConfig, the one place the environment is read, and the way
 every runner takes its settings from ``app.config`` (precedence: flag > code > env)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from process_helpers import cli, get, launch
 
 from hump_listener import App, HTTPContext
-from hump_listener.protocol.config import (
+from hump_listener.config import (
     ENVIRONMENT,
     ConfigError,
     ServerConfig,
@@ -231,7 +231,7 @@ def test_a_flag_beats_the_code_in_every_worker(tmp_path: Path) -> None:
     # still reach them (the supervisor hands them its resolved config).
     pytest.importorskip("uvloop")
     (tmp_path / "coded_loop.py").write_text(
-        "from hump_listener import App, HTTPContext\nfrom hump_listener.protocol import ServerConfig\n"
+        "from hump_listener import App, HTTPContext\nfrom hump_listener import ServerConfig\n"
         "app = App(config=ServerConfig(loop='asyncio'), access_log=False)\n"
         "@app.get('/')\nasync def index(ctx: HTTPContext) -> str:\n    return 'ok'\n"
     )

@@ -22,7 +22,7 @@ from hump_listener.endpoints import (
     run_in_pool,
 )
 from hump_listener.errors import RouteDefinitionError
-from hump_listener.templates import Template
+from hump_listener.route_templates import Template
 
 
 def context() -> HTTPContext:

@@ -13,9 +13,8 @@ import pytest
 from servers import run_server, tiny_listener_cmd
 from tiny_listener import Param
 
-from hump_listener import App
+from hump_listener import App, ServerConfig
 from hump_listener.events import DEFAULT_DRAIN_TIMEOUT
-from hump_listener.protocol import ServerConfig
 from hump_listener.testing import AsyncTestClient, TestClient
 
 
@@ -195,7 +194,7 @@ async def test_cut_skips_the_rest_of_the_drain(caplog: pytest.LogCaptureFixture)
 
 
 def test_drain_timeout_defaults_to_the_servers_shutdown_timeout() -> None:
-    from hump_listener.protocol.config import DEFAULT_SHUTDOWN_TIMEOUT
+    from hump_listener.config import DEFAULT_SHUTDOWN_TIMEOUT
 
     assert DEFAULT_DRAIN_TIMEOUT == DEFAULT_SHUTDOWN_TIMEOUT
     assert App().drain_timeout == DEFAULT_SHUTDOWN_TIMEOUT

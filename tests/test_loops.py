@@ -13,8 +13,8 @@ from conftest import TEST_LOOP
 from protocol_helpers import hello, request
 
 from hump_listener import App, HTTPContext
-from hump_listener.protocol import Server, ServerConfig, http11
-from hump_listener.protocol.config import loop_factory, loop_name
+from hump_listener.config import ServerConfig, loop_factory, loop_name
+from hump_listener.protocol import Server, http11
 from hump_listener.protocol.memory import MemoryTransport
 from hump_listener.protocol.server import ServerState
 from hump_listener.seam import Channel, RequestHead

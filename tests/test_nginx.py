@@ -35,7 +35,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from ws_helpers import recv, ws_connect
 
-from hump_listener.protocol.config import DEFAULT_WS_PING_INTERVAL, DEFAULT_WS_PING_TIMEOUT
+from hump_listener.config import DEFAULT_WS_PING_INTERVAL, DEFAULT_WS_PING_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_CONF = ROOT / "deploy" / "nginx.conf"

@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 from process_helpers import Launched, launch, open_files, tiny_listener, until
 
-from hump_listener.protocol import Server, ServerConfig
+from hump_listener.config import ServerConfig
+from hump_listener.protocol import Server
 from hump_listener.seam import Channel, ClientDisconnect, RequestHead, SeamApp
 
 pytestmark = [

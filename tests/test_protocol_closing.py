@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from protocol_helpers import Conn, hello, request
 
-from hump_listener.protocol.config import ServerConfig
+from hump_listener.config import ServerConfig
 from hump_listener.protocol.http11 import H11Protocol
 from hump_listener.protocol.memory import MemoryTransport
 from hump_listener.protocol.server import ServerState

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hump_listener.protocol.config import ServerConfig
+from hump_listener.config import ServerConfig
 from hump_listener.protocol.head import Incomplete, ParsedHead, Rejection, read_head
 
 CLIENT = ("10.0.0.1", 5000)

@@ -13,7 +13,7 @@ import asyncio
 import pytest
 from protocol_helpers import Conn, Recorder, hello, request
 
-from hump_listener.protocol.config import ServerConfig
+from hump_listener.config import ServerConfig
 from hump_listener.protocol.http11 import H11Protocol
 from hump_listener.protocol.memory import MemoryTransport
 from hump_listener.protocol.server import ServerState

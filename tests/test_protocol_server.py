@@ -10,7 +10,8 @@ import tempfile
 import pytest
 from protocol_helpers import Conn, echo_body, echo_target, exchange, hello, parse_responses, request, serve, settle
 
-from hump_listener.protocol import Server, ServerConfig
+from hump_listener.config import ServerConfig
+from hump_listener.protocol import Server
 from hump_listener.seam import Channel, RequestHead
 
 pytestmark = pytest.mark.timeout(60)

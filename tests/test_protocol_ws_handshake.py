@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from ws_helpers import ACCEPT, KEY
 
-from hump_listener.protocol.config import ServerConfig
+from hump_listener.config import ServerConfig
 from hump_listener.protocol.ws_handshake import QUIET, Handshake, bind_lib, is_websocket_upgrade, open_state
 from hump_listener.seam import HeaderList, RequestHead
 

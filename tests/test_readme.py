@@ -24,7 +24,7 @@ import pytest
 from doc_blocks import CHECKS, ROOT, Program, blocks, console_commands, pages, programs
 
 from hump_listener import cli
-from hump_listener.protocol.config import ENVIRONMENT
+from hump_listener.config import ENVIRONMENT
 
 ALL_PROGRAMS = [program for page in pages() for program in programs(page)]
 

@@ -1,7 +1,7 @@
 """registration.py: ``Registration``, the part of ``App`` that registers routes, hooks and
 middleware, method by method: the event name each decorator registers, where it is filed
 (the router, the fallback, the plain events), what is refused at registration, removal,
-and ``match_route``. Route templates in depth: test_templates.py, test_app_routes.py."""
+and ``match_route``. Route templates in depth: test_route_templates.py, test_app_routes.py."""
 
 from __future__ import annotations
 

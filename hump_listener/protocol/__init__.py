@@ -1,8 +1,8 @@
 """The protocol side: HTTP/1.1 over asyncio with h11, serving any ``seam.SeamApp``.
 
-Rule: nothing here imports tiny_listener or any ``hump_listener`` module but ``seam``.
+Rule: nothing here imports tiny_listener or any ``hump_listener`` module but ``seam`` and
+``config`` (``ServerConfig``, which the framework side builds and the protocol receives).
 
-    config.py        ServerConfig: every limit and timeout, with precedents (leaf)
     head.py          pure: request-head bytes -> ParsedHead, or a Rejection with a status
     writer.py        pure: status lines, response heads, body framing
     cycle.py         RequestCycle: one request and its response (the seam's Channel)
@@ -13,7 +13,6 @@ Rule: nothing here imports tiny_listener or any ``hump_listener`` module but ``s
     parser.py        which h11 build parses
 """
 
-from hump_listener.protocol.config import ServerConfig
 from hump_listener.protocol.server import Server
 
-__all__ = ["Server", "ServerConfig"]
+__all__ = ["Server"]

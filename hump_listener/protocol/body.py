@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import h11  # the same API as the compiled build; typed against the pure one
 
-    from hump_listener.protocol.config import ServerConfig
+    from hump_listener.config import ServerConfig
     from hump_listener.protocol.cycle import RequestCycle
     from hump_listener.protocol.flow_control import FlowControl
 else:

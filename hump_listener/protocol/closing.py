@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from hump_listener.protocol.flow_control import PEER_DONE, FlowControl, half_close, poll_socket
 
 if TYPE_CHECKING:
-    from hump_listener.protocol.config import ServerConfig
+    from hump_listener.config import ServerConfig
     from hump_listener.protocol.cycle import RequestCycle
     from hump_listener.protocol.server import ServerState
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import select
 
+from hump_listener.config import DEFAULT_BODY_HIGH_WATER, DEFAULT_WRITE_HIGH_WATER
+
 __all__ = [
     "DEFAULT_BODY_HIGH_WATER",
     "DEFAULT_WRITE_HIGH_WATER",
@@ -33,13 +35,6 @@ __all__ = [
     "poll_socket",
 ]
 
-#: Unconsumed request-body bytes buffered before we stop reading the socket.
-#: Precedent: uvicorn's ``HIGH_WATER_LIMIT = 65536``; asyncio streams use 64 KiB too.
-DEFAULT_BODY_HIGH_WATER = 64 * 1024
-
-#: Transport write-buffer high-water mark (the low-water mark is a quarter of it).
-#: Precedent: asyncio's own default for selector transports is 64 KiB.
-DEFAULT_WRITE_HIGH_WATER = 64 * 1024
 
 
 class FlowControl:

@@ -36,7 +36,7 @@ from hump_listener.seam import HeaderList, RequestHead
 if TYPE_CHECKING:
     import h11  # the same API as the compiled build; typed against the pure one
 
-    from hump_listener.protocol.config import ServerConfig
+    from hump_listener.config import ServerConfig
 else:
     from hump_listener.protocol.parser import h11
 

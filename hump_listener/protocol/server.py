@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from hump_listener.protocol.config import ServerConfig
+from hump_listener.config import ServerConfig
 from hump_listener.protocol.flow_control import FlowControl
 from hump_listener.protocol.http11 import H11Protocol
 from hump_listener.protocol.writer import simple_response

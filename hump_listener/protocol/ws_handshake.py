@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hump_listener.protocol.config import ServerConfig
+    from hump_listener.config import ServerConfig
     from hump_listener.seam import HeaderList, RequestHead
 
 __all__ = [

@@ -5,8 +5,9 @@ test client need: host and port, limits and timeouts, TLS, workers, logging, the
 loop, the trusted proxies. ``App(config=ServerConfig(...))`` (or the ``App`` keyword
 arguments) give it in code; ``app.config`` is the one the runners use.
 
-Rule 1: this module imports only the standard library and ``flow_control``'s constants, so
-the wiring (``App``, the CLI, the test client) can build a config without starting a server.
+Rule 1: this module imports only the standard library. It sits on the framework side and
+the protocol side receives it (``protocol/`` may import it, as it imports ``seam``), so
+``from hump_listener import ServerConfig`` configures a server without importing h11.
 
 Rule 2: every default is a named ``DEFAULT_*`` constant, with the precedents it was chosen
 from (uvicorn, hypercorn, nginx, Apache, Kestrel) in its comment.
@@ -33,9 +34,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
-from hump_listener.protocol.flow_control import DEFAULT_BODY_HIGH_WATER, DEFAULT_WRITE_HIGH_WATER
-
 __all__ = [
+    "DEFAULT_BODY_HIGH_WATER",
+    "DEFAULT_WRITE_HIGH_WATER",
     "ENVIRONMENT",
     "LOG_LEVELS",
     "LOOPS",
@@ -46,6 +47,15 @@ __all__ = [
     "loop_factory",
     "loop_name",
 ]
+
+
+#: Unconsumed request-body bytes buffered before we stop reading the socket.
+#: Precedent: uvicorn's ``HIGH_WATER_LIMIT = 65536``; asyncio streams use 64 KiB too.
+DEFAULT_BODY_HIGH_WATER = 64 * 1024
+
+#: Transport write-buffer high-water mark (the low-water mark is a quarter of it).
+#: Precedent: asyncio's own default for selector transports is 64 KiB.
+DEFAULT_WRITE_HIGH_WATER = 64 * 1024
 
 
 class ConfigError(ValueError):

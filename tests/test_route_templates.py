@@ -1,4 +1,4 @@
-"""templates.py: the one template parser's output, the compiled ``Template`` and its
+"""route_templates.py: the one template parser's output, the compiled ``Template`` and its
 ``ParamSegment``s, convertors as data, and the event-name grammar's error messages.
 (Matching through the route tree is test_routing.py's.)"""
 
@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
-from hump_listener import routing, templates
+from hump_listener import route_templates, routing
 from hump_listener.errors import RouteDefinitionError
-from hump_listener.templates import (
+from hump_listener.route_templates import (
     CONVERTORS,
     KNOWN_METHODS,
     WS,
@@ -23,7 +23,7 @@ from hump_listener.templates import (
 
 def test_routing_re_exports_the_same_objects() -> None:
     for name in ("CONVERTORS", "KNOWN_METHODS", "WS", "Convertor", "Template", "parse_event_name", "parse_template"):
-        assert getattr(routing, name) is getattr(templates, name), name
+        assert getattr(routing, name) is getattr(route_templates, name), name
 
 
 def test_parse_template_gives_segments_of_literals_and_params() -> None:
