@@ -100,7 +100,17 @@ def head_from_scope(scope: Scope) -> RequestHead:
 class ASGIChannel:
     """``seam.Channel`` over one request's ASGI ``receive``/``send`` (request lifetime)."""
 
-    __slots__ = ("_body_done", "_disconnected", "_ended", "_pending", "_receive", "_send", "_started", "_zerocopy")
+    __slots__ = (
+        "_body_done",
+        "_disconnected",
+        "_ended",
+        "_gone",
+        "_pending",
+        "_receive",
+        "_send",
+        "_started",
+        "_zerocopy",
+    )
 
     def __init__(self, receive: Receive, send: Send, zerocopy: bool = False) -> None:
         self._receive = receive
@@ -111,6 +121,7 @@ class ASGIChannel:
         self._started = False
         self._ended = False
         self._pending: tuple[int, HeaderList, bytes] | None = None
+        self._gone: asyncio.Future[None] | None = None
 
     @property
     def disconnected(self) -> bool:
@@ -146,7 +157,7 @@ class ASGIChannel:
                 if body:
                     return body  # an empty non-final chunk is not the end: read on
             elif kind == "http.disconnect":
-                self._disconnected = True
+                self._mark_gone()
                 raise ClientDisconnect()
 
     def respond(self, status: int, headers: HeaderList, body: bytes) -> None:
@@ -197,7 +208,22 @@ class ASGIChannel:
             count -= len(chunk)
             await self.write(chunk)
 
+    async def wait_closed(self) -> None:
+        # Placeholder until the adapter listens for http.disconnect while streaming (issue 18
+        # item 6): returns once a receive() or a send() has seen the client go.
+        if self._disconnected:
+            return
+        if self._gone is None:
+            self._gone = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._gone)
+
     # -- adapter side --------------------------------------------------------------------
+
+    def _mark_gone(self) -> None:
+        self._disconnected = True
+        gone = self._gone
+        if gone is not None and not gone.done():
+            gone.set_result(None)
 
     def _claim(self) -> None:
         if self._started:
@@ -208,7 +234,7 @@ class ASGIChannel:
         try:
             await self._send(message)
         except OSError as exc:  # uvicorn's ClientDisconnected is an OSError
-            self._disconnected = True
+            self._mark_gone()
             raise ClientDisconnect() from exc
 
     async def finish(self) -> None:

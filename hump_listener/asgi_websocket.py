@@ -49,6 +49,9 @@ class ASGIHandshake:
     async def receive(self) -> bytes:
         return b""  # a handshake has no body
 
+    async def wait_closed(self) -> None:
+        raise RuntimeError("a WebSocket handshake has no streamed response to wait on")
+
     def respond(self, status: int, headers: HeaderList, body: bytes) -> None:
         if self.started:
             raise RuntimeError("a response was already started for this request")

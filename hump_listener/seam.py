@@ -155,6 +155,13 @@ class Channel(Protocol):
         """Send ``count`` bytes of ``file`` from ``offset`` as part of a started response,
         zero-copy where the transport allows it."""
 
+    async def wait_closed(self) -> None:
+        """Return once this response cannot usefully go on: the client went away (a FIN or
+        a reset after the request, an ASGI ``http.disconnect``) or the server is shutting
+        down and ends endless responses. A streaming response races its producer against
+        it (an SSE generator waiting for its next event learns of it at once); afterwards
+        ``end()`` finishes the body cleanly where the connection still stands."""
+
     @property
     def websocket(self) -> WebSocketChannel | None:
         """The WebSocket this request asks to open (its ``Upgrade`` header names

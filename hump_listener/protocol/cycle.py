@@ -71,6 +71,7 @@ class RequestCycle:
         "_expect_100",
         "_flow",
         "_framing",
+        "_gone",
         "_keep_alive",
         "_loop",
         "_received",
@@ -126,6 +127,7 @@ class RequestCycle:
         self._remaining = 0  # Content-Length bytes still to write
         self._keep_alive = False
         self._sending: asyncio.Task[int] | None = None  # a zero-copy sendfile in flight (rule 6)
+        self._gone: asyncio.Future[None] | None = None  # only while the app waits in wait_closed()
 
     # -- driven by the connection ---------------------------------------------------------
 
@@ -214,6 +216,9 @@ class RequestCycle:
         Called before the transport closes, so that a sendfile stops first (rule 6)."""
         self.disconnected = True
         self._wake()
+        gone = self._gone
+        if gone is not None and not gone.done():
+            gone.set_result(None)
         sending = self._sending
         if sending is not None:
             sending.cancel()
@@ -372,6 +377,13 @@ class RequestCycle:
             logger.error("response ended %d bytes short of its Content-Length", self._remaining)
             keep_alive = False  # the client cannot frame what follows: close
         self._finish(keep_alive)
+
+    async def wait_closed(self) -> None:
+        if self.disconnected:
+            return
+        if self._gone is None:
+            self._gone = self._loop.create_future()
+        await asyncio.shield(self._gone)
 
     async def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
         if self.disconnected:
