@@ -136,6 +136,11 @@ DEFAULT_WS_MAX_QUEUE = 16
 DEFAULT_WS_PING_INTERVAL: float | None = 20.0
 #: No inbound byte this long after a ping → close 1011. websockets and uvicorn: 20 s.
 DEFAULT_WS_PING_TIMEOUT = 20.0
+#: Frames one fragmented message may take; more → close 1009 ("too many fragments"). Each
+#: frame costs the parser a few microseconds whatever its size, so this bounds a message's
+#: CPU (a 1 MiB message of 1-byte fragments took ~4 s). websockets' asyncio layer:
+#: ``MAX_FRAGMENTS`` = 4096 (env ``WEBSOCKETS_MAX_FRAGMENTS``), 1009 "too many fragments".
+DEFAULT_WS_MAX_FRAGMENTS = 4096
 #: After a close frame, the peer gets this long to close the TCP connection. websockets
 #: ``close_timeout``: 10 s.
 DEFAULT_WS_CLOSE_TIMEOUT = 10.0
@@ -197,6 +202,7 @@ class ServerConfig:
     server_header: str | None = "hump_listener"
     ws_max_message_size: int = DEFAULT_WS_MAX_MESSAGE_SIZE
     ws_max_queue: int = DEFAULT_WS_MAX_QUEUE
+    ws_max_fragments: int = DEFAULT_WS_MAX_FRAGMENTS
     ws_ping_interval: float | None = DEFAULT_WS_PING_INTERVAL
     ws_ping_timeout: float = DEFAULT_WS_PING_TIMEOUT
     ws_close_timeout: float = DEFAULT_WS_CLOSE_TIMEOUT

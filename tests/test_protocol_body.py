@@ -7,6 +7,9 @@ import asyncio
 import pytest
 from protocol_helpers import Conn, echo_body, hello, request
 
+from hump_listener.config import ServerConfig
+from hump_listener.protocol.body import BodyError, ChunkedReader, ContentLengthReader, reader_for, stray_line_end
+from hump_listener.protocol.head import ParsedHead, read_head
 from hump_listener.seam import Channel, ClientDisconnect, RequestHead
 
 pytestmark = pytest.mark.timeout(10)
@@ -248,3 +251,75 @@ async def test_answer_before_the_body_is_read_survives_a_client_still_sending() 
         writer.write_eof()  # done sending: the server's linger ends and it closes
         assert await asyncio.wait_for(reader.read(), 10) == b""
         writer.close()
+
+
+# -- the readers alone, with bytes (body.py) ------------------------------------------------
+
+
+def parsed(head: bytes) -> ParsedHead:
+    result = read_head(head, ServerConfig(), False, None, None, "http")
+    assert isinstance(result, ParsedHead)
+    return result
+
+
+def read_all(reader: ContentLengthReader | ChunkedReader, pieces: list[bytes]) -> tuple[bytes, bytes]:
+    """The body, and every byte after it: what the reader handed back, then the pieces it
+    was never given."""
+    body = b""
+    for i, piece in enumerate(pieces):
+        got, rest = reader.read(piece)
+        body += got
+        if reader.done:
+            return body, rest + b"".join(pieces[i + 1 :])
+    return body, b""
+
+
+def test_no_body_has_no_reader() -> None:
+    assert reader_for(parsed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")) is None
+    assert reader_for(parsed(POST_CL % 0)) is None
+
+
+@pytest.mark.parametrize("step", [1, 3, 100])
+def test_a_content_length_body_is_counted_and_the_rest_is_the_next_request(step: int) -> None:
+    reader = reader_for(parsed(POST_CL % 5))
+    assert isinstance(reader, ContentLengthReader)
+    data = b"hello" + b"GET / HTTP/1.1\r\n"
+    body, rest = read_all(reader, [data[i : i + step] for i in range(0, len(data), step)])
+    assert body == b"hello" and reader.done and reader.left == 0
+    assert rest == b"GET / HTTP/1.1\r\n"
+
+
+@pytest.mark.parametrize("step", [1, 4, 100])
+def test_a_chunked_body_is_decoded_across_any_cuts(step: int) -> None:
+    reader = reader_for(parsed(POST_CHUNKED))
+    assert isinstance(reader, ChunkedReader)
+    data = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT"
+    body, rest = read_all(reader, [data[i : i + step] for i in range(0, len(data), step)])
+    assert body == b"hello world" and reader.done
+    assert rest == b"NEXT"
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"zz\r\n", 400),  # not a hexadecimal size
+        (b"5\nhello\r\n", 400),  # a chunk-size line ended by a bare LF: refused at once, not waited on
+        (b"5\rx", 400),  # a stray CR in the line
+        (b"3\r\nabcXY", 400),  # no CRLF after the chunk's data
+    ],
+)
+def test_a_malformed_chunked_body_is_a_body_error(data: bytes, status: int) -> None:
+    reader = reader_for(parsed(POST_CHUNKED))
+    assert isinstance(reader, ChunkedReader)
+    with pytest.raises(BodyError) as caught:
+        reader.read(data)
+    assert caught.value.status == status and not reader.done
+
+
+def test_stray_line_end_only_looks_at_an_unfinished_chunk_size_line() -> None:
+    p = parsed(POST_CHUNKED)
+    assert p.decoder is not None
+    assert not stray_line_end(p.decoder)  # nothing pending
+    p.decoder.receive_data(b"5\r")
+    p.decoder.next_event()
+    assert not stray_line_end(p.decoder)  # a CR at the end may be followed by its LF

@@ -1,102 +1,104 @@
-"""protocol/ws_frames.py on its own: the ``Frames`` mixin's reading on a bare object that
-records what it would deliver and close. Whole connections, ``frame_head``, and the fast
-path compared byte for byte with websockets alone, are tests/test_protocol_websocket.py's
-and tests/test_websocket_fast_path.py's."""
+"""protocol/ws_frames.py on its own, with bytes: websockets bound once, frame headers, the
+frame splitter that bounds a turn's work, the frame-boundary check and the write batch.
+Whole connections are tests/test_protocol_websocket.py's; the fast path compared byte for
+byte with websockets alone is tests/test_websocket_fast_path.py's."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import random
 
 import pytest
-from ws_helpers import BINARY, CONT, TEXT, binary, frame, text
+from ws_helpers import BINARY, PING, TEXT, binary, frame, text
 
-from hump_listener.protocol.ws_frames import Frames
-from hump_listener.protocol.ws_handshake import bind_lib, open_state
-
-
-class Bare(Frames):
-    """The state ``WebSocketProtocol`` gives the mixin; delivering and closing recorded."""
-
-    def __init__(self, max_size: int | None = 1 << 20) -> None:
-        lib = bind_lib()
-        self._ws = lib.ServerProtocol(state=open_state(), max_size=max_size)
-        self.transport: Any = None
-        self._lost = False
-        self._closed_by = None
-        self._fragments = []
-        self._fragment_text = False
-        self._decoder = None
-        self._fast_in = True
-        self._partial = b""
-        self._max_size = max_size
-        self._ping_sent_at = None
-        self.delivered: list[str | bytes] = []
-        self.closed: list[int] = []
-
-    def _deliver(self, message: str | bytes) -> None:
-        self.delivered.append(message)
-
-    def _mark_closed(self, code: int, reason: str) -> None:
-        self.closed.append(code)
-
-    def _arm_close_timer(self) -> None:
-        pass
-
-    def through_websockets(self, data: bytes) -> None:
-        self._ws.receive_data(data)
-        self._handle(self._ws.events_received())
-
-
-def test_whole_frames_are_taken_by_the_fast_path() -> None:
-    bare = Bare()
-    rest = bare._receive_fast(text("hello") + binary(b"\x00\x01") + text("é" * 100))
-    assert rest == b""
-    assert bare.delivered == ["hello", b"\x00\x01", "é" * 100]
-
-
-def test_an_unfinished_frame_waits_in_partial() -> None:
-    bare = Bare()
-    whole = text("x" * 300)
-    assert bare._receive_fast(whole[:7]) == b""
-    assert bare._partial == whole[:7] and bare.delivered == []
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        frame(TEXT, b"ab", fin=False),  # a fragment
-        frame(0x9, b"p"),  # a ping
-        frame(TEXT, b"a", rsv=4),  # a reserved bit
-        frame(TEXT, b"a", masked=False),  # unmasked
-        frame(TEXT, b"\xff"),  # invalid UTF-8
-        frame(BINARY, b"a" * 70000),  # a 64-bit length
-    ],
+from hump_listener.protocol.ws_frames import (
+    PONGS_PER_BATCH,
+    QUIET,
+    FrameSplitter,
+    at_frame_boundary,
+    batch,
+    bind_lib,
+    frame_head,
 )
-def test_anything_else_is_handed_to_websockets_untouched(data: bytes) -> None:
-    bare = Bare()
-    assert bare._receive_fast(text("ok") + data) == data
-    assert bare.delivered == ["ok"]
 
 
-def test_a_frame_over_the_limit_is_handed_over_as_soon_as_its_length_is_read() -> None:
-    bare = Bare(max_size=10)
-    big = binary(b"a" * 200)
-    assert bare._receive_fast(big[:4]) == big[:4]
+def test_websockets_is_bound_once_with_its_names() -> None:
+    from websockets.frames import TEXT as WS_TEXT
+    from websockets.protocol import OPEN
+
+    lib = bind_lib()
+    assert lib.bound and bind_lib() is lib
+    assert lib.OPEN is OPEN and lib.TEXT is WS_TEXT
 
 
-def test_fragments_are_reassembled_and_utf8_checked_as_they_arrive() -> None:
-    bare = Bare()
-    bare.through_websockets(frame(TEXT, "é".encode()[:1], fin=False))
-    assert bare.delivered == [] and bare.closed == []
-    bare.through_websockets(frame(CONT, "é".encode()[1:]))
-    assert bare.delivered == ["é"]
-    bare.through_websockets(frame(TEXT, b"ok", fin=False) + frame(CONT, b"\xc3\x28", fin=False))
-    assert bare.closed == [1007]
-    assert bare._fragments == []
+def test_websockets_own_info_lines_are_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="hump_listener.error"):
+        assert not QUIET.isEnabledFor(logging.INFO)
+        assert QUIET.isEnabledFor(logging.WARNING)
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 65535, 65536])
+def test_frame_head_is_what_websockets_serialises(length: int) -> None:
+    from websockets.frames import Frame, Opcode
+
+    payload = b"x" * length
+    expected = Frame(Opcode.BINARY, payload).serialize(mask=False)
+    assert frame_head(0x82, length) + payload == expected
+
+
+def test_the_splitter_counts_whole_frames_and_stops_at_the_budget() -> None:
+    frames = [text("a"), binary(b"b" * 300), frame(PING, b"p"), binary(b"c" * 70000)]
+    data = b"".join(frames)
+    splitter = FrameSplitter()
+    end, done = splitter.split(data, 2)
+    assert (end, done) == (len(frames[0]) + len(frames[1]), 2)
+    assert splitter.at_boundary
+    assert splitter.split(data[end:], 10) == (len(data) - end, 2)
+    assert splitter.at_boundary
+
+
+def test_the_splitter_keeps_its_place_across_reads_cut_anywhere() -> None:
+    rng = random.Random(7)
+    sizes = (0, 5, 125, 126, 300, 70000)
+    frames = [frame(rng.choice((TEXT, BINARY, PING)), b"z" * rng.choice(sizes)) for _ in range(60)]
+    data = b"".join(frames)
+    splitter, pos, total = FrameSplitter(), 0, 0
+    while pos < len(data):
+        step = rng.randint(1, 3000)
+        chunk = data[pos : pos + step]
+        end, done = splitter.split(chunk, 1 << 30)
+        assert end == len(chunk)  # an unlimited budget takes every byte
+        total += done
+        pos += step
+    assert total == len(frames) and splitter.at_boundary
+
+
+def test_the_splitter_is_mid_frame_inside_a_header_or_a_payload() -> None:
+    data = binary(b"h" * 1000)
+    splitter = FrameSplitter()
+    assert splitter.split(data[:3], 5) == (3, 0) and not splitter.at_boundary  # header cut
+    assert splitter.split(data[3:20], 5) == (17, 0) and not splitter.at_boundary  # payload
+    assert splitter.split(data[20:], 5) == (len(data) - 20, 1) and splitter.at_boundary
 
 
 def test_the_frame_boundary_is_recognised_in_websockets_parser() -> None:
-    bare = Bare()
-    assert bare._at_frame_boundary()
-    bare._ws.receive_data(text("abc")[:3])  # a header begun
-    assert not bare._at_frame_boundary()
+    lib = bind_lib()
+    ws = lib.ServerProtocol(state=lib.OPEN, max_size=1 << 20)
+    assert at_frame_boundary(ws)
+    ws.receive_data(text("abc")[:3])  # a header begun
+    assert not at_frame_boundary(ws)
+    ws.receive_data(text("abc")[3:])
+    assert at_frame_boundary(ws)
+
+
+def test_a_batch_is_one_write_and_the_half_close_is_reported() -> None:
+    assert batch([b"\x81\x01a"]) == (b"\x81\x01a", False)
+    assert batch([b"\x81\x01a", b"\x88\x00", b""]) == (b"\x81\x01a\x88\x00", True)
+
+
+def test_a_flood_of_pongs_in_a_batch_keeps_only_the_last() -> None:
+    few = [b"\x8a\x01" + bytes([i]) for i in range(PONGS_PER_BATCH)]
+    assert batch(few) == (b"".join(few), False)  # answered one by one (Autobahn 2.10)
+    many = [b"\x8a\x01" + bytes([i]) for i in range(PONGS_PER_BATCH + 5)]
+    data, eof = batch([b"\x81\x01a", *many, b"\x81\x01b"])
+    assert data == b"\x81\x01a" + many[-1] + b"\x81\x01b" and not eof

@@ -32,6 +32,7 @@ from websockets.frames import BINARY, TEXT, Frame
 
 from hump_listener.protocol.websocket import WebSocketProtocol
 from hump_listener.protocol.ws_frames import frame_head
+from hump_listener.protocol.ws_upgrade import WebSocketOffer
 from hump_listener.seam import Channel, RequestHead, WebSocketDisconnect
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -97,13 +98,13 @@ class Handler:
     def __init__(self, fast: bool, read: bool = True, close_after: int | None = None) -> None:
         self.fast, self.read, self.close_after = fast, read, close_after
         self.seen: list[Any] = []
-        self.ws: WebSocketProtocol | None = None
+        self.ws: WebSocketOffer | None = None
         self.done = False
         self.release = asyncio.Event()
 
     async def __call__(self, head: RequestHead, channel: Channel) -> None:
         ws = channel.websocket
-        assert isinstance(ws, WebSocketProtocol)
+        assert isinstance(ws, WebSocketOffer)
         ws.fast_path = self.fast
         self.ws = ws
         await ws.accept()
@@ -135,19 +136,20 @@ async def run(
     conn = Conn(handler, clock=True, ws_ping_interval=None, **config)
     conn.send(HANDSHAKE)
     await settle(lambda: handler.ws is not None and handler.ws.accepted)
-    ws = handler.ws
-    assert ws is not None and conn.transport.protocol is ws
+    assert handler.ws is not None
+    ws = handler.ws.connection
+    assert isinstance(ws, WebSocketProtocol) and conn.transport.protocol is ws
     assert conn.out.startswith(b"HTTP/1.1 101 ")
     start = conn.out.index(b"\r\n\r\n") + 4
     reads = 0
-    original = ws._ws.receive_data
+    original = ws.frames.receive_data
 
     def counting(data: bytes) -> None:
         nonlocal reads
         reads += 1
         original(data)
 
-    ws._ws.receive_data = counting
+    ws.frames.receive_data = counting
     transport = conn.transport
     for chunk in chunks:
         if transport.closing:

@@ -1,10 +1,13 @@
 """One request and its response: ``RequestCycle``, the server's ``seam.Channel`` (request lifetime).
 
-The cycle is handed a few narrow collaborators when it is made (the transport, the flow
-control, the loop, the config and the server state) and talks to its connection through
-five named methods of ``H11Protocol``: ``closed``, ``keep_alive_possible()``,
-``cycle_done()``, ``watch_send()`` and ``who()``. The connection talks to the cycle through ``feed()``,
-``feed_end()``, ``lost()``, ``abort()`` and ``run()``.
+The cycle is made by its connection from a few collaborators (the transport, its flow
+control, the server state) and a narrow link back, ``CycleLink``: the six things it asks of
+the connection, typed as a ``typing.Protocol`` so that this module never imports the
+connection's. It owns its fields; the connection drives it through ``launch()``,
+``feed()``, ``feed_end()``, ``lost()``, ``shutdown()`` and ``abort()`` and reads
+``body_done``, ``complete``, ``started`` and ``sending``. For an ``Upgrade: websocket``
+request it makes the ``ws_upgrade.WebSocketOffer`` the app finds as ``channel.websocket``,
+and is the offer's link (``switch_protocols``).
 
 Rules:
 
@@ -25,13 +28,17 @@ Rules:
    ``SENDFILE_PIECE``, each one write progress for the connection's send timeout.
    ``lost()`` cancels it: asyncio's sendfile never completes once its socket is closed
    under it, which would keep the app, and its open file, waiting forever.
+7. ``wait_closed()`` returns once the client is gone (``lost()``: a reset, a FIN while the
+   response streams, a failed write) or the server is shutting down (``shutdown()``, and
+   at once for a request that starts during the drain): an endless response then ends
+   its body cleanly, and an EventSource reconnects to the next process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Protocol
 
 from hump_listener.protocol.writer import (
     CHUNKED,
@@ -43,14 +50,15 @@ from hump_listener.protocol.writer import (
     chunk_size_line,
     serialise_head,
 )
-from hump_listener.seam import ClientDisconnect, HeaderList, RequestHead, SeamApp
+from hump_listener.protocol.ws_upgrade import WebSocketOffer, is_websocket_upgrade
+from hump_listener.seam import ClientDisconnect, HeaderList, SeamApp
 
 if TYPE_CHECKING:
     from hump_listener.protocol.flow_control import FlowControl
-    from hump_listener.protocol.http11 import H11Protocol
-    from hump_listener.protocol.websocket import WebSocketProtocol
+    from hump_listener.protocol.head import ParsedHead
+    from hump_listener.protocol.state import Connection, ServerState
 
-__all__ = ["SENDFILE_PIECE", "RequestCycle"]
+__all__ = ["SENDFILE_PIECE", "CycleLink", "RequestCycle"]
 
 logger = logging.getLogger("hump_listener.error")
 
@@ -61,63 +69,94 @@ logger = logging.getLogger("hump_listener.error")
 SENDFILE_PIECE = 256 * 1024
 
 
+class CycleLink(Protocol):
+    """What a cycle asks of its connection (``http11.H11Protocol``), and nothing else."""
+
+    @property
+    def closed(self) -> bool:
+        """The connection is closed (or closing): write nothing more."""
+
+    def keep_alive_possible(self) -> bool:
+        """The connection can carry another request after this one (rule 5)."""
+
+    def cycle_done(self, cycle: RequestCycle, keep_alive: bool) -> None:
+        """The response is complete (or was aborted): close, or serve the next request."""
+
+    def watch_send(self) -> None:
+        """Output is waiting on the client: start the send timeout."""
+
+    def who(self) -> str:
+        """The client, for log lines."""
+
+    def detach(self, cycle: RequestCycle, successor: Connection) -> tuple[bytes, bool]:
+        """The request was upgraded: stop serving HTTP, hand the transport and the place in
+        the server's connections to ``successor``; return the bytes read past the head and
+        whether the client has half-closed."""
+
+
 class RequestCycle:
     """One request and its response; implements ``seam.Channel``."""
 
     __slots__ = (
         "_buffered",
         "_chunks",
-        "_conn",
         "_expect_100",
         "_flow",
         "_framing",
         "_gone",
         "_keep_alive",
+        "_link",
         "_loop",
         "_received",
         "_remaining",
+        "_sendfile",
         "_sending",
         "_state",
         "_transport",
         "_waited",
         "_waiter",
+        "_websocket",
         "body_done",
         "complete",
         "disconnected",
         "handler_timer",
         "head",
         "keep_alive",
-        "length_left",
         "started",
         "task",
-        "websocket",
     )
 
-    def __init__(self, conn: H11Protocol, head: RequestHead, keep_alive: bool, expect_100: bool, length: int) -> None:
-        # Collaborators (connection lifetime, borrowed)
-        self._conn = conn
-        self._transport = conn.transport
-        self._flow: FlowControl = conn.flow
-        self._loop = conn.loop
-        self._state = conn.state
+    def __init__(
+        self, link: CycleLink, parsed: ParsedHead, transport: asyncio.Transport, flow: FlowControl,
+        state: ServerState, sendfile: bool,
+    ) -> None:
+        # Collaborators (connection and server lifetime, borrowed)
+        self._link = link
+        self._transport = transport
+        self._flow = flow
+        self._state = state
+        self._loop = state.loop
+        #: The transport is a plain socket: ``sendfile`` may be zero-copy (rule 6).
+        self._sendfile = sendfile
         # The request
-        self.head = head
+        self.head = parsed.head
         #: The client allows another request after this one.
-        self.keep_alive = keep_alive
-        #: Content-Length body bytes still to count (-1: chunked, decoded by h11).
-        self.length_left = length
+        self.keep_alive = parsed.keep_alive
         self.task: asyncio.Task[None] | None = None
         self.handler_timer: asyncio.TimerHandle | None = None
-        #: The WebSocket this request asks to open (``seam.Channel.websocket``), set by
-        #: the connection for an ``Upgrade: websocket`` request.
-        self.websocket: WebSocketProtocol | None = None
+        #: The WebSocket this request offers to open (``seam.Channel.websocket``).
+        self._websocket = (
+            WebSocketOffer(self, parsed.head, transport, flow, state)
+            if parsed.upgrade is not None and is_websocket_upgrade(parsed.upgrade)
+            else None
+        )
         # Request body
         self._chunks: list[bytes] = []
         self._buffered = 0  # bytes in _chunks
         self._received = 0  # body bytes received so far
         self._waited = 0.0  # seconds the app spent waiting for body bytes
         self._waiter: asyncio.Future[None] | None = None  # only while the app waits
-        self._expect_100 = expect_100
+        self._expect_100 = parsed.expect_100
         self.body_done = False
         self.disconnected = False
         # Response
@@ -131,6 +170,15 @@ class RequestCycle:
 
     # -- driven by the connection ---------------------------------------------------------
 
+    def launch(self, app: SeamApp) -> None:
+        """Run the app for this request in a task of its own, kept in the server's task set
+        (``run`` removes it as its last step: no done-callback round trip per request)."""
+        task = self.task = self._loop.create_task(self.run(app))
+        self._state.tasks.add(task)
+        timeout = self._state.config.handler_timeout
+        if timeout is not None:
+            self.start_handler_timer(timeout)
+
     async def run(self, app: SeamApp) -> None:
         """Run the app for this request (rule 1); the task removes itself from the server's
         task set as its last step."""
@@ -142,7 +190,7 @@ class RequestCycle:
             self.abort(503)
             raise
         except ClientDisconnect:
-            websocket = self.websocket
+            websocket = self._websocket
             if websocket is not None and websocket.accepted:
                 failed = not websocket.closed  # a WebSocketDisconnect the handler let through
             elif not self.disconnected:
@@ -166,15 +214,10 @@ class RequestCycle:
         finally:
             if self.handler_timer is not None:
                 self.cancel_handler_timer()
-            if self.websocket is not None:
-                self.websocket.finish(failed)  # the handler's end is the connection's
+            if self._websocket is not None:
+                self._websocket.finish(failed)  # the handler's end is the connection's
             if self.task is not None:
                 self._state.tasks.discard(self.task)
-
-    def discard_task(self) -> None:
-        """Remove this cycle's task from the server's task set."""
-        if self.task is not None:
-            self._state.tasks.discard(self.task)
 
     def cancel_task(self) -> None:
         """Cancel the app's task. A task cancelled before its first step never runs
@@ -223,6 +266,25 @@ class RequestCycle:
         if sending is not None:
             sending.cancel()
 
+    def shutdown(self) -> None:
+        """The server is shutting down: ``wait_closed()`` returns (rule 7); the app ends an
+        endless response, which then closes the connection (no keep-alive in a drain)."""
+        gone = self._gone
+        if gone is not None and not gone.done():
+            gone.set_result(None)
+
+    def switch_protocols(self, successor: Connection) -> tuple[bytes, bool] | None:
+        """The ``WebSocketOffer``'s link: the app accepted the upgrade. None if the request
+        can no longer be upgraded (a response started, the client or the connection gone);
+        else this request is over as HTTP and the connection hands the transport to
+        ``successor``: returns the bytes read past the head and whether the client has
+        half-closed."""
+        if self.started or self.disconnected or self._link.closed:
+            return None
+        self.started = self.complete = True
+        self.cancel_handler_timer()
+        return self._link.detach(self, successor)
+
     @property
     def sending(self) -> bool:
         """A zero-copy sendfile is in flight (asyncio reads nothing meanwhile)."""
@@ -235,12 +297,12 @@ class RequestCycle:
         request by then."""
         if self.complete:
             return
-        conn = self._conn
-        if not self.started and not self.disconnected and not conn.closed:
+        link = self._link
+        if not self.started and not self.disconnected and not link.closed:
             self._transport.write(self._state.simple_response(status))
         self.started = self.complete = True
         self.lost()  # the app's further calls become no-ops / ClientDisconnect
-        conn.cycle_done(self, keep_alive=False)
+        link.cycle_done(self, keep_alive=False)
 
     def _on_handler_timeout(self) -> None:
         self.handler_timer = None
@@ -250,6 +312,10 @@ class RequestCycle:
             self.cancel_task()
 
     # -- the request body (seam.Channel) -------------------------------------------------
+
+    @property
+    def websocket(self) -> WebSocketOffer | None:
+        return self._websocket
 
     async def receive(self) -> bytes:
         while True:
@@ -294,7 +360,7 @@ class RequestCycle:
                 timer.cancel()
 
     def _on_body_timeout(self) -> None:
-        logger.info("%s - request body too slow: 408", self._conn.who())
+        logger.info("%s - request body too slow: 408", self._link.who())
         self.abort(408)
 
     def _wake(self) -> None:
@@ -307,7 +373,7 @@ class RequestCycle:
     def _head(self, status: int, headers: HeaderList, body: bytes | None) -> bytes:
         state = self._state
         head = self.head
-        keep_alive = self.body_done and self.keep_alive and not state.shutting_down and self._conn.keep_alive_possible()
+        keep_alive = self.body_done and self.keep_alive and not state.shutting_down and self._link.keep_alive_possible()
         out, self._framing, self._remaining, self._keep_alive = serialise_head(
             status, headers, body, head.method, head.http_version, keep_alive,
             state.server_headers, state.server_header_lines,
@@ -379,7 +445,7 @@ class RequestCycle:
         self._finish(keep_alive)
 
     async def wait_closed(self) -> None:
-        if self.disconnected:
+        if self.disconnected or self._state.shutting_down:
             return
         if self._gone is None:
             self._gone = self._loop.create_future()
@@ -406,15 +472,15 @@ class RequestCycle:
             await flow.drain()
         if self.disconnected:
             raise ClientDisconnect()
-        if self._conn.sendfile_native:
+        if self._sendfile and self._state.loop_sendfile:
             task = self._sending = self._loop.create_task(self._send_pieces(file, offset, count))
-            self._conn.watch_send()
+            self._link.watch_send()
             try:
                 sent = await task
             except NotImplementedError:
                 # uvloop's loops have no sendfile (asyncio's BaseEventLoop does): copy,
-                # and do not ask again on this connection.
-                self._conn.sendfile_native = False
+                # and do not ask this loop again.
+                self._state.loop_sendfile = False
                 await self._copy_file(file, offset, count)
                 sent = count
             except asyncio.CancelledError:
@@ -471,4 +537,4 @@ class RequestCycle:
         self.complete = True
         if self.handler_timer is not None:
             self.cancel_handler_timer()
-        self._conn.cycle_done(self, keep_alive)
+        self._link.cycle_done(self, keep_alive)

@@ -1,9 +1,10 @@
 """HTTP/1.1 over an asyncio transport: one ``H11Protocol`` per connection.
 
 The connection's jobs are the asyncio callbacks, the timers, pipelining and closing; the
-head is read by ``head.read_head`` (pure), each request and its response are a
-``cycle.RequestCycle``, and responses are serialised by ``writer`` (pure). Policy
-choices, in the order a connection meets them (RFC 9110 / RFC 9112):
+head is read by ``head.read_head`` (pure), a body by a reader of ``body`` (bytes in, body
+and leftover out), each request and its response are a ``cycle.RequestCycle``, and
+responses are serialised by ``writer`` (pure). Policy choices, in the order a connection
+meets them (RFC 9110 / RFC 9112):
 
 1. Heads and framing: see ``head`` (pre-scan, what we check beyond h11, keep-alive as the
    client asks). Every error the protocol answers itself carries ``Connection: close`` and
@@ -23,29 +24,45 @@ choices, in the order a connection meets them (RFC 9110 / RFC 9112):
    buffered in the transport, or the rest of a response we are closing after).
 6. No exception escapes an ``asyncio.Protocol`` callback: each one logs and aborts. App
    errors get a 500 if no response started, a close otherwise (``hump_listener.error``).
-7. Lingering close, and releasing clients that leave (RFC 9112 §9.6): see ``closing``.
-8. Chunked bodies that can never complete (a bare LF in a chunk-size line): see ``body``.
+7. Lingering close (nginx's ``lingering_close``): when we close a connection whose client
+   may still be sending (an error answered mid-request, a body left unread), we half-close
+   and discard its bytes until it closes or ``linger_timeout`` passes. Closing with unread
+   bytes in the kernel's buffer sends a reset, and the reset can destroy the response we
+   just wrote (the 413 a client uploading too much should see). So every close that may
+   leave request bytes unread lingers: an error answer, a body left unread, pipelined
+   requests behind a close-type response, an idle connection closed (shutdown,
+   keep-alive timeout) while a request is arriving, and the 503 beyond
+   ``max_connections`` (for at most as many connections again; then a plain close).
+8. A client that leaves is released whatever state the connection is in (RFC 9112 §9.6
+   lets either side close at any time). A FIN after a complete request is a half-close
+   and the request is still answered, unless its response is already streaming (and no
+   pipelined request waits): then it means the client left, as nginx and uvicorn read it,
+   and ``lost()`` fires at once (an SSE stream's ``wait_closed`` returns). asyncio never
+   notices an EOF or a reset on a transport whose reading is paused, so once a second the
+   server asks every paused connection to poll its socket (``check_peer``); if the client
+   has finished sending, reading is resumed for good (what is left is bounded by the
+   kernel's buffer) and the EOF or reset is handled as on any other connection. The
+   close paths stop a ``sendfile`` in flight before the socket closes (asyncio's would
+   wait forever).
+9. Chunked bodies that can never complete (a bare LF in a chunk-size line): see ``body``.
+10. Beyond ``max_connections`` a connection gets a 503 and is closed; the refusals are
+    logged once per burst with their count (``state`` rule 2).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import select
 from typing import TYPE_CHECKING, Any
 
-from hump_listener.protocol.body import BodyReading
-from hump_listener.protocol.closing import Closing
+from hump_listener.protocol.body import BodyError, ChunkedReader, ContentLengthReader, reader_for
 from hump_listener.protocol.cycle import RequestCycle
-from hump_listener.protocol.flow_control import FlowControl
+from hump_listener.protocol.flow_control import PEER_DONE, FlowControl, half_close, poll_socket
 from hump_listener.protocol.head import Incomplete, ParsedHead, Rejection, read_head
-from hump_listener.protocol.websocket import WebSocketProtocol, is_websocket_upgrade
 
 if TYPE_CHECKING:
-    import h11  # the same API as the compiled build; typed against the pure one
-
-    from hump_listener.protocol.server import Connection, ServerState
-else:
-    from hump_listener.protocol.parser import h11
+    from hump_listener.protocol.state import Connection, ServerState
 
 __all__ = ["H11Protocol"]
 
@@ -58,7 +75,7 @@ def _peer(address: object) -> tuple[str, int] | None:
     return None
 
 
-class H11Protocol(BodyReading, Closing, asyncio.Protocol):
+class H11Protocol(asyncio.Protocol):
     """One HTTP/1.1 connection (connection lifetime)."""
 
     def __init__(self, state: ServerState) -> None:
@@ -74,7 +91,8 @@ class H11Protocol(BodyReading, Closing, asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.scheme = "http"
-        self.sendfile_native = False
+        #: A plain socket under the transport: a ``sendfile`` may be zero-copy.
+        self._sendfile = False
         #: The socket's file descriptor, for ``check_peer``'s poll (-1: no socket).
         self._fd = -1
         #: Received bytes not yet parsed: a partial head, or pipelined requests.
@@ -101,9 +119,9 @@ class H11Protocol(BodyReading, Closing, asyncio.Protocol):
         self._send_timer: asyncio.TimerHandle | None = None
         self._send_mark = (0.0, 0)
 
-        # Per-request state: the cycle, and the h11 connection decoding its chunked body.
+        # Per-request state: the cycle, and the reader of its body while it arrives.
         self.cycle: RequestCycle | None = None
-        self._decoder: h11.Connection | None = None
+        self._reader: ContentLengthReader | ChunkedReader | None = None
 
     # -- asyncio.Protocol callbacks: each one catches everything (policy 6) ----------------
 
@@ -120,11 +138,11 @@ class H11Protocol(BodyReading, Closing, asyncio.Protocol):
             if transport.get_extra_info("sslcontext") is not None:
                 self.scheme = "https"
             else:
-                self.sendfile_native = sock is not None
+                self._sendfile = sock is not None
             transport.set_write_buffer_limits(high=config.write_high_water)  # type: ignore[attr-defined]
             if state.shutting_down or len(state.connections) >= config.max_connections:
                 if not state.shutting_down:
-                    logger.warning("connection limit (%d) reached: 503", config.max_connections)
+                    state.note_refusal()  # policy 10: one line per burst
                 transport.write(state.simple_response(503))  # type: ignore[attr-defined]
                 # The client may be sending its request already: linger (policy 7), for
                 # at most ``max_connections`` such connections at a time.
@@ -161,9 +179,9 @@ class H11Protocol(BodyReading, Closing, asyncio.Protocol):
                 self._process_head(self._buf)  # complete pipelined requests are still answered
             cycle = self.cycle
             if cycle is not None and not cycle.complete:
-                if cycle.body_done:
+                if cycle.body_done and (not cycle.started or self._buf):
                     return True  # half-close after a complete request: still answer it
-                cycle.lost()  # mid-body: the request can never complete
+                cycle.lost()  # mid-body, or mid-stream: the client left (policy 8)
         except Exception:
             self._crash("eof_received")
         return False
@@ -175,11 +193,8 @@ class H11Protocol(BodyReading, Closing, asyncio.Protocol):
             cycle = self.cycle
             if cycle is None:
                 self._receive_head(data)
-            elif not cycle.body_done:
-                if cycle.length_left >= 0:
-                    self._feed_length(cycle, data)
-                else:
-                    self._feed_chunked(cycle, data)
+            elif self._reader is not None:
+                self._read_body(cycle, self._reader, data)
             else:
                 # A pipelined request: it waits, and so does the socket (policy 4).
                 self._buf += data
@@ -237,34 +252,46 @@ class H11Protocol(BodyReading, Closing, asyncio.Protocol):
                 self._close(linger=True)  # the rest of a ClientHello may still be on its way
 
     def _start_request(self, parsed: ParsedHead) -> None:
-        """Make the request's cycle, hand it the body bytes already here, run the app."""
-        cycle = self.cycle = RequestCycle(self, parsed.head, parsed.keep_alive, parsed.expect_100, parsed.length)
-        if parsed.upgrade is not None and is_websocket_upgrade(parsed.upgrade):
-            cycle.websocket = WebSocketProtocol(self, cycle, parsed.head)
-        if parsed.length == 0:
+        """Make the request's cycle and body reader, hand them the bytes already here, run
+        the app."""
+        cycle = self.cycle = RequestCycle(self, parsed, self.transport, self.flow, self.state, self._sendfile)
+        reader = self._reader = reader_for(parsed)
+        if reader is None:
             cycle.feed_end()
-        elif parsed.length > 0:
+        elif self._buf:
             rest, self._buf = self._buf, bytearray()
-            self._feed_length(cycle, rest)
-        else:  # chunked: the h11 connection that read the head decodes the body
-            self._decoder = parsed.decoder
-            if not self._read_chunked(cycle):
+            if not self._read_body(cycle, reader, rest):
                 return
-            rest = self._buf
-            if rest and not cycle.body_done:
-                self._buf = bytearray()
-                if not self._feed_chunked(cycle, bytes(rest)):
-                    return
         if self._buf:
             self.flow.pause_reading()  # pipelined bytes already here: read no further
+        cycle.launch(self.app)
 
-        task = self.loop.create_task(cycle.run(self.app))
-        cycle.task = task
-        self.state.tasks.add(task)  # run() removes it as its last step (no done-callback round trip)
-        if self.config.handler_timeout is not None:
-            cycle.start_handler_timer(self.config.handler_timeout)
+    # -- request bodies ---------------------------------------------------------------------
 
-    # -- what the cycle asks of its connection --------------------------------------------
+    def _read_body(
+        self, cycle: RequestCycle, reader: ContentLengthReader | ChunkedReader, data: bytes | bytearray
+    ) -> bool:
+        """Move ``data`` through the body's reader into the cycle; bytes past the body
+        wait for the next request (policy 4). False if the body was malformed (answered)."""
+        try:
+            body, rest = reader.read(data)
+        except BodyError as exc:
+            logger.info("%s - invalid request body: %s", self.who(), exc.reason)
+            cycle.abort(exc.status)
+            return False
+        if body:
+            cycle.feed(body)
+        if reader.done:
+            self._reader = None
+            if rest:
+                self._buf += rest
+                self.flow.pause_reading()
+            cycle.feed_end()
+        elif cycle.buffered > self.config.body_high_water:
+            self.flow.pause_reading()
+        return True
+
+    # -- what the cycle asks of its connection (cycle.CycleLink) ------------------------------
 
     @property
     def closed(self) -> bool:
@@ -273,7 +300,7 @@ class H11Protocol(BodyReading, Closing, asyncio.Protocol):
 
     @property
     def half_closed(self) -> bool:
-        """The client half-closed: no more bytes will come (an upgrade's successor needs to know)."""
+        """The client half-closed: no more bytes will come."""
         return self._eof
 
     def keep_alive_possible(self) -> bool:
@@ -290,13 +317,9 @@ class H11Protocol(BodyReading, Closing, asyncio.Protocol):
         if self.cycle is not cycle:
             return
         self.cycle = None
-        decoder, self._decoder = self._decoder, None
+        self._reader = None
         if self._closed:
             return
-        if decoder is not None:
-            trailing = decoder.trailing_data[0]
-            if trailing:
-                self._buf[:0] = trailing
         if not keep_alive or not cycle.body_done or self.state.shutting_down:
             self._close(linger=not cycle.body_done or self._may_have_unread())
             return
@@ -311,21 +334,23 @@ class H11Protocol(BodyReading, Closing, asyncio.Protocol):
             if self._idle_timer is None:
                 self._idle_timer = self.loop.call_later(self.config.keep_alive_timeout, self._on_keep_alive_check)
 
-    def detach(self, cycle: RequestCycle, successor: Connection) -> bytes:
+    def detach(self, cycle: RequestCycle, successor: Connection) -> tuple[bytes, bool]:
         """The request was upgraded (a 101 is going out): stop serving HTTP on this
         connection and hand it to ``successor``, which takes over the transport and the
-        place in the server's connections. Returns the bytes read past the request head."""
+        place in the server's connections. Returns the bytes read past the request head and
+        whether the client has half-closed."""
         assert self.cycle is cycle
-        cycle.started = cycle.complete = True
-        cycle.cancel_handler_timer()
         self.cycle = None
         self._closed = True  # nothing of ours runs on this transport any more
         self._cancel_timers()
+        if self._send_timer is not None:  # the successor watches its own output
+            self._send_timer.cancel()
+            self._send_timer = None
         leftover, self._buf = bytes(self._buf), bytearray()
         state = self.state
         state.connections.add(successor)
         state.connection_closed(self)
-        return leftover
+        return leftover, self._eof
 
     def _resume_pipeline(self) -> None:
         try:
@@ -334,19 +359,93 @@ class H11Protocol(BodyReading, Closing, asyncio.Protocol):
         except Exception:
             self._crash("pipelined request")
 
-    # -- server-driven endings ----------------------------------------------------------------
+    # -- server-driven endings (state.Connection) -----------------------------------------------
 
     def shutdown(self) -> None:
-        """Graceful shutdown: close now if idle, else after the current response."""
+        """Graceful shutdown: close now if idle, else after the current response, which
+        learns of the shutdown at once if it waits in ``wait_closed()``."""
         if self.cycle is None:
             self._close(linger=self._may_have_unread())
+        else:
+            self.cycle.shutdown()
 
     def cancel_request(self) -> None:
         """Shutdown deadline passed: 503 if no response started, else close."""
         if self.cycle is not None:
             self.cycle.abort(503)
 
-    # -- timers -----------------------------------------------------------------------------
+    def abort(self) -> None:
+        if self.cycle is not None:
+            self.cycle.lost()  # first: stops a sendfile before its socket goes (policy 8)
+        self._closed = True
+        self._cancel_timers()
+        self.transport.abort()
+
+    def check_peer(self) -> None:
+        """Our reading is paused: if the client has since finished sending (FIN or reset),
+        read again for good so that the transport sees it (policy 8). The server calls
+        this once a second for every connection whose reading is paused."""
+        try:
+            if self._closed or self._eof or self._fd < 0 or self.transport.get_protocol() is not self:
+                return  # closed, finished, no socket, or handed to another protocol (an upgrade)
+            cycle = self.cycle
+            if cycle is not None and cycle.sending:
+                return  # asyncio reads nothing during a sendfile; it ends on its own
+            if poll_socket(self._fd, PEER_DONE):
+                self.flow.release_reading()
+        except Exception:
+            self._crash("check_peer")
+
+    # -- closing (policy 7) -------------------------------------------------------------------
+
+    def _may_have_unread(self) -> bool:
+        """The client may have sent bytes we have not read (policy 7): bytes not parsed
+        yet, a paused socket, or bytes waiting in the kernel's buffer."""
+        if self._buf or self.flow.read_paused:
+            return True
+        return self._fd >= 0 and poll_socket(self._fd, select.POLLIN) != 0
+
+    def _reject(self, status: int, reason: str) -> None:
+        """Answer a request we could not parse, and close (policy 1)."""
+        logger.info("%s - %d %s", self.who(), status, reason)
+        if not self._closed:
+            self.transport.write(self.state.simple_response(status))
+        self._close(linger=True)
+
+    def _close(self, linger: bool = False) -> None:
+        """Close the connection. ``linger``: the client may still be sending (a request
+        we did not read to its end), so half-close and discard its bytes for a while
+        first (policy 7)."""
+        if self.cycle is not None:
+            self.cycle.lost()  # first: stops a sendfile before its socket goes (policy 8)
+        if not self._closed:
+            self._closed = True
+            self._cancel_timers()
+            transport = self.transport
+            if linger and not self._eof:
+                if half_close(transport):  # our FIN follows the response; read on, discarding
+                    self._lingering = True
+                    self._linger_timer = self.loop.call_later(self.config.linger_timeout, self._on_linger_timeout)
+            else:
+                transport.close()
+            self.flow.resume_reading()
+            self.flow.resume_writing()
+            if transport.get_write_buffer_size():
+                self.watch_send()  # the close waits for the client to take the rest
+
+    def _crash(self, where: str) -> None:
+        logger.exception("internal error in %s; closing the connection", where)
+        try:
+            self._closed = True
+            self._cancel_timers()
+            if self.cycle is not None:
+                self.cycle.lost()
+            if self.transport is not None:
+                self.transport.abort()
+        except Exception:
+            logger.exception("error while aborting the connection")
+
+    # -- timers (policy 5) --------------------------------------------------------------------
 
     def _cancel_timers(self) -> None:
         """Stop the connection-level timers (first-byte/head, keep-alive, linger)."""
@@ -379,6 +478,10 @@ class H11Protocol(BodyReading, Closing, asyncio.Protocol):
             self._reject(408, "request head timeout")
         else:
             self._close()
+
+    def _on_linger_timeout(self) -> None:
+        self._linger_timer = None
+        self.transport.close()
 
     def watch_send(self) -> None:
         """Output is waiting on the client (a paused transport, a ``sendfile``, a close with

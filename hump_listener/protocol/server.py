@@ -1,147 +1,37 @@
-"""Server configuration, shared server state, and the listening server.
+"""The listening server: ``Server`` binds, accepts and drains (server lifetime).
 
-Three lifetimes live here, outermost first:
+Settings are ``ServerConfig`` (``config.py``), state shared by the connections is
+``state.ServerState``, a connection is ``http11.H11Protocol`` (and, after an upgrade,
+``websocket.WebSocketProtocol``), a request is ``cycle.RequestCycle``.
 
-- ``ServerConfig`` (``config.py``): immutable settings, one per server. Every limit and
-  timeout is a named constant there with the precedents it was chosen from.
-- ``ServerState``: mutable state shared by all connections of one server (server lifetime):
-  the live connections, the request tasks, the cached ``Date``/``Server`` header lines and
-  the shutting-down flag. Its once-a-second timer also asks every connection whose
-  reading is paused whether its client has left (``H11Protocol.check_peer``).
-- ``Server``: binds, accepts and drains. Connection state lives in
-  ``http11`` (``H11Protocol``), request state in ``cycle`` (``RequestCycle``).
+The drain (``shutdown``), in order:
+
+1. Stop accepting (connections still in the backlog get a 503) and say so, with how long
+   the drain may take and that a second signal skips it.
+2. Idle connections close now; busy ones after their current response. Endless
+   responses learn of the shutdown at once (``Channel.wait_closed`` returns) and
+   WebSockets get close 1001; the closing handshakes begun here must end within half
+   the drain (``ServerState.close_by``), so that one client that keeps its socket
+   cannot take the time the shutdown callbacks run in.
+3. In-flight requests get until the deadline, which a second call moves earlier.
+4. What is still running is cancelled (503 where no response started), closing
+   connections get the rest of the deadline to flush, the rest are dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import socket
-import time
-from collections.abc import Callable
-from typing import Protocol
 
 from hump_listener.config import ServerConfig
-from hump_listener.protocol.flow_control import FlowControl
 from hump_listener.protocol.http11 import H11Protocol
-from hump_listener.protocol.writer import simple_response
+from hump_listener.protocol.state import ServerState
 from hump_listener.seam import SeamApp
 
 __all__ = ["Server", "ServerConfig", "ServerState"]
 
 logger = logging.getLogger("hump_listener.error")
-
-class Connection(Protocol):
-    """What the server asks of every live connection, HTTP/1.1 or WebSocket."""
-
-    flow: FlowControl
-
-    def check_peer(self) -> None:
-        """Reading is paused: notice a client that has left (the server asks once a second)."""
-
-    def shutdown(self) -> None:
-        """Graceful shutdown: close when idle (HTTP), or send close 1001 (WebSocket)."""
-
-    def cancel_request(self) -> None:
-        """The drain deadline passed: end what is still running."""
-
-    def abort(self) -> None:
-        """Drop the connection now."""
-
-
-class ServerState:
-    """State shared by every connection of one server (server lifetime).
-
-    The ``Date`` header is formatted once per second by a timer (``start_clock``), never per
-    request; ``server_headers`` holds the pre-encoded ``date`` and ``server`` lines that
-    every response starts with.
-    """
-
-    def __init__(
-        self,
-        app: SeamApp,
-        config: ServerConfig,
-        loop: asyncio.AbstractEventLoop,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.app = app
-        self.config = config
-        self.loop = loop
-        self.clock = clock
-        #: Live connections of both kinds (``max_connections`` counts them all).
-        self.connections: set[Connection] = set()
-        #: Connections refused beyond ``max_connections`` that linger after their 503
-        #: (not counted in ``connections``; at most ``max_connections`` of them).
-        self.rejected: set[H11Protocol] = set()
-        #: Every request task; each removes itself as its coroutine's last step.
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.shutting_down = False
-        self._server_line = (
-            b"server: " + config.server_header.encode("latin-1") + b"\r\n"
-            if config.server_header is not None
-            else b""
-        )
-        #: Number of lines in ``server_headers`` (responses check their line count).
-        self.server_header_lines = 2 if config.server_header is not None else 1
-        self.server_headers = b""
-        self._date_timer: asyncio.TimerHandle | None = None
-        self._closed_waiter: asyncio.Future[None] | None = None
-        self.refresh_date()
-
-    # Date header
-
-    def refresh_date(self) -> None:
-        date = email.utils.formatdate(self.clock(), usegmt=True).encode("ascii")
-        self.server_headers = b"date: " + date + b"\r\n" + self._server_line
-
-    def start_clock(self) -> None:
-        """Refresh the cached ``Date`` once per second, on the second."""
-        self.refresh_date()
-        self._date_timer = self.loop.call_later(1.0 - self.clock() % 1.0, self._tick)
-
-    def stop_clock(self) -> None:
-        if self._date_timer is not None:
-            self._date_timer.cancel()
-            self._date_timer = None
-
-    def _tick(self) -> None:
-        self.refresh_date()
-        self._date_timer = self.loop.call_later(1.0 - self.clock() % 1.0, self._tick)
-        self.check_paused()
-
-    def check_paused(self) -> None:
-        """A transport whose reading is paused never notices its client leaving: ask each
-        such connection to look (once a second, from the clock; never per request)."""
-        for protocol in [p for p in self.connections if p.flow.read_paused]:
-            protocol.check_peer()
-
-    # Responses the server writes on its own (errors, limits): never on the hot path.
-
-    def simple_response(self, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
-        """A complete ``Connection: close`` response whose body is the reason phrase."""
-        return simple_response(status, self.server_headers, extra or ())
-
-    # Bookkeeping
-
-    def connection_closed(self, protocol: Connection) -> None:
-        self.connections.discard(protocol)
-        self.rejected.discard(protocol)
-        waiter = self._closed_waiter
-        if not self.connections and waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def wait_connections_closed(self, timeout: float) -> bool:
-        """Wait until no connection is left; return False on timeout."""
-        if not self.connections:
-            return True
-        waiter = self._closed_waiter = self.loop.create_future()
-        try:
-            await asyncio.wait((waiter,), timeout=max(timeout, 0.0))
-        finally:
-            self._closed_waiter = None
-        return not self.connections
-
 
 class Server:
     """Serve a ``SeamApp`` over HTTP/1.1.
@@ -227,20 +117,22 @@ class Server:
         # 1. Stop accepting; anything still in the backlog gets a 503 (see connection_made).
         state.shutting_down = True
         server.close()
-        logger.info("Stopped accepting connections; %d request(s) in flight", len(state.tasks))
+        drain = max(self._deadline - loop.time(), 0.0)
+        state.close_by = loop.time() + drain / 2
+        logger.info(
+            "Stopped accepting connections; %d request(s) in flight: waiting up to %g s for them"
+            " (a second signal skips the wait)", len(state.tasks), drain,
+        )
         # 2. Idle connections close now; busy ones close after their current response.
         for protocol in list(state.connections):
             protocol.shutdown()
         # 3. In-flight requests get until the deadline (which a second call may move).
         while state.tasks and loop.time() < self._deadline:
-            cut: asyncio.Future[None] = loop.create_future()
-            self._cut = cut
             every = loop.create_task(asyncio.wait(set(state.tasks)))
             await asyncio.wait(
-                (every, cut), timeout=self._deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
+                (every, self._new_cut(loop)), timeout=self._deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
             )
             every.cancel()
-        self._cut = None
         pending = {task for task in state.tasks if not task.done()}
         if pending:
             logger.warning("shutdown: cancelling %d request(s) still running", len(pending))
@@ -254,10 +146,17 @@ class Server:
         # 4. Let closing connections flush, then drop whatever is left.
         for protocol in list(state.connections):
             protocol.shutdown()
-        if not await state.wait_connections_closed(self._deadline - loop.time()):
+        if not await state.wait_connections_closed(self._deadline - loop.time(), self._new_cut(loop)):
             for protocol in list(state.connections):
                 protocol.abort()
+        self._cut = None
         for protocol in list(state.rejected):  # 503s still lingering: not worth waiting for
             protocol.abort()
         state.stop_clock()
         await server.wait_closed()
+
+    def _new_cut(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """A future a later ``shutdown()`` call completes when it moves the deadline."""
+        cut: asyncio.Future[None] = loop.create_future()
+        self._cut = cut
+        return cut

@@ -1,42 +1,106 @@
-"""WebSocket frames in and out (RFC 6455 §5): the ``Frames`` half of ``WebSocketProtocol``.
+"""WebSocket frames (RFC 6455 §5) as bytes: the ``websockets`` package bound once, and the
+few frame facts the connection needs without it. Pure: no I/O, no connection.
 
-websockets' sans-I/O ``ServerProtocol`` parses and serialises the frames; ``Frames._handle``
-turns its events into messages for the handler, ``Frames._flush`` writes what it has to
-send (an empty write is its half-close). Two of the protocol's rules live here:
-
-3. Messages are reassembled from fragments. Text is validated as UTF-8 as it arrives, so an
-   invalid sequence closes with 1007 at once, even mid-message (``_check_utf8``); a message
-   over ``ws_max_message_size`` closes with 1009 and any other protocol error with 1002
-   (websockets decides those). Control frames are answered when they arrive, also between
-   the fragments of a message.
-8. The fast path (performance only, never behaviour): the common frame, a whole,
-   unfragmented, unextended, masked text or binary frame of at most 65535 bytes, is read by
-   ``_receive_fast`` and written by ``_send_fast`` without websockets' generator parser and
-   ``Frame`` objects, and only while websockets itself is at a frame boundary, OPEN, not
-   mid-message and without an extension, so that such a frame would not change its state
-   (``_at_frame_boundary``). The first frame that is anything else and everything after it
-   goes to websockets, which answers it as it would have; tests/test_websocket_fast_path.py
-   checks both paths write the same bytes for the same input.
+- ``Lib``: the names of websockets used per frame, bound on the first upgrade
+  (``bind_lib``); websockets is imported lazily, so a server that never upgrades never
+  loads it.
+- ``frame_head``: the header of an unmasked FIN frame, for the fast path's writes.
+- ``FrameSplitter``: where the frames of a byte stream end (headers only), so that the
+  connection hands websockets at most a budget of frames per loop turn.
+- ``at_frame_boundary``: whether websockets' parser is between frames, so that a whole
+  frame may take the fast path without a change of its state.
+- ``batch``: the frames websockets queued, as one write; a batch with more pongs than
+  allowed (``PONGS_PER_BATCH``, or one for a read too big for one turn) keeps only the
+  last (RFC 6455 §5.5.3 lets an endpoint answer only the most recent ping).
 """
 
 from __future__ import annotations
 
-import asyncio
-import codecs
-from typing import TYPE_CHECKING, Any
+import logging
+from typing import Any
 
-from hump_listener.protocol.flow_control import half_close
-from hump_listener.protocol.ws_handshake import Lib
+__all__ = [
+    "EXTRA_HINT",
+    "PONGS_PER_BATCH",
+    "QUIET",
+    "FrameSplitter",
+    "Lib",
+    "at_frame_boundary",
+    "batch",
+    "bind_lib",
+    "frame_head",
+    "load_websockets",
+]
 
-if TYPE_CHECKING:
-    from hump_listener.seam import WebSocketDisconnect
+logger = logging.getLogger("hump_listener.error")
 
-__all__ = ["Frames", "frame_head"]
+EXTRA_HINT = 'WebSockets need the websockets package: pip install "hump_listener[websockets]"'
 
-_UTF8 = codecs.getincrementaldecoder("utf-8")
-# RFC 6455 §7.4.1 close codes used here
-_INVALID_DATA = 1007
-_ABNORMAL = 1006
+
+def load_websockets() -> Any:
+    """The ``websockets`` package, or a RuntimeError naming the extra that installs it."""
+    try:
+        import websockets.frames
+        import websockets.server
+    except ImportError as exc:  # pragma: no cover - exercised in a venv without it
+        raise RuntimeError(EXTRA_HINT) from exc
+    return websockets
+
+
+class Lib:
+    """The names of websockets used per frame, bound once by ``bind_lib`` on the first
+    handshake: the package is imported lazily, so this module cannot import it at import
+    time, and a ``from websockets... import`` statement in a hot function costs about a
+    microsecond per call even once the module is loaded (it goes through importlib's
+    ``_handle_fromlist``); a class attribute costs tens of nanoseconds."""
+
+    bound = False
+    OPEN: Any = None
+    TEXT: Any = None
+    BINARY: Any = None
+    CONT: Any = None
+    PONG: Any = None
+    CLOSE: Any = None
+    ServerProtocol: Any = None
+    #: websockets' own unmasking: the C speedup, or its pure-Python fallback if that
+    #: was not built, so both paths always unmask with the same function.
+    apply_mask: Any = None
+    #: Recognising that websockets' parser is at a frame boundary (``at_frame_boundary``)
+    #: means recognising its generators; None if this version's look different, which
+    #: turns the fast read path off (everything then goes through websockets).
+    parse_code: Any = None
+    at_eof_code: Any = None
+
+
+def bind_lib() -> type[Lib]:
+    if not Lib.bound:
+        load_websockets()
+        from websockets import frames, protocol, server, streams
+
+        lib = Lib
+        lib.OPEN, lib.ServerProtocol = protocol.OPEN, server.ServerProtocol
+        lib.TEXT, lib.BINARY, lib.CONT = frames.TEXT, frames.BINARY, frames.CONT
+        lib.PONG, lib.CLOSE = frames.PONG, frames.CLOSE
+        lib.apply_mask = frames.apply_mask  # type: ignore[attr-defined]
+        parse = getattr(protocol.Protocol, "parse", None)
+        at_eof = getattr(streams.StreamReader, "at_eof", None)
+        lib.parse_code = getattr(parse, "__code__", None)
+        lib.at_eof_code = getattr(at_eof, "__code__", None)
+        lib.bound = True
+    return Lib
+
+
+class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets logs every open and close at INFO on its own loggers; ours say what
+    matters, so only its warnings and errors pass, on ``hump_listener.error``."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level >= logging.WARNING and self.logger.isEnabledFor(level)
+
+
+#: The logger every websockets protocol object here is given.
+QUIET = _QuietLogger(logger, {})
+
 
 #: The header of an unmasked FIN frame, by opcode byte (0x81 text, 0x82 binary) and payload
 #: length, for lengths below 126 (one byte of length): one tuple index instead of a
@@ -54,205 +118,112 @@ def frame_head(op: int, length: int) -> bytes:
     return bytes((op, 127)) + length.to_bytes(8, "big")
 
 
-class Frames:
-    """Frames to messages and messages to frames (a mixin of ``WebSocketProtocol``, whose
-    per-connection state it uses: the websockets protocol object, the transport, the
-    message reassembly and the fast path's flags)."""
+class FrameSplitter:
+    """Where frames end in a stream of client bytes, from their headers alone (RFC 6455
+    §5.2: 2 bytes, then 0, 2 or 8 of extended length, then 4 of mask if the mask bit is
+    set). It keeps its place across calls: the rest of a frame's payload still to come,
+    or the first bytes of a header cut by a read.
 
-    _ws: Any
-    transport: asyncio.Transport
-    _lost: bool
-    _closed_by: WebSocketDisconnect | None
-    _fragments: list[bytes]
-    _fragment_text: bool
-    _decoder: codecs.IncrementalDecoder | None
-    _fast_in: bool
-    _partial: bytes
-    _max_size: int | None
-    _ping_sent_at: float | None
+    It judges nothing: a header websockets will refuse (a reserved bit, an unmasked
+    frame, a length over the limit) is counted like any other, and websockets, which is
+    fed the same bytes in the same order, answers it. A miscount could only change how
+    much work one loop turn does, never what is parsed."""
 
-    if TYPE_CHECKING:  # provided by WebSocketProtocol
+    __slots__ = ("_head", "_left")
 
-        def _deliver(self, message: str | bytes) -> None: ...
-        def _mark_closed(self, code: int, reason: str) -> None: ...
-        def _arm_close_timer(self) -> None: ...
+    def __init__(self) -> None:
+        self._head = b""  # the first bytes of a header cut short by the end of a read
+        self._left = 0  # payload bytes of the current frame still to come
 
-    def _flush(self) -> None:
-        """Write what websockets has to send; an empty bytestring means half-close."""
-        ws = self._ws
-        writes = ws.data_to_send()
-        if not writes:
-            return
-        transport = self.transport
-        if self._lost or transport.is_closing():
-            return
-        for data in writes:
-            if data:
-                transport.write(data)
-            else:  # websockets' SEND_EOF
-                half_close(transport)
-                self._arm_close_timer()
-        if ws.parser_exc is not None and self._closed_by is None:
-            # websockets failed the connection (1002 protocol error, 1009 too big, ...).
-            sent = ws.close_sent
-            self._mark_closed(sent.code if sent is not None else _ABNORMAL, sent.reason if sent is not None else "")
+    @property
+    def at_boundary(self) -> bool:
+        """Everything split so far ends at a frame's end."""
+        return not self._left and not self._head
 
-    def _send_fast(self, message: str | bytes) -> bool:
-        """Rule 8: write ``message`` as one unmasked FIN frame, the bytes websockets'
-        ``send_text``/``send_binary`` would queue, and return True; or return False (nothing
-        done) unless websockets is OPEN with nothing queued before it and the transport open.
-
-        Saves, per message, websockets' ``Frame`` object, its ``check()``, a ``BytesIO``
-        and ``struct.pack`` for the header, and the ``data_to_send`` list round trip."""
-        if type(message) is str:
-            data = message.encode("utf-8")
-            op = 0x81
-        elif type(message) is bytes:  # not bytearray/memoryview: websockets' path for those
-            data = message
-            op = 0x82
-        else:
-            return False
-        ws, transport = self._ws, self.transport
-        if ws.writes or ws.state is not Lib.OPEN or self._lost or transport.is_closing():
-            return False  # keep websockets' order / let it raise / drop as _flush does
-        transport.write(frame_head(op, len(data)) + data)
-        return True
-
-    def _handle(self, events: list[Any]) -> None:
-        lib = Lib
-        TEXT, BINARY, CONT, PONG, CLOSE = lib.TEXT, lib.BINARY, lib.CONT, lib.PONG, lib.CLOSE
-        for frame in events:
-            opcode = frame.opcode
-            if opcode is TEXT or opcode is BINARY:
-                if frame.fin:
-                    if opcode is TEXT:
-                        try:
-                            self._deliver(frame.data.decode("utf-8"))
-                        except UnicodeDecodeError as exc:
-                            self._fail_utf8(exc)
-                            return
-                    else:
-                        self._deliver(bytes(frame.data))
-                else:
-                    self._fragments = [frame.data]
-                    self._fragment_text = opcode is TEXT
-                    if self._fragment_text:
-                        self._decoder = _UTF8()
-                        if not self._check_utf8(frame.data, False):
-                            return
-            elif opcode is CONT:
-                self._fragments.append(frame.data)
-                if self._fragment_text and not self._check_utf8(frame.data, frame.fin):
-                    return
-                if frame.fin:
-                    data = b"".join(self._fragments)
-                    self._fragments = []
-                    self._decoder = None
-                    self._deliver(data.decode("utf-8") if self._fragment_text else data)
-            elif opcode is PONG:
-                self._ping_sent_at = None
-            elif opcode is CLOSE:
-                close = self._ws.close_rcvd
-                code = close.code if close is not None else 1005
-                self._mark_closed(code, close.reason if close is not None else "")
-                self._arm_close_timer()
-            # PING: websockets has queued the PONG; _flush sends it.
-
-    def _receive_fast(self, data: bytes) -> bytes:
-        """Rule 8: deliver the frames at the start of ``data`` that websockets would parse
-        into a whole message without a change of its state; return the rest, from the first
-        frame it must see, for websockets (b"" when all was taken; an unfinished last frame
-        that qualifies so far is kept in ``_partial``, at most 65543 bytes, which websockets
-        would buffer all the same, waiting as it would).
-
-        A frame qualifies when its first byte is 0x81 or 0x82 (FIN, no reserved bit, text or
-        binary: not a fragment, not a control frame), it is masked, its length has 7 or 16
-        bits and is within the size limit, and, for text, it is valid UTF-8: anything else is
-        websockets' to answer (1002, 1009, 1007, a pong, the fragments' reassembly), exactly
-        as if it had parsed the frames before it too, since those changed none of its state.
-
-        Saves, per frame, websockets' generator parser (three ``read_exact`` generators, a
-        ``bytearray`` buffer copied in and sliced out), the ``Frame`` object and its checks,
-        and ``_handle``'s opcode dispatch."""
-        deliver, unmask, limit = self._deliver, Lib.apply_mask, self._max_size
-        end, size = 0, len(data)
-        # Each check is made as soon as websockets' parser would make it (the first two
-        # bytes, then the 16-bit length), so a frame it would reject is handed over with
-        # the same bytes it would have reacted to, never held back waiting for more.
-        while True:
-            start = end
-            if size - start < 2:
-                break
-            op, second = data[start], data[start + 1]
-            if (op != 0x81 and op != 0x82) or second < 0x80:  # not FIN text/binary, or unmasked
-                return data[start:]
+    def split(self, data: bytes, frames: int) -> tuple[int, int]:
+        """``(n, done)``: the first ``n`` bytes of ``data`` complete ``done`` frames, at
+        most ``frames``; ``n < len(data)`` only when ``frames`` frames end before the end of
+        ``data`` (the rest starts the next frame)."""
+        size, pos, done = len(data), 0, 0
+        left = self._left
+        if left:
+            if left >= size:
+                self._left = left - size
+                return size, int(left == size)
+            pos, done, self._left = left, 1, 0
+        head = self._head
+        while done < frames and pos < size:
+            buf, at = (head + data[pos : pos + 14], 0) if head else (data, pos)
+            avail = len(buf) - at
+            if avail < 2:
+                self._head = buf[at:] if head else data[pos:]
+                return size, done
+            second = buf[at + 1]
             length = second & 0x7F
-            if length < 126:
-                body = start + 6  # 2 bytes of header, 4 of mask
-            elif length == 126:
-                if size - start < 4:
-                    break
-                length = (data[start + 2] << 8) | data[start + 3]
-                body = start + 8
-            else:  # 64-bit length: rare, and over 65535 bytes: websockets' to take
-                return data[start:]
-            if limit is not None and length > limit:
-                return data[start:]  # websockets closes 1009 as soon as it has the length
-            end = body + length
+            extra = 2 if length == 126 else 8 if length == 127 else 0
+            header = 2 + extra + (4 if second & 0x80 else 0)
+            if avail < header:
+                self._head = buf[at:] if head else data[pos:]
+                return size, done
+            if extra:
+                length = int.from_bytes(buf[at + 2 : at + 2 + extra], "big")
+            pos += header - len(head)
+            head = b""
+            end = pos + length
             if end > size:
-                end = start
-                break
-            payload = unmask(data[body:end], data[body - 4 : body])
-            if op == 0x81:
-                try:
-                    deliver(payload.decode("utf-8"))
-                except UnicodeDecodeError:  # websockets' path closes 1007
-                    return data[start:]
-            else:
-                deliver(payload)
-        if end < size:
-            # The rest starts a frame that qualifies so far: wait for the rest of it.
-            self._partial = data[end:] if end else data
-        return b""
+                self._head, self._left = b"", end - size
+                return size, done
+            pos = end
+            done += 1
+        self._head = head
+        return pos, done
 
-    def _at_frame_boundary(self) -> bool:
-        """Whether websockets would take a qualifying frame (rule 8) without a change of
-        state: OPEN, no close sent or received, no parser error, not mid-message, and its
-        parser suspended between frames, i.e. in ``Protocol.parse()``'s wait for the next
-        byte (the generator check is what tells "between frames" from "a header's first
-        bytes read"; it costs one or two microseconds, and runs only after websockets parsed)."""
-        ws = self._ws
-        if ws.state is not Lib.OPEN or ws.parser_exc is not None or ws.current_size is not None:
-            return False
-        if self._closed_by is not None or self._lost or self._fragments:
-            return False
-        # ServerProtocol.parse delegates to Protocol.parse, which waits in
-        # StreamReader.at_eof between frames: the innermost two generators tell.
-        outer, inner = None, ws.parser
-        while True:
-            nested = getattr(inner, "gi_yieldfrom", None)
-            if nested is None:
-                break
-            outer, inner = inner, nested
-        return (
-            Lib.parse_code is not None
-            and getattr(inner, "gi_code", None) is Lib.at_eof_code
-            and getattr(outer, "gi_code", None) is Lib.parse_code
-        )
 
-    def _check_utf8(self, data: bytes, final: bool) -> bool:
-        assert self._decoder is not None
-        try:
-            self._decoder.decode(data, final)
-        except UnicodeDecodeError as exc:
-            self._fail_utf8(exc)
-            return False
-        return True
+def at_frame_boundary(ws: Any) -> bool:
+    """Whether websockets (a ``ServerProtocol``) would take a whole data frame without a
+    change of state: OPEN, no parser error, not mid-message, and its parser suspended
+    between frames, i.e. in ``Protocol.parse()``'s wait for the next byte (the generator
+    check is what tells "between frames" from "a header's first bytes read"; it costs one
+    or two microseconds, and runs only after websockets parsed)."""
+    if ws.state is not Lib.OPEN or ws.parser_exc is not None or ws.current_size is not None:
+        return False
+    # ServerProtocol.parse delegates to Protocol.parse, which waits in
+    # StreamReader.at_eof between frames: the innermost two generators tell.
+    outer, inner = None, ws.parser
+    while True:
+        nested = getattr(inner, "gi_yieldfrom", None)
+        if nested is None:
+            break
+        outer, inner = inner, nested
+    return (
+        Lib.parse_code is not None
+        and getattr(inner, "gi_code", None) is Lib.at_eof_code
+        and getattr(outer, "gi_code", None) is Lib.parse_code
+    )
 
-    def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
-        self._fast_in = False
-        self._fragments = []
-        self._decoder = None
-        self._ws.fail(_INVALID_DATA, "invalid UTF-8 in a text message")
-        self._mark_closed(_INVALID_DATA, "invalid UTF-8")
-        self._arm_close_timer()
+
+#: The first byte of a pong (FIN, opcode 0xA): control frames are never compressed or
+#: fragmented, so every pong websockets writes starts with it.
+_PONG = 0x8A
+#: Pings of one read answered one by one when the read is handled in one turn; more are a
+#: flood, and only the last of each batch is answered. A keep-alive sends one ping at a
+#: time and browsers send none; Autobahn's case 2.10 sends 10 in one write and expects 10
+#: pongs.
+PONGS_PER_BATCH = 16
+
+
+def batch(writes: list[bytes], max_pongs: int = PONGS_PER_BATCH) -> tuple[bytes, bool]:
+    """What websockets queued (``data_to_send()``: one item per frame, and an empty item,
+    its last, to half-close) as one write: ``(bytes, half-close after them)``. Of more than
+    ``max_pongs`` pongs only the last is kept (RFC 6455 §5.5.3), so a flood of pings is
+    answered once per batch, not once per ping."""
+    eof = not writes[-1]
+    if eof:
+        writes = writes[:-1]
+    if len(writes) == 1:
+        return writes[0], eof
+    pongs = [i for i, data in enumerate(writes) if data[0] == _PONG]
+    if len(pongs) > max_pongs:
+        drop = set(pongs[:-1])
+        writes = [data for i, data in enumerate(writes) if i not in drop]
+    return b"".join(writes), eof
