@@ -247,3 +247,40 @@ async def test_a_request_task_cancelled_before_its_first_step_leaves_the_task_se
     cycle.cancel_task()  # before the task ever ran: RequestCycle.run's finally never runs
     await conn.settle(lambda: not conn.state.tasks)
     assert cycle.task.cancelled()
+
+
+async def test_shutdown_ends_an_endless_response_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 18.7: an endless response (SSE) waits in ``channel.wait_closed()``; a drain
+    of 60 s must not wait it out: ``wait_closed`` returns, the app ends its body cleanly
+    (the last chunk, so an EventSource reconnects), and nothing is cancelled. The drain's
+    line says that a second signal skips the wait."""
+    streaming = asyncio.Event()
+    ended = asyncio.Event()
+
+    async def app(head: RequestHead, channel: Channel) -> None:
+        await channel.start(200, [(b"content-type", b"text/event-stream")])
+        await channel.write(b"data: hi\n\n")
+        streaming.set()
+        await channel.wait_closed()
+        await channel.end()
+        ended.set()
+
+    server = Server(app, ServerConfig(port=0))
+    await server.start()
+    with caplog.at_level("INFO", logger="hump_listener.error"):
+        async with asyncio.timeout(10):  # the drain alone would take 60 s
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(request())
+            await streaming.wait()
+            await server.shutdown(timeout=60)
+            data = await reader.read()
+    assert ended.is_set()
+    [resp] = parse_responses(data)
+    assert resp.status == 200 and resp.body == b"data: hi\n\n"
+    assert data.endswith(b"0\r\n\r\n")  # ended cleanly: the last chunk
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("a second signal skips the wait" in m for m in messages), messages
+    assert not any("cancelling" in m for m in messages), messages
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()

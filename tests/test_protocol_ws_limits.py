@@ -150,3 +150,19 @@ async def test_a_shutdown_close_handshake_ends_by_close_by() -> None:
     assert not ws.transport.aborted
     clock.advance(0.2)  # past close_by, long before ws_close_timeout
     assert ws.transport.aborted
+
+
+async def test_a_client_that_answers_pings_but_never_reads_gets_the_send_timeout() -> None:
+    """Issue 18.9's second half, as the README's limits table says: our writes are stuck
+    (the client reads nothing), so we stop reading, and that silence is ours: the ping
+    timeout (20 + 20 s) does not cut it; ``send_timeout`` (60 s) drops it (1006)."""
+    ws = MemWS(echo_app(), clock=True, ws_ping_interval=20.0, ws_ping_timeout=20.0, send_timeout=60.0)
+    await ws.open()
+    clock = ws.clock
+    assert clock is not None
+    ws.proto.pause_writing()  # the transport's buffer is above its high-water mark
+    clock.advance(59.0)
+    assert not ws.transport.aborted and not ws.transport.closing
+    assert [f for f in ws.frames() if f.opcode == CLOSE] == []
+    clock.advance(2.0)
+    assert ws.transport.aborted
