@@ -18,6 +18,11 @@ Scenarios (one "message" is one echo: a 32-byte text frame in, the same frame ba
 * W2: echoes over 50 connections, each in lock-step;
 * W3: server memory per idle WebSocket connection: RSS of the server's process tree with
   --idle-connections open (each after its handshake and one echo) minus RSS before, / n.
+* W4 (issue 18.2): one client floods one connection with tiny frames (1-byte binary
+  frames, echoed; pings; messages of 4,000 one-byte fragments) while another connection
+  sends ``GET /`` in lock-step: that probe's p50/p99 under each attack beside its idle
+  figure (goal: within a few milliseconds of idle). ``GET /`` is a 404 on every server's
+  echo app: the probe measures turn-around, not a route.
 
 Per W1/W2 measurement: messages per second, p50/p99 round-trip time, and the server's CPU
 time (utime+stime of its process tree, from /proc, read by the load generator at the edges
@@ -138,9 +143,11 @@ def server_specs(loop: str, starlette_ws: str, hump_loop: str) -> tuple[dict[str
 # --------------------------------------------------------------------------- measuring
 
 
-def load(mode: str, port: int, pid: int, connections: int, args: argparse.Namespace) -> dict[str, Any]:
+def load(
+    mode: str, port: int, pid: int, connections: int, args: argparse.Namespace, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Run the load generator once (pinned to CPU 1) and return its JSON result."""
-    argv = [PY, str(LOAD), mode, "--port", str(port), "--server-pid", str(pid)]
+    argv = [PY, str(LOAD), mode, "--port", str(port), "--server-pid", str(pid), *extra]
     argv += ["--connections", str(connections), "--size", str(args.size), "--loop", args.client_loop]
     argv += ["--warmup", str(args.warmup), "--duration", str(args.duration)]
     budget = args.warmup + args.duration + CLIENT_SLACK
@@ -179,14 +186,35 @@ SCENARIOS = {
     "W1": "echo round trips, 1 connection, lock-step, 32 B text",
     "W2": "echoes, 50 connections each in lock-step, 32 B text",
     "W3": "server RSS per idle WebSocket connection",
+    "W4": "GET / p50/p99 on another connection while one client floods tiny frames",
 }
+#: W4's attacks (wsload.py flood --attack), "none" first: the idle figure.
+ATTACKS = ("none", "binary", "ping", "cont")
 
 Samples = dict[str, dict[str, list[dict[str, Any]]]]  # scenario -> server -> samples
+
+
+def flood_sample(port: int, pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    """W4: the probe's p50/p99 (ms) idle and under each attack, in one sample."""
+    sample: dict[str, Any] = {}
+    for attack in ATTACKS:
+        result = load("flood", port, pid, 1, args, ("--attack", attack))
+        if "error" in result:
+            return {"error": f"{attack}: {result['error']}"}
+        sample[f"{attack}_p50_ms"] = result["p50_ms"]
+        sample[f"{attack}_p99_ms"] = result["p99_ms"]
+        sample[f"{attack}_probes"] = result["probes"]
+    return sample
 
 
 def brief(sample: dict[str, Any]) -> str:
     if "error" in sample:
         return "ERROR " + str(sample["error"]).splitlines()[0][:160]
+    if "none_p50_ms" in sample:
+        return "  ".join(
+            f"{a} p50 {sample[f'{a}_p50_ms']:.2f} p99 {sample[f'{a}_p99_ms']:.1f} ms ({sample[f'{a}_probes']})"
+            for a in ATTACKS
+        )
     if "kib_per_conn" in sample:
         return (
             f"RSS {sample['rss_idle_kib'] / 1024:.1f} -> {sample['rss_loaded_kib'] / 1024:.1f} MiB "
@@ -209,6 +237,8 @@ def measure(key: str, port: int, pid: int, args: argparse.Namespace) -> dict[str
     try:
         if key == "W3":
             return load("idle", port, pid, args.idle_connections, args)
+        if key == "W4":
+            return flood_sample(port, pid, args)
         return echo_sample(load("echo", port, pid, 1 if key == "W1" else 50, args))
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -333,6 +363,24 @@ def idle_table(entries: dict[str, dict[str, Any]], count: int) -> tuple[list[str
     return harness._table(header, rows), notes
 
 
+def flood_table(entries: dict[str, dict[str, Any]]) -> tuple[list[str], list[str]]:
+    header = ["server"] + [f"{a if a != 'none' else 'idle'} p50 / p99 ms" for a in ATTACKS]
+    header += ["probes in window, idle / worst attack"]
+    rows = []
+    for name, e in entries.items():
+        if "none_p50_ms" not in e:
+            rows.append(harness._error_row(name, e, len(header)))
+            continue
+        cells = [name]
+        for attack in ATTACKS:
+            cells.append(f"{harness._med(e, f'{attack}_p50_ms'):.2f} / {harness._med(e, f'{attack}_p99_ms'):.1f}")
+        worst = min(harness._med(e, f"{a}_probes") or 0.0 for a in ATTACKS[1:])
+        cells.append(f"{harness._med(e, 'none_probes'):.0f} / {worst:.0f}")
+        rows.append(cells)
+    notes = ["A row with few probes under an attack: GET / waited behind the flood for most of the window."]
+    return harness._table(header, rows), notes
+
+
 def verdict(summary: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     """The issue's targets, as measured."""
     lines = []
@@ -381,7 +429,12 @@ def report(summary: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
         if not entries:
             continue
         lines += ["", f"## {key}: {title}", ""]
-        table, notes = idle_table(entries, args.idle_connections) if key == "W3" else echo_table(entries)
+        if key == "W3":
+            table, notes = idle_table(entries, args.idle_connections)
+        elif key == "W4":
+            table, notes = flood_table(entries)
+        else:
+            table, notes = echo_table(entries)
         lines += table + notes
     lines += verdict(summary)
     return "\n".join(lines + harness.failures_section(summary))
@@ -399,7 +452,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--warmup", type=float, default=1, help="seconds of load before each (default 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round x 2 s, 500 idle connections")
-    parser.add_argument("--only", default="", help="comma-separated scenarios: W1,W2,W3")
+    parser.add_argument("--only", default="", help="comma-separated scenarios: W1,W2,W3,W4")
     parser.add_argument("--servers", default="", help="comma-separated server names to keep (default all)")
     parser.add_argument("--idle-connections", type=int, default=2000, help="W3 connection count (default 2000)")
     parser.add_argument("--size", type=int, default=32, help="message payload bytes (default 32)")

@@ -3,6 +3,8 @@
     python benchmarks/wsload.py echo --port P --server-pid PID --connections 50 \
         --warmup 1 --duration 5 [--size 32]
     python benchmarks/wsload.py idle --port P --server-pid PID --connections 2000
+    python benchmarks/wsload.py flood --port P --server-pid PID --attack ping \
+        --warmup 1 --duration 5
 
 It prints one JSON line (``WSLOAD {...}``) and exits; websocket.py runs it pinned to CPU 1
 while the server has CPU 0. It measures the server from /proc itself, at the exact edges
@@ -26,6 +28,13 @@ in it are the messages counted, each with its round-trip time (from the write of
 request to the reply's arrival in ``data_received``). ``idle``: connections are opened
 (handshake and one echo each, so every server's handler has reached its receive loop)
 64 at a time, then held for a second before the server's RSS is read.
+
+``flood`` (issue 18.2): one connection streams tiny frames as fast as the server takes them
+(``--attack binary``: 1-byte binary frames, echoed; ``ping``: pings; ``cont``: messages of
+4,000 one-byte fragments; ``none``: no flood, the idle figure), reading whatever comes
+back, while another connection sends ``GET /`` in lock-step (keep-alive; any status: it
+measures the server's turn-around, the route does not matter); the result is that probe's
+p50/p99 round-trip time over the window.
 """
 
 from __future__ import annotations
@@ -341,9 +350,168 @@ async def run_idle(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+#: ``flood``: the bytes one attacker write holds (about a socket buffer of frames).
+FLOOD_WRITE = 256 * 1024
+PROBE_REQUEST = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+
+
+def flood_bytes(attack: str) -> bytes:
+    """One write's worth of the attack's frames."""
+    if attack == "binary":
+        one = masked_frame(0x2, b"x")
+        return one * (FLOOD_WRITE // len(one))
+    if attack == "ping":
+        one = masked_frame(0x9, b"")
+        return one * (FLOOD_WRITE // len(one))
+    # cont: whole messages of 4,000 one-byte fragments (under every server's fragment
+    # limit: a message that never ends would be closed 1009 after a few thousand).
+    rest = masked_frame(0x0, b"x")[1:]  # masked_frame sets FIN: the first byte is ours to write
+    message = b"\x01" + rest + (b"\x00" + rest) * 3998 + b"\x80" + rest
+    return message * max(1, FLOOD_WRITE // len(message))
+
+
+class Attacker(asyncio.Protocol):
+    """A WebSocket connection that writes ``data`` again and again while the transport
+    takes it, and drops whatever the server sends."""
+
+    def __init__(self, port: int, path: str, data: bytes) -> None:
+        self.handshake = (
+            f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        self.data = data
+        self.transport: asyncio.Transport | None = None
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.running = False
+        self.paused = False
+        self.head = b""
+        self.lost = False
+        self.sent = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.handshake)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if not self.opened.done():
+            self.head += data
+            if b"\r\n\r\n" in self.head:
+                if not self.head.startswith(b"HTTP/1.1 101"):
+                    self.opened.set_exception(BenchError(f"handshake refused: {self.head[:80]!r}"))
+                else:
+                    self.opened.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+    def pump(self) -> None:
+        transport = self.transport
+        while self.running and not self.paused and transport is not None and not transport.is_closing():
+            transport.write(self.data)
+            self.sent += len(self.data)
+
+
+class Probe(asyncio.Protocol):
+    """``GET /`` in lock-step on one keep-alive connection, each round trip timed."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.sent_at = 0
+        self.recording = False
+        self.running = True
+        self.latencies: list[int] = []
+        self.failure: BaseException | None = None
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.send()
+
+    def send(self) -> None:
+        assert self.transport is not None
+        self.sent_at = time.perf_counter_ns()
+        self.transport.write(PROBE_REQUEST)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buffer[:end].lower()
+        at = head.find(b"content-length:")
+        if at < 0:
+            self.failure = BenchError(f"a probe response without Content-Length: {head[:200]!r}")
+            return
+        length = int(head[at + 15 :].split(b"\r\n", 1)[0])
+        if len(self.buffer) < end + 4 + length:
+            return
+        now = time.perf_counter_ns()
+        self.buffer = self.buffer[end + 4 + length :]
+        if self.recording:
+            self.latencies.append(now - self.sent_at)
+        if self.running:
+            self.send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.running and self.failure is None:
+            self.failure = BenchError(f"the probe connection was closed ({exc})")
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+async def run_flood(args: argparse.Namespace) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    attacker: Attacker | None = None
+    if args.attack != "none":
+        attacker = flooder = Attacker(args.port, args.path, flood_bytes(args.attack))
+        await loop.create_connection(lambda: flooder, HOST, args.port)
+        await asyncio.wait_for(flooder.opened, HANDSHAKE_TIMEOUT)
+        flooder.running = True
+        flooder.pump()
+    probe = Probe()
+    await loop.create_connection(lambda: probe, HOST, args.port)
+    await asyncio.sleep(args.warmup)
+    before = snapshot(args.server_pid)
+    probe.recording = True
+    await asyncio.sleep(args.duration)
+    probe.recording = False
+    after = snapshot(args.server_pid)
+    probe.running = False
+    cut = attacker is not None and attacker.lost  # the server closed it during the run
+    if attacker is not None:
+        attacker.running = False
+        if attacker.transport is not None:
+            attacker.transport.abort()
+    if probe.transport is not None:
+        probe.transport.close()
+    if probe.failure:
+        raise probe.failure
+    latencies = sorted(probe.latencies)
+    wall = after["wall"] - before["wall"]
+    return {
+        "attack": args.attack,
+        "probes": len(latencies),
+        "wall_s": wall,
+        "server_cpu_s": after["server"] - before["server"],
+        "client_cpu_s": after["client"] - before["client"],
+        "attack_mb_sent": (attacker.sent if attacker is not None else 0) / 1e6,
+        "attacker_cut": cut,
+        "p50_ms": percentile(latencies, 50) / 1e6,
+        "p99_ms": percentile(latencies, 99) / 1e6,
+    }
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("echo", "idle"))
+    parser.add_argument("mode", choices=("echo", "idle", "flood"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--server-pid", type=int, required=True)
     parser.add_argument("--path", default="/echo")
@@ -351,6 +519,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--size", type=int, default=32, help="payload bytes (text), default 32")
+    parser.add_argument("--attack", choices=("none", "binary", "ping", "cont"), default="none", help="flood mode")
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     return parser.parse_args(argv)
 
@@ -371,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    mode = run_echo if args.mode == "echo" else run_idle
+    mode = {"echo": run_echo, "idle": run_idle, "flood": run_flood}[args.mode]
     try:
         result = asyncio.run(mode(args))
     except (BenchError, OSError, asyncio.TimeoutError) as exc:
