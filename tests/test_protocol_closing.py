@@ -210,3 +210,24 @@ async def test_the_probe_skips_connections_without_a_socket_or_not_paused() -> N
     assert paused(conn)
     conn.state.check_paused()  # no socket to poll: nothing to do, nothing raised
     assert paused(conn)
+
+
+async def test_a_fin_while_a_response_streams_means_the_client_left() -> None:
+    """Issue 18.7: a client that leaves an idle SSE stream (FIN after its complete
+    request) is noticed at once: ``wait_closed()`` returns, no write has to fail first."""
+    streaming = asyncio.Event()
+    left = asyncio.Event()
+
+    async def app(head: RequestHead, channel: Channel) -> None:
+        await channel.start(200, [(b"content-type", b"text/event-stream")])
+        await channel.write(b"data: hi\n\n")
+        streaming.set()
+        await channel.wait_closed()
+        left.set()
+
+    conn = Conn(app, half_close=True)
+    conn.send(request(b"/clock"))
+    await conn.settle(streaming.is_set)
+    conn.eof()
+    await conn.settle(left.is_set)
+    await conn.settle(lambda: conn.transport.closing)
