@@ -309,6 +309,7 @@ class WebSocketProtocol(asyncio.Protocol):
         left by an earlier turn."""
         budget = 1 << 62 if final else FRAME_BUDGET
         assembler, splitter, ws = self._assembler, self._splitter, self.frames
+        fed = False  # websockets was given bytes (so it may have something to send)
         while True:
             if self._closed_by is None and not final:
                 room = self._max_queue - len(self._messages)
@@ -319,6 +320,8 @@ class WebSocketProtocol(asyncio.Protocol):
             if self._fast_in and self._closed_by is None:
                 data, taken = assembler.receive_fast(data, budget)
                 if not data:
+                    if not fed:
+                        return  # all taken by the fast path: websockets has nothing to send
                     break
                 budget -= taken
                 if budget <= 0:
@@ -331,6 +334,7 @@ class WebSocketProtocol(asyncio.Protocol):
             end, count = splitter.split(data, budget)
             budget -= count
             ws.receive_data(data[:end] if end < len(data) else data)
+            fed = True
             data = data[end:]
             events = ws.events_received()
             if events:
