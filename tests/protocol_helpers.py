@@ -121,6 +121,12 @@ class Conn:
     def responses(self, methods: Sequence[str] = (), eof: bool | None = None) -> list[Resp]:
         return parse_responses(self.out, methods, eof=self.transport.closing if eof is None else eof)
 
+    def waits_for_body(self) -> bool:
+        """The app is waiting in ``channel.receive()`` for body bytes (not yet woken)."""
+        cycle = self.proto.cycle
+        waiter = cycle._waiter if cycle is not None else None
+        return waiter is not None and not waiter.done()
+
     async def settle(self, until: Callable[[], bool] | None = None, turns: int = 200) -> None:
         """Let tasks and callbacks run: until ``until()`` holds, or until nothing is left."""
         for _ in range(turns):

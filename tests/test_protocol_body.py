@@ -50,7 +50,7 @@ async def test_body_streamed_as_it_arrives() -> None:
     reader.step.set()
     await conn.settle(lambda: reader.chunks == [b"abc"])
     reader.step.set()  # now waiting for more
-    await conn.settle()
+    await conn.settle(conn.waits_for_body)
     conn.send(b"2\r\nde\r\n")
     await conn.settle(lambda: reader.chunks == [b"abc", b"de"])
     conn.send(b"0\r\n\r\n")
@@ -102,7 +102,7 @@ async def test_expect_100_continue_sent_on_first_receive() -> None:
 async def test_no_100_continue_for_http10() -> None:
     conn = Conn(echo_body)
     conn.send(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
-    await conn.settle()
+    await conn.settle(conn.waits_for_body)
     conn.send(b"abc")
     await conn.settle(lambda: conn.transport.closing)
     assert b"100 Continue" not in conn.out
@@ -128,7 +128,7 @@ async def test_no_100_continue_after_final_response_started() -> None:
 
     conn = Conn(app)
     conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
-    await conn.settle()
+    await conn.settle(lambda: bool(conn.out))
     assert conn.out.startswith(b"HTTP/1.1 200 OK\r\n")
     conn.send(b"abc")
     await conn.settle(lambda: conn.transport.closing)
@@ -171,7 +171,7 @@ async def reading_mid_body() -> tuple[Conn, Reader]:
     reader.step.set()
     await conn.settle(lambda: reader.chunks == [b"abc"])
     reader.step.set()
-    await conn.settle()
+    await conn.settle(conn.waits_for_body)
     return conn, reader
 
 

@@ -50,7 +50,7 @@ async def run(body: Body, data: bytes = b"", **config: Any) -> tuple[Conn, Captu
     conn = Conn(app, **config)
     conn.send(data or request())
     await conn.settle(app.done.is_set)
-    await conn.settle()
+    await conn.settle(lambda: not conn.state.tasks)  # the task's own end too
     return conn, app
 
 

@@ -14,7 +14,7 @@ async def run(data: bytes, app=hello, **config) -> Conn:  # type: ignore[no-unty
     conn = Conn(app, **config)
     conn.send(data)
     await conn.settle(lambda: conn.transport.closing or (not conn.state.tasks and conn.proto.cycle is None))
-    await conn.settle()
+    await conn.settle()  # quiescence: pipelined requests after the first, their closes
     return conn
 
 
@@ -193,7 +193,7 @@ async def test_incomplete_chunk_lines_wait_for_more() -> None:
     for body in (b"5", b"5\r", b"5;a=b", b"5\r\nhello\r", b"5\r\nhello\r\n0\r\nX-T: 1\n"):
         conn = Conn(echo_body)
         conn.send(request(method=b"POST", headers=CHUNKED, body=body))
-        await conn.settle()
+        await conn.settle(conn.waits_for_body)
         assert conn.out == b"" and not conn.transport.closing, body
 
 

@@ -49,7 +49,7 @@ async def test_pipelined_request_pauses_reading_until_its_turn() -> None:
 
     conn = Conn(app)
     conn.send(request(b"/first"))
-    await conn.settle()
+    await conn.settle(lambda: bool(conn.state.tasks))  # /first is in flight
     assert conn.transport.reading
     conn.send(request(b"/second"))  # arrives while /first is in flight
     assert not conn.transport.reading  # read-ahead is bounded: the socket is paused
@@ -76,7 +76,7 @@ async def test_connection_close_honoured_and_later_pipelined_requests_ignored() 
     conn = Conn(app)
     conn.send(request(b"/a", headers=b"Host: x\r\nConnection: close\r\n") + request(b"/b"))
     await conn.settle(lambda: conn.transport.lost)
-    await conn.settle()
+    await conn.settle(lambda: not conn.state.tasks)
     assert seen == [b"/a"]
     assert conn.out.count(b"HTTP/1.1 ") == 1
     assert conn.responses()[0].header(b"connection") == b"close"
@@ -102,7 +102,7 @@ async def test_half_close_after_complete_request_still_answered() -> None:
 
     conn = Conn(app)
     conn.send(request())
-    await conn.settle()
+    await conn.settle(lambda: bool(conn.state.tasks))  # the request is in flight
     assert conn.eof() is True  # keep the transport open for our answer
     assert not conn.transport.closing
     release.set()

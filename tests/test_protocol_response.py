@@ -20,7 +20,7 @@ async def serve_one(app: SeamApp, data: bytes = request(), method: str = "GET") 
     conn = Conn(app)
     conn.send(data)
     await conn.settle(lambda: not conn.state.tasks)
-    await conn.settle()
+    await conn.settle(lambda: conn.transport.lost or not conn.transport.closing)
     return conn
 
 
@@ -201,7 +201,7 @@ async def test_write_waits_while_transport_paused() -> None:
     conn = Conn(app)
     conn.transport.pause_on_write = True  # every write fills the transport buffer
     conn.send(request())
-    await conn.settle()
+    await conn.settle(lambda: bool(conn.out))
     assert progress == []  # the head filled the buffer: the first write waits for a drain
     writes = conn.transport.writes
     await conn.settle()
@@ -231,7 +231,7 @@ async def test_write_after_disconnect_raises_and_writes_nothing() -> None:
     conn = Conn(app)
     conn.send(request())
     await conn.settle(lambda: bool(caught))
-    await conn.settle()
+    await conn.settle(lambda: not conn.state.tasks)  # the app's end() included
     assert b"data" not in conn.out and b"0\r\n\r\n" not in conn.out
 
 
@@ -248,7 +248,7 @@ async def test_writer_paused_then_disconnected_gets_client_disconnect() -> None:
     conn = Conn(app)
     conn.proto.pause_writing()
     conn.send(request())
-    await conn.settle()
+    await conn.settle(lambda: conn.proto.cycle is not None and conn.proto.cycle.started)
     conn.proto.connection_lost(ConnectionResetError())
     await conn.settle(lambda: bool(caught))
     assert b"data" not in conn.out

@@ -83,7 +83,7 @@ async def test_stalled_body_is_408() -> None:
     conn = Conn(app, clock=True, body_timeout=10.0)
     assert conn.clock is not None
     conn.send(POST_10 + b"abc")
-    await conn.settle()
+    await conn.settle(conn.waits_for_body)
     closes_after(conn, 10)
     assert conn.responses()[0].status == 408
     await conn.settle(lambda: bool(errors))  # the waiting app is told, not left hanging
@@ -94,13 +94,13 @@ async def trickle(rate: float, *, seconds: int) -> Conn:
     conn = Conn(echo_body, clock=True, body_timeout=5.0, body_min_rate=240.0)
     assert conn.clock is not None
     conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
-    await conn.settle()
+    await conn.settle(conn.waits_for_body)
     for _ in range(seconds):
         if conn.transport.closing:
             break
         conn.clock.advance(1.0)
         conn.send(b"x" * int(rate))
-        await conn.settle()
+        await conn.settle(lambda: conn.waits_for_body() or conn.transport.closing or bool(conn.out))
     return conn
 
 
@@ -116,20 +116,21 @@ async def test_body_at_an_acceptable_rate_is_not_cut() -> None:
 
 
 async def test_body_timer_only_runs_while_the_app_waits() -> None:
-    go = asyncio.Event()
+    go, busy = asyncio.Event(), asyncio.Event()
 
     async def app(head: RequestHead, channel: Channel) -> None:
+        busy.set()
         await go.wait()  # busy elsewhere: the client is not to blame
         await echo_body(head, channel)
 
     conn = Conn(app, clock=True, body_timeout=1.0)
     assert conn.clock is not None
     conn.send(POST_10 + b"abc")
-    await conn.settle()
+    await conn.settle(busy.is_set)
     conn.clock.advance(100)
     assert not conn.transport.closing
     go.set()
-    await conn.settle()
+    await conn.settle(conn.waits_for_body)
     conn.send(b"defghij")
     await conn.settle(lambda: bool(conn.out))
     assert conn.responses(methods=["POST"], eof=False)[0].body == b"abcdefghij"
@@ -138,8 +139,11 @@ async def test_body_timer_only_runs_while_the_app_waits() -> None:
 async def test_handler_timeout_is_503_and_cancels_the_app() -> None:
     cancelled: list[bool] = []
 
+    waiting = asyncio.Event()
+
     async def app(head: RequestHead, channel: Channel) -> None:
         try:
+            waiting.set()
             await asyncio.Event().wait()
         except asyncio.CancelledError:
             cancelled.append(True)
@@ -148,7 +152,7 @@ async def test_handler_timeout_is_503_and_cancels_the_app() -> None:
     conn = Conn(app, clock=True, handler_timeout=3.0)
     assert conn.clock is not None
     conn.send(request())
-    await conn.settle()
+    await conn.settle(waiting.is_set)
     conn.clock.advance(3.1)
     assert conn.responses()[0].status == 503
     await conn.settle(lambda: bool(cancelled) and not conn.state.tasks)
@@ -162,7 +166,7 @@ async def test_handler_timeout_after_start_closes_without_503() -> None:
     conn = Conn(app, clock=True, handler_timeout=3.0)
     assert conn.clock is not None
     conn.send(request())
-    await conn.settle()
+    await conn.settle(lambda: bool(conn.out))  # the head is written, the app waits
     conn.clock.advance(3.1)
     assert conn.transport.closing
     assert b"503" not in conn.out
@@ -218,7 +222,7 @@ async def test_send_timeout_aborts_a_respond_the_client_never_takes(caplog: pyte
     conn.send(request())
     await conn.settle(lambda: bool(conn.out))
     conn.clock.advance(5.1)  # the keep-alive close waits for the buffer, as a socket's does
-    await conn.settle()
+    await conn.settle(lambda: conn.transport.closing)
     assert conn.transport.closing and not conn.transport.lost
     conn.clock.advance(54.8)
     assert not conn.transport.aborted
@@ -310,7 +314,7 @@ async def test_a_body_that_stalls_after_a_fast_start_is_408_after_body_timeout()
     conn = Conn(echo_body, clock=True, body_timeout=5.0, body_min_rate=240.0)
     assert conn.clock is not None
     conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 70001\r\n\r\n" + bytes(70_000))
-    await conn.settle()
+    await conn.settle(conn.waits_for_body)
     closes_after(conn, 5)
     assert conn.responses()[0].status == 408
 

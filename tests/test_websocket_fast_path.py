@@ -407,7 +407,7 @@ async def test_fast_send_is_not_used_for_bytearray_or_memoryview() -> None:
     await settle(lambda: len(writes) >= 5)
     assert writes[1:5] == [b"\x82\x02ba", b"\x82\x02mv", b"\x82\x02by", b"\x81\x02st"]
     conn.transport.abort()
-    await conn.settle()
+    await conn.settle(lambda: conn.transport.lost)
 
 
 
