@@ -12,10 +12,13 @@ bytes out over the in-memory transport; each test failed on the code before the 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import struct
 import tracemalloc
 
 import pytest
-from protocol_helpers import settle
+from protocol_helpers import serve, settle
 from ws_helpers import CLOSE, CONT, PING, PONG, TEXT, MemWS, echo_app, frame
 
 from hump_listener.protocol.websocket import FRAME_BUDGET
@@ -166,3 +169,28 @@ async def test_a_client_that_answers_pings_but_never_reads_gets_the_send_timeout
     assert [f for f in ws.frames() if f.opcode == CLOSE] == []
     clock.advance(2.0)
     assert ws.transport.aborted
+
+
+async def test_a_client_that_resets_under_a_ping_flood_costs_no_log_flood(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 18.3's reproduction over a real socket, in-process: 200,000 pings (1.2 MB), the
+    first pongs read, then a reset. asyncio's transport logs "socket.send() raised
+    exception." for every write after a failed send: ~9,000 lines per try before."""
+    from ws_helpers import SockWS
+
+    async with serve(echo_app(), ws_ping_interval=None) as server:
+        client = await SockWS.connect(server.port)
+        ping = frame(PING, b"p")
+        with caplog.at_level(logging.WARNING):
+            client.writer.write(ping * 200_000)
+            async with asyncio.timeout(10):
+                assert (await client.reader.read(3))[:1] == b"\x8a"  # the first pong
+            sock = client.writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.writer.transport.abort()  # a reset, with most of the pings unread
+            state = server.state
+            assert state is not None
+            async with asyncio.timeout(30):
+                while state.connections:
+                    await asyncio.sleep(0)
+    lines = [r for r in caplog.records if "raised exception" in r.getMessage()]
+    assert len(lines) <= 1, f"{len(lines)} lines like {lines[0].getMessage()!r}"
