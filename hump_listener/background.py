@@ -1,5 +1,5 @@
 """Background events: tiny-listener events that run as tasks of their own, outliving the
-request that fired them (``events`` has the contexts and the ``Event`` they run in).
+request that fired them (``context`` has the contexts they run in, ``events`` the ``Event``).
 
 ``ctx.trigger_event("user_created", data={...})`` from a handler, ``app.trigger_event``
 outside any request (a startup callback, a timer) and ``app.trigger_event_threadsafe``
@@ -47,7 +47,8 @@ from .endpoints import Endpoint, Handler, Plan, build_plan, call_plan
 
 if TYPE_CHECKING:
     from .app import App
-    from .events import Event, EventContext
+    from .context import EventContext
+    from .events import Event
 
 __all__ = ["CANCEL_GRACE", "DEFAULT_DRAIN_TIMEOUT", "BackgroundEvents"]
 

@@ -52,8 +52,8 @@ if TYPE_CHECKING:
 
     from .app import App
     from .background import BackgroundEvents
+    from .context import ConnectionContext
     from .endpoints import Endpoint
-    from .events import ConnectionContext
     from .proxy import TrustedProxies
     from .routing import Router
     from .seam import Channel, RequestHead, WebSocketChannel
@@ -146,7 +146,7 @@ class RequestPath(Listener[HTTPContext]):
         )
         ctx.channel = channel
         # ctx.hold(), inlined (hot path): the request holds its context; events
-        # triggered in it hold it too (events.EventContext).
+        # triggered in it hold it too (context.EventContext).
         ctx._holds = 1
         self.ctxs[cid] = ctx
         status = 0

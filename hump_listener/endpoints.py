@@ -30,8 +30,7 @@ from .route_templates import WS, Template, parse_event_name
 from .tiny_internals import init_route_without_regex
 
 if TYPE_CHECKING:
-    from .context import HTTPContext
-    from .events import ConnectionContext
+    from .context import ConnectionContext, HTTPContext
     from .models import Response
 
 __all__ = [

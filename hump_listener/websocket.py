@@ -32,9 +32,9 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .context import ConnectionContext
 from .endpoints import Endpoint, call_plan
 from .errors import HTTPError
-from .events import ConnectionContext
 from .models import Request, Response, dump_json
 from .seam import Channel, HeaderList, RequestHead, WebSocketChannel, WebSocketDisconnect
 

@@ -11,8 +11,7 @@ import logging
 import pytest
 
 from hump_listener import App, HTTPContext
-from hump_listener.background import CANCEL_GRACE, DEFAULT_DRAIN_TIMEOUT, BackgroundEvents
-from hump_listener.events import BackgroundEvents as ReExported
+from hump_listener.background import CANCEL_GRACE, DEFAULT_DRAIN_TIMEOUT
 
 
 @pytest.fixture
@@ -52,8 +51,7 @@ def context(app: App) -> HTTPContext:
     return app._event_context()
 
 
-def test_the_constants_and_the_events_re_export() -> None:
-    assert ReExported is BackgroundEvents
+def test_the_constants() -> None:
     assert (DEFAULT_DRAIN_TIMEOUT, CANCEL_GRACE) == (10.0, 1.0)
 
 

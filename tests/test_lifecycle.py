@@ -14,7 +14,7 @@ from servers import run_server, tiny_listener_cmd
 from tiny_listener import Param
 
 from hump_listener import App, ServerConfig
-from hump_listener.events import DEFAULT_DRAIN_TIMEOUT
+from hump_listener.background import DEFAULT_DRAIN_TIMEOUT
 from hump_listener.testing import AsyncTestClient, TestClient
 
 
