@@ -1,5 +1,6 @@
-"""WS routes under a real uvicorn (the ASGI ``websocket`` scope), with both of its
-WebSocket implementations: the same handler code as on the built-in server."""
+"""asgi.py's WebSocket chapter: WS routes under a real uvicorn (the ``websocket``
+scope), with both of its WebSocket implementations: the same handler code as on the
+built-in server."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def test_protocol_side_never_imports_the_framework_or_tiny_listener() -> None:
 
 
 # app.py is the composition root; testing.py is the in-process test harness wiring both.
-WIRING = {"app.py", "testing.py", "testing_websocket.py", "__main__.py", "cli.py", "workers.py"}
+WIRING = {"app.py", "testing.py", "__main__.py", "cli.py", "workers.py"}
 
 
 def test_framework_side_never_imports_h11_or_the_protocol() -> None:
