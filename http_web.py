@@ -44,7 +44,6 @@ from hump_listener.broadcast import Subscription
 
 app = App()
 app.static("/static", Path(__file__).resolve().parent / "public")
-asgi = app.asgi  # the same app for ASGI servers: uvicorn http_web:asgi --workers 4
 
 USERS = {1: "alice", 2: "bob", 42: "douglas"}
 

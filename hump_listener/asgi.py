@@ -56,7 +56,6 @@ __all__ = [
     "ASGIHandshake",
     "ASGIWebSocket",
     "Lifespan",
-    "asgi",
     "head_from_scope",
 ]
 
@@ -526,8 +525,3 @@ class ASGIAdapter:
                     return
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def asgi(app: SeamTarget) -> ASGIAdapter:
-    """The ASGI 3 application serving ``app`` (an ``App``, or any seam app)."""
-    return ASGIAdapter(app)

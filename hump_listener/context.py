@@ -34,7 +34,7 @@ import os
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import parse_qsl
 
 from tiny_listener import Context, Route
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from .models import Request
 
 
-__all__ = ["DEFAULT_MAX_FORM_FIELDS", "ConnectionContext", "EventContext", "HTTPContext"]
+__all__ = ["DEFAULT_MAX_FORM_FIELDS", "ConnectionContext", "Contexts", "EventContext", "HTTPContext"]
 
 error_log = logging.getLogger("hump_listener.error")
 
@@ -138,7 +138,7 @@ class EventContext(Context):
         until it has finished). Awaiting the task gives the handler's return value, or
         ``None`` if it failed (the error went to ``on_error`` hooks or the log)."""
         app: App = self.listener  # type: ignore[assignment]
-        return app.background.trigger(self, path, timeout=timeout, data=data)
+        return app.background.trigger(path, self, timeout=timeout, data=data)
 
     def prune_events(self) -> int:
         """Remove finished events from ``events`` (for long-lived contexts that keep
@@ -553,3 +553,36 @@ class HTTPContext(ConnectionContext):
         req = getattr(self, "request", None)
         where = f"{req.method} {req.path}" if req else "-"
         return f"{type(self).__name__}(cid={self.cid}, {where})"
+
+
+C = TypeVar("C", bound=EventContext)
+
+
+class Contexts:
+    """Makes every context the app serves (server lifetime), numbered by the one counter
+    of context ids: requests ``"1"``, ``"2"`` ..., WebSocket connections the same way,
+    contexts of events fired outside any request ``"event-3"``.
+
+    ``http_cls`` is the class of request contexts (``app.set_context_cls``)."""
+
+    __slots__ = ("http_cls", "last_id", "listener")
+
+    def __init__(self, listener: Listener[Any]) -> None:
+        self.listener = listener
+        self.http_cls: type[HTTPContext] = HTTPContext
+        #: The last id given (0: none yet).
+        self.last_id = 0
+
+    def request(self) -> HTTPContext:
+        """A new request context (not yet held: the request path holds it)."""
+        self.last_id = cid = self.last_id + 1
+        return self.http_cls(self.listener, str(cid))
+
+    def make(self, kls: type[C], prefix: str = "") -> C:
+        """A new context of class ``kls`` (a WebSocket connection's, ...)."""
+        self.last_id = cid = self.last_id + 1
+        return kls(self.listener, f"{prefix}{cid}")
+
+    def for_event(self) -> HTTPContext:
+        """A fresh context for an event fired outside any request (``event-N``)."""
+        return self.make(self.http_cls, "event-")

@@ -151,7 +151,7 @@ def worker_main(spec: WorkerSpec, shared: socket.socket | None, supervisor: Conn
         raise TypeError(f"{spec.import_string} is {type(app).__name__}, not a hump_listener App")
     app.config = dataclasses.replace(spec.config, ssl=app.config.ssl, port=spec.port, workers=1)
     if shared is None:  # rule 2: a socket of our own in the SO_REUSEPORT group
-        sock = bind_socket(app.host, spec.port, reuse_port=True)
+        sock = bind_socket(app.config.host, spec.port, reuse_port=True)
         sock.listen(spec.config.backlog)
         app.sock = sock
     else:
@@ -175,7 +175,7 @@ def worker_main(spec: WorkerSpec, shared: socket.socket | None, supervisor: Conn
 
 
 class Supervisor:
-    """Start ``app.workers`` workers, restart the ones that die, stop them all on
+    """Start ``app.config.workers`` workers, restart the ones that die, stop them all on
     SIGTERM/SIGINT. ``run()`` returns the exit status: 0 when every worker stopped cleanly."""
 
     def __init__(
@@ -188,7 +188,7 @@ class Supervisor:
     ) -> None:
         self.app = app
         self.clock = clock
-        self.count = app.workers
+        self.count = app.config.workers
         self.max_restarts = max_restarts
         self.restart_window = restart_window
         self._context = multiprocessing.get_context("spawn")

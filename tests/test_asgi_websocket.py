@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture(scope="module", params=["websockets", "wsproto"])
 def server(request: pytest.FixtureRequest) -> Iterator[int]:
     pytest.importorskip(request.param)
-    running = Uvicorn("apps.ws_app:asgi", "--ws", request.param)
+    running = Uvicorn("apps.ws_app:app", "--ws", request.param)
     try:
         yield running.port
     finally:

@@ -11,7 +11,6 @@ import logging
 import pytest
 
 from hump_listener import App, HTTPContext
-from hump_listener.background import CANCEL_GRACE, DEFAULT_DRAIN_TIMEOUT
 
 
 @pytest.fixture
@@ -48,26 +47,22 @@ def app(release: asyncio.Event) -> App:
 
 
 def context(app: App) -> HTTPContext:
-    return app._event_context()
-
-
-def test_the_constants() -> None:
-    assert (DEFAULT_DRAIN_TIMEOUT, CANCEL_GRACE) == (10.0, 1.0)
+    return app.contexts.for_event()
 
 
 def test_trigger_outside_a_loop_says_what_to_use(app: App) -> None:
     with pytest.raises(RuntimeError, match="needs a running event loop; from another thread use"):
-        app.background.trigger(context(app), "quick")
+        app.background.trigger("quick", context(app))
 
 
 async def test_an_http_route_is_not_triggered(app: App) -> None:
     with pytest.raises(ValueError, match="is an HTTP route"):
-        app.background.trigger(context(app), "GET:/http")
+        app.background.trigger("GET:/http", context(app))
 
 
 async def test_a_task_is_kept_until_done_and_gives_the_result(app: App) -> None:
     background = app.background
-    task = background.trigger(context(app), "quick")
+    task = background.trigger("quick", context(app))
     assert task in background.tasks
     assert background.loop is asyncio.get_running_loop()
     assert await task == "quick"
@@ -77,7 +72,7 @@ async def test_a_task_is_kept_until_done_and_gives_the_result(app: App) -> None:
 
 async def test_a_failure_is_logged_once_and_the_result_is_none(app: App, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="hump_listener.error"):
-        result = await app.background.trigger(context(app), "fails")
+        result = await app.background.trigger("fails", context(app))
     assert result is None
     [record] = [r for r in caplog.records if "background event" in r.getMessage()]
     assert record.getMessage() == "Exception in background event 'fails' (fired by app.trigger_event)"
@@ -87,7 +82,7 @@ async def test_a_failure_is_logged_once_and_the_result_is_none(app: App, caplog:
 async def test_join_waits_for_running_events_or_times_out(app: App, release: asyncio.Event) -> None:
     background = app.background
     assert await background.join(0) is True  # nothing running
-    task = background.trigger(context(app), "slow")
+    task = background.trigger("slow", context(app))
     assert await background.join(0.01) is False
     release.set()
     assert await background.join() is True
@@ -98,7 +93,7 @@ async def test_drain_cancels_what_outlives_the_timeout_saying_how_many(
     app: App, caplog: pytest.LogCaptureFixture
 ) -> None:
     background = app.background
-    stuck = background.trigger(context(app), "stuck")
+    stuck = background.trigger("stuck", context(app))
     with caplog.at_level(logging.INFO, logger="hump_listener.error"):
         assert await background.drain(0.01, "test") == 1
     assert stuck.cancelled()
@@ -109,7 +104,7 @@ async def test_drain_cancels_what_outlives_the_timeout_saying_how_many(
 
 async def test_cut_stops_a_drain_at_once_and_started_resets_it(app: App) -> None:
     background = app.background
-    stuck = background.trigger(context(app), "stuck")
+    stuck = background.trigger("stuck", context(app))
     drain = asyncio.ensure_future(background.drain(60))
     for _ in range(10):
         await asyncio.sleep(0)
@@ -118,7 +113,7 @@ async def test_cut_stops_a_drain_at_once_and_started_resets_it(app: App) -> None
     assert await drain == 1
     assert stuck.cancelled()
     background.started(asyncio.get_running_loop())
-    other = background.trigger(context(app), "slow")
+    other = background.trigger("slow", context(app))
     assert await background.join(0.01) is False  # joins again: the cut is over
     other.cancel()
     await asyncio.wait([other])
@@ -126,4 +121,4 @@ async def test_cut_stops_a_drain_at_once_and_started_resets_it(app: App) -> None
 
 def test_trigger_threadsafe_needs_the_running_loop(app: App) -> None:
     with pytest.raises(RuntimeError, match="the app is not running"):
-        app.background.trigger_threadsafe(lambda: context(app), "quick")
+        app.background.trigger_threadsafe("quick")

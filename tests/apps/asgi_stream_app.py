@@ -1,6 +1,6 @@
 """A tests-only app for the ASGI adapter under a real server (tests/test_asgi.py).
 
-``uvicorn --app-dir tests apps.asgi_stream_app:asgi``: a lifespan flag, a full-duplex
+``uvicorn --app-dir tests apps.asgi_stream_app:app``: a lifespan flag, a full-duplex
 streaming route (each request-body chunk is echoed as soon as it arrives) and a file.
 """
 
@@ -15,7 +15,6 @@ from hump_listener import App, HTTPContext
 from hump_listener.responses import FileResponse, StreamingResponse
 
 app = App(access_log=False)
-asgi = app.asgi
 state = {"started": 0, "stopped": 0}
 
 
