@@ -122,3 +122,45 @@ async def test_cut_stops_a_drain_at_once_and_started_resets_it(app: App) -> None
 def test_trigger_threadsafe_needs_the_running_loop(app: App) -> None:
     with pytest.raises(RuntimeError, match="the app is not running"):
         app.background.trigger_threadsafe("quick")
+
+
+async def test_beyond_the_limit_trigger_raises_at_once_and_a_request_gets_503(release: asyncio.Event) -> None:
+    """Issue 18 item 8: nothing capped the tasks in flight behind a slow handler."""
+    from framework_helpers import call
+
+    from hump_listener.background import DEFAULT_MAX_BACKGROUND_EVENTS, BackgroundEventsFull
+
+    app = App(access_log=False, max_background_events=2)
+    assert App().background.limit == DEFAULT_MAX_BACKGROUND_EVENTS
+
+    @app.on_event("slow")
+    async def slow() -> str:
+        await release.wait()
+        return "slow"
+
+    @app.get("/fire")
+    async def fire(ctx: HTTPContext) -> str:
+        ctx.trigger_event("slow")
+        return "fired"
+
+    assert (await call(app, "GET", "/fire")).text == "fired"
+    running = [app.background.trigger("slow") for _ in range(1)]
+    assert len(app.background.tasks) == 2
+    with pytest.raises(BackgroundEventsFull, match=r"2 are already running \(App\(max_background_events=...\)\)"):
+        app.background.trigger("slow")
+    refused = await call(app, "GET", "/fire")
+    assert (refused.status, refused.header("retry-after")) == (503, "1")
+    assert len(app.background.tasks) == 2  # the refused ones left nothing behind
+    assert app.ctxs.keys() == {"1", "event-2"}  # only the running events hold contexts
+    release.set()
+    assert await asyncio.gather(*running) == ["slow"]
+    await app.background.join()
+    assert app.ctxs == {}
+    assert (await call(app, "GET", "/fire")).text == "fired"  # room again
+    release.clear()
+
+
+@pytest.mark.parametrize("limit", [0, -1, True, 1.5])
+def test_the_limit_must_be_a_positive_integer(limit: object) -> None:
+    with pytest.raises(ValueError, match="max_background_events must be a positive integer"):
+        App(max_background_events=limit)  # type: ignore[arg-type]
