@@ -40,6 +40,7 @@ Policy choices, where ASGI leaves room:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -80,6 +81,9 @@ class Lifespan(Protocol):
 #: uses 64 KiB chunks too.
 SENDFILE_CHUNK = 64 * 1024
 _ZEROCOPY = "http.response.zerocopysend"
+#: Request-body bytes ``wait_closed`` reads ahead of the app before it waits for the app to
+#: take them: the built-in server's ``DEFAULT_BODY_HIGH_WATER`` (uvicorn's 64 KiB).
+_EARLY_LIMIT = 64 * 1024
 _INTERNAL_ERROR = plain_reply(500)
 
 
@@ -108,17 +112,27 @@ def head_from_scope(scope: Scope) -> RequestHead:
 
 
 class ASGIChannel:
-    """``seam.Channel`` over one request's ASGI ``receive``/``send`` (request lifetime)."""
+    """``seam.Channel`` over one request's ASGI ``receive``/``send`` (request lifetime).
+
+    One reader of ``receive`` at a time (``_reading``): the app reading its body
+    (``receive``) and, while a response streams, ``wait_closed`` listening for
+    ``http.disconnect`` (issue 18 item 6: uvicorn drops the sends of a client that left
+    silently, so a stream waiting on its generator would never learn of it). Body chunks
+    the listener reads before the app asks are kept for it (``_early``), at most
+    ``_EARLY_LIMIT`` bytes: past that the listener waits for the app to take them."""
 
     __slots__ = (
         "_body_done",
         "_disconnected",
+        "_early",
+        "_early_size",
         "_ended",
-        "_gone",
         "_pending",
+        "_reading",
         "_receive",
         "_send",
         "_started",
+        "_taken",
         "_zerocopy",
     )
 
@@ -131,7 +145,12 @@ class ASGIChannel:
         self._started = False
         self._ended = False
         self._pending: tuple[int, HeaderList, bytes] | None = None
-        self._gone: asyncio.Future[None] | None = None
+        self._reading = asyncio.Lock()
+        #: Body chunks read by ``wait_closed`` before the app asked for them.
+        self._early: collections.deque[bytes] = collections.deque()
+        self._early_size = 0
+        #: Set when the app takes early chunks (the listener waits on it past the limit).
+        self._taken: asyncio.Event | None = None
 
     @property
     def disconnected(self) -> bool:
@@ -152,23 +171,37 @@ class ASGIChannel:
         return None
 
     async def receive(self) -> bytes:
-        if self._body_done:
-            return b""
-        if self._disconnected:
-            raise ClientDisconnect()
         while True:
-            message = await self._receive()
-            kind = message["type"]
-            if kind == "http.request":
-                body: bytes = message.get("body", b"")
-                if not message.get("more_body", False):
-                    self._body_done = True
-                    return body
-                if body:
-                    return body  # an empty non-final chunk is not the end: read on
-            elif kind == "http.disconnect":
-                self._mark_gone()
+            if self._early:
+                chunk = self._early.popleft()
+                self._early_size -= len(chunk)
+                if self._taken is not None:
+                    self._taken.set()
+                return chunk
+            if self._body_done:
+                return b""
+            if self._disconnected:
                 raise ClientDisconnect()
+            async with self._reading:
+                if self._early or self._body_done or self._disconnected:
+                    continue  # the listener read meanwhile
+                taken = self._take(await self._receive())
+            if taken is not None:
+                return taken
+
+    def _take(self, message: Message) -> bytes | None:
+        """One message read: a body chunk (``b""`` only as the last), else None (an empty
+        non-final chunk, a disconnect: ``disconnected`` is set)."""
+        kind = message["type"]
+        if kind == "http.request":
+            body: bytes = message.get("body", b"")
+            if not message.get("more_body", False):
+                self._body_done = True
+                return body
+            return body or None  # an empty non-final chunk is not the end: read on
+        if kind == "http.disconnect":
+            self._mark_gone()
+        return None
 
     def respond(self, status: int, headers: HeaderList, body: bytes) -> None:
         self._claim()
@@ -219,21 +252,26 @@ class ASGIChannel:
             await self.write(chunk)
 
     async def wait_closed(self) -> None:
-        # Placeholder until the adapter listens for http.disconnect while streaming (issue 18
-        # item 6): returns once a receive() or a send() has seen the client go.
-        if self._disconnected:
-            return
-        if self._gone is None:
-            self._gone = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._gone)
+        """Listen for ``http.disconnect`` (the class docstring): returns once the client
+        has gone. A body chunk read meanwhile is kept for the app's ``receive``."""
+        while not self._disconnected:
+            if self._early_size > _EARLY_LIMIT:
+                taken = self._taken = asyncio.Event()
+                await taken.wait()
+                self._taken = None
+                continue
+            async with self._reading:
+                if self._disconnected:
+                    return
+                chunk = self._take(await self._receive())
+            if chunk:
+                self._early.append(chunk)
+                self._early_size += len(chunk)
 
     # -- adapter side --------------------------------------------------------------------
 
     def _mark_gone(self) -> None:
         self._disconnected = True
-        gone = self._gone
-        if gone is not None and not gone.done():
-            gone.set_result(None)
 
     def _claim(self) -> None:
         if self._started:
@@ -251,6 +289,8 @@ class ASGIChannel:
         """Send a buffered ``respond()``, or end a streamed response the app left open
         (called by the adapter once the app has returned)."""
         pending, self._pending = self._pending, None
+        if self._disconnected:
+            return  # nobody to finish it for (uvicorn would drop the message)
         if pending is None:
             await self.end()
             return

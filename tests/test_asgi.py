@@ -3,6 +3,7 @@ the last tests run the demo and a streaming app under a real uvicorn on 127.0.0.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -320,6 +321,75 @@ async def test_send_failure_is_a_client_disconnect() -> None:
     assert seen == [True]
 
 
+class Listening(Peer):
+    """A server whose ``receive`` waits, once its messages are read, until the test says
+    the client left (``leave``), as uvicorn's does; ``drained`` is set when it waits."""
+
+    def __init__(self, *messages: Message) -> None:
+        super().__init__(*messages)
+        self.drained = asyncio.Event()
+        self.left = asyncio.Event()
+
+    async def receive(self) -> Message:
+        if self.inbox:
+            return self.inbox.pop(0)
+        self.drained.set()
+        await self.left.wait()
+        return {"type": "http.disconnect"}
+
+    def leave(self) -> None:
+        self.left.set()
+
+
+async def test_a_stream_waiting_on_its_generator_ends_at_http_disconnect() -> None:
+    """Issue 18 item 6, in process: the adapter listens for ``http.disconnect`` while the
+    response streams and the generator, waiting for an item that never comes, is closed."""
+    app = App(access_log=False)
+    finished: list[str] = []
+
+    @app.get("/feed")
+    async def feed(ctx: HTTPContext) -> StreamingResponse:
+        async def items() -> AsyncIterator[str]:
+            try:
+                yield "first"
+                await asyncio.Event().wait()
+            finally:
+                finished.append("finally")
+
+        return StreamingResponse(items())
+
+    peer = Listening(req(b""))
+    served = asyncio.ensure_future(app(scope("GET", "/feed"), peer.receive, peer.send))
+    await peer.drained.wait()
+    assert finished == [] and not served.done()
+    peer.leave()
+    await served
+    assert finished == ["finally"]
+    assert peer.types == ["http.response.start", "http.response.body"]  # no end for nobody
+
+
+async def test_body_chunks_read_while_listening_are_kept_for_the_app() -> None:
+    """The listener and the app share one reader: chunks it reads first reach the app."""
+    app = App(access_log=False)
+
+    @app.post("/late")
+    async def late(ctx: HTTPContext) -> StreamingResponse:
+        async def echo() -> AsyncIterator[bytes]:
+            yield b"started;"
+            await peer.drained.wait()  # the listener has read the whole body by now
+            async for chunk in ctx.stream():
+                yield chunk
+            yield b";done"
+
+        return StreamingResponse(echo())
+
+    peer = Listening(req(b"ab", True), req(b"", True), req(b"cd", True), req(b"e"))
+    await app(scope("POST", "/late"), peer.receive, peer.send)
+    body = b"".join(m.get("body", b"") for m in peer.sent[1:])
+    assert body == b"started;abcde;done"
+    assert peer.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
 # -- streamed responses and files ------------------------------------------------------------
 
 
@@ -617,6 +687,24 @@ def test_streamed_response_file_and_lifespan_under_uvicorn(stream_app: tuple[int
     assert body == data
     state = json.loads(http(port, "GET", "/lifespan")[2])
     assert (state["started"], state["stopped"]) == (1, 0)
+
+
+@pytest.mark.parametrize("http_impl", ["h11", "httptools"])
+def test_a_client_that_leaves_ends_the_stream_under_uvicorn(http_impl: str) -> None:
+    """Issue 18 item 6: ``timeout 2.5 curl -sN /clock`` left the generator ticking under
+    uvicorn (which drops a gone client's sends silently). The adapter listens for
+    ``http.disconnect`` while the response streams, and ends the generator."""
+    pytest.importorskip(http_impl)
+    server = Uvicorn("apps.asgi_stream_app:app", "--http", http_impl, env={"ASGI_TEST_FILE": "-"})
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /endless HTTP/1.1\r\nHost: t\r\n\r\n")
+            buf = bytearray()
+            read_until(sock, buf, b"tick\n")
+        # The client has gone: the generator's finally has run (or runs within 5 s).
+        assert http(server.port, "GET", "/endless/ended")[2] == b"ended", server.output()
+    finally:
+        server.stop()
 
 
 def test_uvicorn_workers_serve_the_app() -> None:

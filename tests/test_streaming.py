@@ -115,6 +115,41 @@ async def test_client_disconnect_stops_and_closes_the_iterator() -> None:
     assert not channel.ended
 
 
+@pytest.mark.parametrize("client_left", [True, False], ids=["client-left", "server-shutdown"])
+async def test_an_endless_stream_ends_when_the_channel_closes(client_left: bool) -> None:
+    """Issue 18 items 6-7: a generator waiting for its next item (SSE, a feed) is ended when
+    ``wait_closed()`` returns, not after its next failed write (which never comes)."""
+    from framework_helpers import MemoryChannel, make_head
+
+    app = App(access_log=False)
+    waiting = asyncio.Event()
+    finished: list[str] = []
+
+    @app.get("/feed")
+    async def feed(ctx: HTTPContext) -> None:
+        async def items() -> AsyncIterator[str]:
+            try:
+                yield "first\n"
+                waiting.set()
+                await asyncio.Event().wait()  # no next item, ever
+                yield "never\n"
+            finally:
+                finished.append("finally")
+
+        ctx.stream_response(items())
+
+    channel = MemoryChannel()
+    served = asyncio.ensure_future(app.handle(make_head(target=b"/feed"), channel))
+    await waiting.wait()
+    assert not served.done() and finished == []
+    channel.close(client_left)
+    await served  # the app absorbs a client that left
+    assert finished == ["finally"]
+    assert channel.sent == b"first\n"
+    assert channel.ended is not client_left  # a shutdown ends the body cleanly
+    assert app.ctxs == {}
+
+
 def test_source_failure_mid_stream_closes_the_connection() -> None:
     tracker = Tracker()
     with TestClient(streaming_app(tracker)) as client, pytest.raises(ConnectionError):
