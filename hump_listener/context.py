@@ -20,8 +20,7 @@ sees a socket or h11.
 
 Readers and repliers have different names: ``await ctx.body()`` / ``read_text()`` /
 ``read_json()`` / ``form()`` / ``stream()`` read; ``ctx.text(body)`` / ``json(data)`` /
-``html()`` / ``response()`` ... reply. The argument-less ``await ctx.text()`` and
-``await ctx.json()`` still read, with a ``DeprecationWarning``.
+``html()`` / ``response()`` ... reply; one spelling each.
 """
 
 from __future__ import annotations
@@ -31,10 +30,9 @@ import copy
 import json
 import logging
 import os
-import warnings
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from tiny_listener import Context, Route
@@ -42,8 +40,9 @@ from tiny_listener import Context, Route
 from .cookies import EPOCH, SameSite, build_set_cookie
 from .errors import HTTPError, ResponseAlreadySent
 from .events import Event
-from .forms import DEFAULT_MAX_FIELD_SIZE, DEFAULT_MAX_FILES, DEFAULT_SPOOL_MAX_SIZE, FormData
-from .models import HTML, JSON, TEXT, MutableHeaders, Response
+from .forms import DEFAULT_MAX_FIELD_SIZE, DEFAULT_MAX_FILES, DEFAULT_SPOOL_MAX_SIZE, FormData, parse_multipart
+from .models import HTML, JSON, TEXT, MutableHeaders, Response, dump_json
+from .responses import StreamingResponse, serve_file, sse_stream
 from .seam import Channel
 
 if TYPE_CHECKING:
@@ -205,22 +204,6 @@ class ConnectionContext(EventContext):
 
 
 
-class _Missing:
-    pass
-
-
-_MISSING: Any = _Missing()
-
-
-def _deprecated_reader(old: str, new: str) -> None:
-    warnings.warn(
-        f"`await ctx.{old}()` without an argument is deprecated: use `await ctx.{new}()` "
-        f"(ctx.{old}(...) with an argument replies)",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-
-
 class HTTPContext(ConnectionContext):
     """The per-request context handlers receive as ``ctx: HTTPContext``.
 
@@ -270,42 +253,17 @@ class HTTPContext(ConnectionContext):
         """Reply with ``status`` and ``body`` (str → text/plain; charset=utf-8)."""
         return self.set_reply(Response(body, status, headers, content_type))
 
-    @overload
-    def text(self, body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response: ...
-    @overload
-    def text(self) -> Coroutine[Any, Any, str]: ...  # deprecated: await ctx.read_text()
-    def text(
-        self, body: str = _MISSING, status: int = 200, headers: Mapping[str, str] | None = None
-    ) -> Response | Coroutine[Any, Any, str]:
-        """Reply ``text/plain; charset=utf-8``: ``ctx.text("hi")``.
-
-        Without an argument it reads the body instead (deprecated: ``await
-        ctx.read_text()``)."""
-        if body is _MISSING:
-            _deprecated_reader("text", "read_text")
-            return self.read_text()
+    def text(self, body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+        """Reply ``text/plain; charset=utf-8``: ``ctx.text("hi")`` (``read_text()`` reads)."""
         return self.set_reply(Response(str(body), status, headers))
 
     def html(self, body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
         """Reply with ``body`` as ``text/html; charset=utf-8``."""
         return self.set_reply(Response(body, status, headers, HTML))
 
-    @overload
-    def json(self, data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response: ...
-    @overload
-    def json(self) -> Coroutine[Any, Any, Any]: ...  # deprecated: await ctx.read_json()
-    def json(
-        self, data: Any = _MISSING, status: int = 200, headers: Mapping[str, str] | None = None
-    ) -> Response | Coroutine[Any, Any, Any]:
-        """Reply ``application/json``: ``ctx.json({"ok": True}, status=201)``.
-
-        Without an argument it parses the body instead (deprecated: ``await
-        ctx.read_json()``)."""
-        if data is _MISSING:
-            _deprecated_reader("json", "read_json")
-            return self.read_json()
-        from .models import dump_json
-
+    def json(self, data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+        """Reply ``application/json``: ``ctx.json({"ok": True}, status=201)`` (``read_json()``
+        reads)."""
         return self.set_reply(Response(dump_json(data), status, headers, JSON))
 
     def redirect(self, url: str, status: int = 307, headers: Mapping[str, str] | None = None) -> Response:
@@ -336,8 +294,6 @@ class HTTPContext(ConnectionContext):
     ) -> Response:
         """Reply with the chunks of ``content`` as they come (chunked encoding). If the
         client goes away the iterator is closed (``aclose``), so its ``finally`` runs."""
-        from .responses import StreamingResponse
-
         return self.set_reply(StreamingResponse(content, status, headers, content_type))
 
     def sse(
@@ -349,8 +305,6 @@ class HTTPContext(ConnectionContext):
         """Reply with Server-Sent Events. An event is a str (the data) or a dict with
         ``data`` / ``event`` / ``id`` / ``retry`` / ``comment``; while ``events`` is idle,
         a ``: ping`` comment goes out every ``ping`` seconds (``None``: never)."""
-        from .responses import StreamingResponse, sse_stream
-
         all_headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})}
         return self.set_reply(
             StreamingResponse(sse_stream(events, ping), 200, all_headers, "text/event-stream; charset=utf-8")
@@ -366,8 +320,6 @@ class HTTPContext(ConnectionContext):
         """Reply with a file, sent with ``sendfile``; ``filename`` makes it a download
         (``Content-Disposition: attachment``). Conditional and range requests are
         answered (304 / 206 / 416), so downloads can resume. A missing file is 404."""
-        from .responses import serve_file
-
         return self.set_reply(
             serve_file(path, self.request.headers, headers=headers, content_type=content_type, filename=filename)
         )
@@ -527,8 +479,6 @@ class HTTPContext(ConnectionContext):
             return self._form
         ctype = self.request.content_type.split(";")[0].strip().lower()
         if ctype == "multipart/form-data":
-            from .forms import parse_multipart
-
             self._form = await parse_multipart(
                 self.stream(), self.request.content_type, max_fields=max_fields, max_files=max_files,
                 max_field_size=max_field_size, max_file_size=max_file_size, spool_max_size=spool_max_size,

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .errors import ClientDisconnect, HTTPError
-from .models import NO_BODY_STATUSES, OCTETS, TEXT, Headers, Response, with_charset
+from .models import NO_BODY_STATUSES, OCTETS, TEXT, Headers, Response, dump_json, with_charset
 from .seam import Channel
 
 __all__ = [
@@ -394,8 +394,6 @@ def encode_sse(event: SSEvent) -> bytes:
         if isinstance(data, bytes):
             data = data.decode("utf-8")
         elif not isinstance(data, str):
-            from .models import dump_json
-
             data = dump_json(data).decode("utf-8")
         lines.extend(f"data: {line}" for line in data.splitlines() or [""])
     if not lines:

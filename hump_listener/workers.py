@@ -49,11 +49,15 @@ from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from tiny_listener import import_from_string
+
+from . import tiny_internals
+from .config import ServerConfig, bind_error, loop_factory
+
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from .app import App
-    from .config import ServerConfig
 
 __all__ = [
     "DEFAULT_MAX_RESTARTS",
@@ -141,9 +145,8 @@ class WorkerSpec:
 def worker_main(spec: WorkerSpec, shared: socket.socket | None, supervisor: Connection) -> None:
     """A worker process's entry point (module level: "spawn" pickles it by name)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # rule 3; the app would reinstall it
-    from tiny_listener import import_from_string
-
-    from . import tiny_internals
+    # app.py imports this module (App.run starts the Supervisor): App is imported here,
+    # in the worker process, where the app's module is imported by name anyway.
     from .app import App
 
     app = import_from_string(spec.import_string)
@@ -219,8 +222,6 @@ class Supervisor:
         """Raises ``ConfigError`` (one line; ``App.run`` prints it and exits 1) for a bad
         setting, a TLS file that cannot be loaded, uvloop missing or a failed bind,
         before any worker starts."""
-        from .config import bind_error, loop_factory
-
         app = self.app
         import_string = find_import_string(app)
         config = app.server_config()  # builds the TLS context: a bad cert fails here, once
