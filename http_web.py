@@ -27,20 +27,19 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tiny_listener import Data, Param
-
 from hump_listener import (
     App,
-    BroadcastUnavailable,
+    Data,
     HTTPContext,
     HTTPError,
+    Param,
     UploadFile,
     WebSocket,
     WebSocketDisconnect,
     WebSocketState,
     statuses,
 )
-from hump_listener.broadcast import Subscription
+from hump_listener.broadcast import BroadcastUnavailable, Subscription
 
 app = App()
 app.static("/static", Path(__file__).resolve().parent / "public")
