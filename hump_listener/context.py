@@ -32,7 +32,7 @@ import logging
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 from tiny_listener import Context, Route
@@ -48,7 +48,6 @@ from .seam import Channel
 if TYPE_CHECKING:
     from tiny_listener import Listener
 
-    from .app import App
     from .endpoints import Endpoint
     from .models import Request
 
@@ -60,6 +59,24 @@ error_log = logging.getLogger("hump_listener.error")
 #: Most fields a urlencoded form may have (Werkzeug's max_form_parts is 1000; Django's
 #: DATA_UPLOAD_MAX_NUMBER_FIELDS is 1000). More → 413.
 DEFAULT_MAX_FORM_FIELDS = 1000
+
+
+class _Trigger(Protocol):
+    def trigger(
+        self,
+        path: str,
+        ctx: EventContext | None = None,
+        *,
+        timeout: float | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> asyncio.Task[Any]: ...
+
+
+class _Fires(Protocol):
+    """What a context uses of its app (``App``: app.py imports this module, not the
+    reverse): the background events, which run events fired by name."""
+
+    background: _Trigger
 
 
 class EventContext(Context):
@@ -136,8 +153,8 @@ class EventContext(Context):
         """Run the event ``path`` in the background, in this context (which stays alive
         until it has finished). Awaiting the task gives the handler's return value, or
         ``None`` if it failed (the error went to ``on_error`` hooks or the log)."""
-        app: App = self.listener  # type: ignore[assignment]
-        return app.background.trigger(path, self, timeout=timeout, data=data)
+        listener: _Fires = self.listener  # type: ignore[assignment]  # an App
+        return listener.background.trigger(path, self, timeout=timeout, data=data)
 
     def prune_events(self) -> int:
         """Remove finished events from ``events`` (for long-lived contexts that keep
