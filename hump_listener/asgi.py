@@ -1,7 +1,7 @@
 """ASGI 3 adapter: run a hump_listener app under uvicorn, hypercorn, granian ...
 
-``asgi(app)`` (or ``app.asgi``; an ``App`` is itself ASGI by delegating to it) is one
-more producer of the seam's ``(RequestHead, Channel)``, like the built-in h11 server:
+An ``App`` is itself an ASGI 3 application (``App.__call__`` delegates to an
+``ASGIAdapter`` made once): one more producer of the seam's ``(RequestHead, Channel)``, like the built-in h11 server:
 an HTTP scope becomes a ``RequestHead`` and ``receive``/``send`` become a ``Channel``.
 Lifespan events run the app's one startup / shutdown lifecycle (``App.run_startup()`` /
 ``App.run_shutdown()``: callbacks, the background-event drain), with the App's error
@@ -9,7 +9,6 @@ policy. Like the h11 server this module knows nothing of routing or tiny-listene
 imports only the seam.
 
     uvicorn http_web:app --workers 4           # the App is an ASGI 3 application
-    uvicorn http_web:asgi --workers 4          # the same, for http_web.py's asgi = app.asgi
 
 Policy choices, where ASGI leaves room:
 
@@ -20,7 +19,9 @@ Policy choices, where ASGI leaves room:
   answers 500; if it raises after ``start``, the exception propagates so the server closes
   the connection; if it returns after ``start`` without ``end``, the adapter ends it.
 - ``http.disconnect`` while reading the body raises ``ClientDisconnect``; a failing
-  ``send`` (uvicorn raises an ``OSError`` subclass) is reported the same way.
+  ``send`` (uvicorn raises an ``OSError`` subclass) is reported the same way. While a
+  response streams, ``wait_closed`` listens for ``http.disconnect`` (uvicorn drops the
+  sends of a client that left silently), so the stream's generator is ended at once.
 - ``sendfile`` uses the ``http.response.zerocopysend`` extension when the server offers
   it, else reads the file in a worker thread, ``SENDFILE_CHUNK`` at a time.
 - Lifespan: ``lifespan.startup.failed`` (with ``"ExcType: message"``) when
