@@ -381,6 +381,17 @@ async def test_graceful_shutdown_drains_the_server_then_runs_the_shutdown_half()
     assert app.lifecycle._stopped.is_set()  # main() may return
 
 
+async def test_the_drain_line_says_how_long_and_that_a_second_signal_skips_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 18 item 7: Ctrl+C waited the whole drain and nothing said a second one skips it."""
+    app = App(access_log=False, shutdown_timeout=4)
+    app.lifecycle.server = StubServer()
+    with caplog.at_level(logging.INFO, logger="hump_listener.error"):
+        await app.graceful_shutdown(2)
+    assert "Shutting down (signal 2): draining for up to 4 s; a second signal skips the drain" in caplog.text
+
+
 async def test_a_second_signal_cuts_the_background_drain_and_the_servers(caplog: pytest.LogCaptureFixture) -> None:
     app = App(access_log=False)
     server = StubServer()
