@@ -27,24 +27,22 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tiny_listener import Data, Param
-
 from hump_listener import (
     App,
-    BroadcastUnavailable,
+    Data,
     HTTPContext,
     HTTPError,
+    Param,
     UploadFile,
     WebSocket,
     WebSocketDisconnect,
     WebSocketState,
     statuses,
 )
-from hump_listener.broadcast import Subscription
+from hump_listener.broadcast import BroadcastUnavailable, Subscription
 
 app = App()
 app.static("/static", Path(__file__).resolve().parent / "public")
-asgi = app.asgi  # the same app for ASGI servers: uvicorn http_web:asgi --workers 4
 
 USERS = {1: "alice", 2: "bob", 42: "douglas"}
 

@@ -57,7 +57,7 @@ REQUESTS = {
 def connect(app: Any) -> tuple[ServerState, H11Protocol, MemoryTransport]:
     """One server connection to ``app`` over the one in-memory transport; what the server
     writes is counted (``sink.writes``) and dropped."""
-    app.access_log = False
+    app.configure(access_log=False)
     state = ServerState(app.handle, ServerConfig(), asyncio.get_running_loop())
     proto = H11Protocol(state)
     sink = MemoryTransport(state.loop, on_write=lambda data: None)

@@ -1,9 +1,10 @@
 """hump_listener: a fast HTTP/1.1 web framework on tiny-listener and h11.
 
-The public API is exactly ``__all__`` (a test keeps it so)::
+The public API is exactly ``__all__`` (a test keeps it so): one import line serves an
+app, tiny-listener's ``Param``, ``Data``, ``Depends`` and ``Event`` included; the errors
+of optional subsystems live in their modules (``hump_listener.broadcast``)::
 
-    from tiny_listener import Param
-    from hump_listener import App, HTTPContext
+    from hump_listener import App, HTTPContext, Param
 
     app = App()
 
@@ -12,9 +13,11 @@ The public API is exactly ``__all__`` (a test keeps it so)::
         ctx.response(200, f"Hello, {username}!")
 """
 
+from tiny_listener import Data, Depends, Event, Param
+
 from . import statuses
 from .app import App
-from .broadcast import Broadcast, BroadcastUnavailable
+from .broadcast import Broadcast
 from .config import ServerConfig
 from .context import HTTPContext
 from .errors import ClientDisconnect, HTTPError, ResponseAlreadySent, RouteDefinitionError
@@ -28,8 +31,10 @@ __version__ = "0.1.0"
 __all__ = [
     "App",
     "Broadcast",
-    "BroadcastUnavailable",
     "ClientDisconnect",
+    "Data",
+    "Depends",
+    "Event",
     "FileResponse",
     "FormData",
     "HTTPContext",
@@ -37,6 +42,7 @@ __all__ = [
     "Headers",
     "MultiDict",
     "MutableHeaders",
+    "Param",
     "Request",
     "Response",
     "ResponseAlreadySent",

@@ -1,62 +1,70 @@
 """App: the composition root, the one module that wires the framework to the server.
 
-``App`` is composed of parts, one job each, and adds what ties them to the built-in
-server (``protocol``), which no other framework module imports::
+``App`` is tiny-listener's ``Listener`` (its decorators, ``run()`` and the
+``tiny-listener module:app`` runner need that) and composes one object per job, each
+handed what it uses::
 
-    App(Registration, Lifecycle)                  app.py: state, configuration, serving
-        Registration(RequestPath)                 registration.py: routes, hooks, middleware
-            RequestPath                           dispatch.py: handle(), the request path
-        Lifecycle                                 lifecycle.py: startup, shutdown, signals
+    App(Listener)                             app.py: configuration, wiring, serving
+        route_table: RouteTable               registration.py: routes by name and in the tree
+        hooks: Hooks                          hooks.py: the one hook runner, "on_error, else log"
+        contexts: Contexts                    context.py: every context, the one id counter
+        request_path: RequestPath             dispatch.py: handle(), a request to its reply
+            (WebSocket connections)           websocket.py: serve(), handed the context and hooks
+        background: BackgroundEvents          background.py: events fired by name, bounded
+        lifecycle: Lifecycle                  lifecycle.py: startup, shutdown, signals, drain
     used by them: replies.py (one reply path), chain.py (the middleware chain),
     routing.py / route_templates.py / targets.py (the route tree, templates, request targets),
-    endpoints.py (injection plans), background.py / events.py (background events)
+    endpoints.py (injection plans), events.py (the Event), logs.py (the access line)
 
-Two entries: ``App.handle(head, channel)`` is the seam (what the built-in server, the
-test client and the ASGI adapter call per request; ``dispatch`` has the request path in
-order); ``App.__call__(scope, receive, send)`` is ASGI 3, so ``uvicorn module:app`` serves
-the app (lifespan included) through ``app.asgi``, the adapter, which calls ``handle`` in
-turn.
+Two entries: ``app.handle(head, channel)`` is the seam (``RequestPath.handle``: what the
+built-in server, the test client and the ASGI adapter call per request);
+``App.__call__(scope, receive, send)`` is ASGI 3, so ``uvicorn module:app`` serves the
+app (lifespan included) through the adapter (``asgi.ASGIAdapter``).
 
-Every part's state is set here, in ``App.__init__`` (each part declares what it uses).
 Configuration is one typed ``ServerConfig`` (``config``), resolved with the environment
-on first use. Serving with the built-in server is ``run()`` → ``main()``: the lifecycle's
-startup (``lifecycle`` has the policy), ``listen()``, then wait for the signal.
+on first use. Serving with the built-in server is ``run()`` → ``main()`` →
+``Lifecycle.serve``: startup (``lifecycle`` has the policy), ``listen()``, then wait for
+the signal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import gc
 import logging
 import os
-import warnings
-from collections.abc import Mapping, Sequence
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tiny_listener import Listener, Route
 
 from . import tiny_internals
-from .background import BackgroundEvents
+from .asgi import ASGIAdapter
+from .background import DEFAULT_MAX_BACKGROUND_EVENTS, BackgroundEvents
 from .broadcast import Broadcast
-from .context import HTTPContext
-from .endpoints import Endpoint, Middleware
+from .config import ConfigError, ServerConfig, bind_error, code_settings, field_names, loop_factory, loop_name
+from .context import Contexts, HTTPContext
+from .dispatch import RequestPath, Settings
+from .endpoints import Handler, check_middleware
+from .hooks import Hooks
 from .lifecycle import Callback, Lifecycle
+from .logs import configure_default_logging, startup_failed
 from .proxy import TrustedProxies
-from .registration import Registration
-from .replies import error_response as error_response  # re-exported: app.reconcile & co.
-from .replies import reconcile as reconcile
-from .replies import to_response as to_response
-from .routing import Router
+from .registration import FALLBACK, RouteTable
+from .staticfiles import PATH_PARAM, StaticFiles, static_handler
 from .threads import DEFAULT_SYNC_WORKERS, SyncPool
+from .tls import server_ssl_context
+from .workers import Supervisor
 
 if TYPE_CHECKING:
     import socket
 
-    from tiny_listener import Route
-
-    from .asgi import ASGIAdapter, Receive, Scope, Send
-    from .config import ServerConfig
+    from .asgi import Receive, Scope, Send
     from .protocol import Server
+    from .seam import SeamApp
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "App"]
 
@@ -66,38 +74,15 @@ error_log = logging.getLogger("hump_listener.error")
 #: nginx's client_max_body_size are 1 MiB too; Starlette and Flask set none.
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 
-T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
-class _Setting(Generic[T]):
-    """``app.port`` and the like: reads ``app.config.port``; ``app.port = 0`` is
-    ``app.configure(port=0)``."""
-
-    name = ""
-
-    def __set_name__(self, owner: type[Any], name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, app: None, owner: type[Any]) -> _Setting[T]: ...
-    @overload
-    def __get__(self, app: App, owner: type[Any]) -> T: ...
-    def __get__(self, app: App | None, owner: type[Any]) -> T | _Setting[T]:
-        if app is None:
-            return self
-        value: T = getattr(app.config, self.name)
-        return value
-
-    def __set__(self, app: App, value: T) -> None:
-        app.configure(**{self.name: value})
-
-
-class App(Registration, Lifecycle):
+class App(Listener[HTTPContext]):
     """A hump_listener application: ``tiny-listener module:app`` runs it.
 
-    Registering (``@app.get``, ``@app.middleware``, ...) is ``Registration``'s, serving a
-    request ``RequestPath``'s (``handle``), starting and stopping ``Lifecycle``'s; this
-    class holds their state, the configuration and the built-in server's wiring."""
+    Registering (``@app.get``, ``@app.middleware``, ...) fills the route table and the
+    hooks, serving a request is the request path's (``handle``), starting and stopping the
+    lifecycle's; this class holds the configuration and wires them together."""
 
     def __init__(
         self,
@@ -111,29 +96,20 @@ class App(Registration, Lifecycle):
         forwarded_allow_ips: str | Sequence[str] | None = None,
         broadcast_url: str | None = None,
         sync_workers: int = DEFAULT_SYNC_WORKERS,
-        server_options: Mapping[str, Any] | None = None,
+        max_background_events: int = DEFAULT_MAX_BACKGROUND_EVENTS,
     ) -> None:
         """``config`` and the keyword arguments are the settings written in code; the
         environment (``HUMP_*``) applies to the others, and the command line wins over
-        both (see ``config``). ``server_options`` is the deprecated spelling of
-        ``config=ServerConfig(...)``."""
+        both (see ``config``)."""
         super().__init__()
         # Server-lifetime configuration: what the code says, resolved into ``config``
         # (with the environment) on first use, so that a bad HUMP_* variable is a
         # start-up error of the runner, not an import error of the app's module.
         self._code: dict[str, Any] = {}
         if config is not None:
-            from .config import ServerConfig, code_settings
-
             if not isinstance(config, ServerConfig):
                 raise TypeError(f"config must be a ServerConfig, got {type(config).__name__}")
             self._code.update(code_settings(config))
-        if server_options is not None:
-            warnings.warn(
-                "App(server_options={...}) is deprecated: use App(config=ServerConfig(...))",
-                DeprecationWarning, stacklevel=2,
-            )
-            self._code.update(server_options)  # unknown keys: a ConfigError naming the fields
         for name, value in (
             ("host", host), ("port", port), ("access_log", access_log),
             ("shutdown_timeout", shutdown_timeout), ("forwarded_allow_ips", forwarded_allow_ips),
@@ -146,49 +122,44 @@ class App(Registration, Lifecycle):
             self._code[name] = value
         if self._code:
             # A bad value written in code fails here, where it is written (ConfigError).
-            from .config import ServerConfig
-
             ServerConfig.from_env({}, **self._code)
         self._config: ServerConfig | None = None
-        self._trusted: TrustedProxies | None = None
-        self.max_body_size = max_body_size
         #: A bound listening socket to serve instead of binding host:port (set in workers).
         self.sock: socket.socket | None = None
         #: ``"module:attr"`` to re-import the app in worker processes (found when None).
         self.import_string: str | None = None
+        #: The running built-in server (``listen`` sets it), or None.
         self.server: Server | None = None
-        # Routing state (registration.py fills it, dispatch.py reads it)
-        self.router: Router[Endpoint] = Router()
-        self.fallback: Endpoint | None = None
-        self.plain_routes: list[Route] = []  # non-HTTP tiny-listener events
-        self._middleware: list[Middleware] = []
-        self._entry = self._routed  # the global middleware chain (chain.compose) around it
-        self._ctx_cls: type[HTTPContext] = HTTPContext
-        self._next_cid = 0
-        #: Some ``WS:`` route exists: only then does an upgrade request look for one.
-        self._websocket_routes = False
-        # tiny-listener's hook lists (live: its decorators append to them)
-        self._before_hooks = tiny_internals.before_event_hooks(self)
-        self._after_hooks = tiny_internals.after_event_hooks(self)
-        self._error_hooks = tiny_internals.error_handlers(self)
-        # Lifecycle state (server lifetime)
-        #: Background events: their tasks, their loop, the shutdown drain (background.py).
-        self.background = BackgroundEvents(self)
-        self._services: list[tuple[Callback | None, Callback | None]] = []
-        self._started_services: list[Callback | None] = []
-        self._broadcast: Broadcast | None = None
-        self.add_service(self._start_broadcast, self._stop_broadcast)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._asgi: ASGIAdapter | None = None
+
+        # The collaborators (module docstring), each handed what it uses.
         #: Threads for plain ``def`` handlers (threads.py): started on first use, closed
         #: with the app (a service).
         self.sync_pool = SyncPool(sync_workers)
+        self.route_table = RouteTable(self.routes, self.sync_pool.run, max_body_size)
+        self.hooks = Hooks(
+            tiny_internals.before_event_hooks(self),
+            tiny_internals.after_event_hooks(self),
+            tiny_internals.error_handlers(self),
+        )
+        self.contexts = Contexts(self)
+        self.request_path = RequestPath(self.ctxs, self.route_table, self.hooks, self.contexts, self._settings)
+        #: The seam entry (``seam.seam_entry`` finds it): one bound method, no hop.
+        self.handle: SeamApp = self.request_path.handle
+        #: Background events: their tasks, their loop, the limit, the drain (background.py).
+        self.background = BackgroundEvents(
+            self.route_table, self.hooks, self.contexts, self.ctxs, max_background_events
+        )
+        self.lifecycle = Lifecycle(
+            tiny_internals.startup_callbacks(self),
+            tiny_internals.shutdown_callbacks(self),
+            self.background,
+            lambda: self.config.shutdown_timeout,
+        )
+        self._broadcast: Broadcast | None = None
+        self.add_service(self._start_broadcast, self._stop_broadcast)
         self.add_service(None, self.sync_pool.aclose)
-        # Tasks we start ourselves (signal handling); kept so they are not collected.
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping = False
-        self._stopped: asyncio.Event | None = None  # set when run()'s main() may return
-        self._starting = False
-        self._exit_status = 0
 
     # -- configuration -------------------------------------------------------------------
 
@@ -201,19 +172,33 @@ class App(Registration, Lifecycle):
         ``configure(**fields)`` changes some fields (the command line does)."""
         config = self._config
         if config is None:
-            from .config import ServerConfig
-
             config = self.config = ServerConfig.from_env(os.environ, **self._code)
         return config
 
     @config.setter
     def config(self, config: ServerConfig) -> None:
-        from .config import ServerConfig
-
         if not isinstance(config, ServerConfig):
             raise TypeError(f"config must be a ServerConfig, got {type(config).__name__}")
-        self._trusted = TrustedProxies(config.forwarded_allow_ips)
         self._config = config
+        # What the request path reads per request, resolved once per config.
+        self.request_path.settings = Settings(config.access_log, TrustedProxies(config.forwarded_allow_ips))
+
+    def _settings(self) -> Settings:
+        """The request path's settings on its first request (resolving ``config``)."""
+        self.config  # noqa: B018 (resolving it sets the request path's settings)
+        settings = self.request_path.settings
+        assert settings is not None
+        return settings
+
+    def configure(self, **changes: Any) -> None:
+        """Replace some fields of ``config`` (``app.configure(port=0, workers=2)``);
+        unknown names are a ``ConfigError`` naming the valid ones."""
+        unknown = sorted(set(changes) - field_names())
+        if unknown:
+            raise ConfigError(
+                f"unknown setting {', '.join(map(repr, unknown))}: ServerConfig has {', '.join(sorted(field_names()))}"
+            )
+        self.config = dataclasses.replace(self.config, **changes)
 
     @property
     def broadcast(self) -> Broadcast:
@@ -231,73 +216,174 @@ class App(Registration, Lifecycle):
         if self._broadcast is not None:
             await self._broadcast.stop()
 
-    def configure(self, **changes: Any) -> None:
-        """Replace some fields of ``config`` (``app.configure(port=0, workers=2)``);
-        unknown names are a ``ConfigError`` naming the valid ones."""
-        from .config import ConfigError, field_names
+    # -- registering: tiny-listener's decorators and ours (the route table, the hooks) ----
 
-        unknown = sorted(set(changes) - field_names())
-        if unknown:
-            raise ConfigError(
-                f"unknown setting {', '.join(map(repr, unknown))}: ServerConfig has {', '.join(sorted(field_names()))}"
-            )
-        self.config = dataclasses.replace(self.config, **changes)
+    def set_context_cls(self, kls: type[Any]) -> None:
+        """Use ``kls`` (an ``HTTPContext`` subclass) for every request's context."""
+        if not (isinstance(kls, type) and issubclass(kls, HTTPContext)):
+            raise TypeError("an App's context class must subclass HTTPContext")
+        super().set_context_cls(kls)
+        self.contexts.http_cls = kls
 
-    # The settings as attributes, for code written before ``config``: each reads
-    # ``config``; assigning one is ``configure(name=value)``.
-    host: _Setting[str] = _Setting()
-    port: _Setting[int] = _Setting()
-    workers: _Setting[int] = _Setting()
-    shutdown_timeout: _Setting[float] = _Setting()  # drain time on SIGTERM/SIGINT
-    ssl_certfile: _Setting[str | None] = _Setting()
-    ssl_keyfile: _Setting[str | None] = _Setting()
+    def add_on_event_hook(self, fn: Handler, path: str = FALLBACK, **opts: Any) -> None:
+        """Register ``fn`` for the event ``path`` (what every decorator calls): an HTTP
+        route (``"GET:/x"``), a WebSocket route (``"WS:/x"``), a plain event, or (no
+        path) the not-found fallback. ``middleware=[...]`` and ``max_body_size=`` apply
+        to the route; a bad name, template, handler or a duplicate raise here."""
+        self.route_table.add(fn, path, **opts)
 
-    # Read on every request: properties with one attribute read less.
-    @property
-    def access_log(self) -> bool:
-        """One ``hump_listener.access`` line per response (``config.access_log``)."""
-        return (self._config or self.config).access_log
+    def remove_on_event_hook(self, name: str | Callable[..., Any]) -> bool:
+        """Remove the routes registered as ``name`` (an event name or the handler);
+        False when there were none."""
+        return self.route_table.remove(name)
 
-    @access_log.setter
-    def access_log(self, value: bool) -> None:
-        self.configure(access_log=value)
+    def match_route(self, path: str) -> tuple[Route, dict[str, Any]]:
+        """tiny-listener's lookup by event name, through the route tree."""
+        return self.route_table.match_route(path)
 
-    @property
-    def forwarded_allow_ips(self) -> TrustedProxies:
-        """The trusted proxies (``config.forwarded_allow_ips``, parsed once)."""
-        trusted = self._trusted
-        if trusted is None:
-            self.config  # noqa: B018 (resolving it sets _trusted)
-            assert self._trusted is not None
-            trusted = self._trusted
-        return trusted
+    # tiny-listener's hooks, with injection planned once (see endpoints.PlannedHook)
+    def add_before_event_hook(self, fn: Handler) -> None:
+        """``@app.before_event``: ``fn`` runs before every handler, request or event."""
+        self.hooks.add_before(fn)
 
-    @forwarded_allow_ips.setter
-    def forwarded_allow_ips(self, value: str | Sequence[str]) -> None:
-        self.configure(forwarded_allow_ips=value)
+    def add_after_event_hook(self, fn: Handler) -> None:
+        """``@app.after_event``: ``fn`` runs after every handler that returned."""
+        self.hooks.add_after(fn)
 
-    @property
-    def drain_timeout(self) -> float:
-        """Seconds a shutdown waits for requests and background events together:
-        ``config.shutdown_timeout`` (``App(shutdown_timeout=...)``, the environment, the
-        command line), which is also the server's."""
-        return self.config.shutdown_timeout
+    def add_on_error_hook(self, fn: Handler, exc: type[Exception]) -> None:
+        """``@app.on_error(exc)``: ``fn`` runs when a handler raises an ``exc``; it may
+        reply (``ctx.response(...)``), else the answer is a logged 500."""
+        self.hooks.add_error(fn, exc)
 
-    # -- entries: ASGI 3 (the seam, ``handle``, is dispatch.py's) --------------------------
+    def on_event(self, path: str = FALLBACK, **opts: Any) -> Callable[[F], F]:
+        """``@app.on_event("GET:/user/{name}")``; ``middleware=[...]`` and
+        ``max_body_size=`` per route; no path: the not-found fallback."""
+
+        def decorator(fn: F) -> F:
+            self.add_on_event_hook(fn, path, **opts)
+            return fn
+
+        return decorator
+
+    def websocket(self, path: str, **opts: Any) -> Callable[[F], F]:
+        """``@app.websocket("/ws/chat/{room}")``: the same as ``@app.on_event("WS:/ws/chat/{room}")``.
+        The handler gets the connection as ``ws: WebSocket`` (see ``hump_listener.websocket``)."""
+        return self.on_event(f"WS:{path}", **opts)
+
+    def route(self, path: str, methods: Sequence[str] = ("GET",), **opts: Any) -> Callable[[F], F]:
+        """``@app.route("/x", methods=["GET", "POST"])``: one route per method."""
+
+        def decorator(fn: F) -> F:
+            for method in methods:
+                self.add_on_event_hook(fn, f"{method.upper()}:{path}", **opts)
+            return fn
+
+        return decorator
+
+    def get(self, path: str, **opts: Any) -> Callable[[F], F]:
+        """``@app.get("/x")``: the same as ``@app.on_event("GET:/x")``."""
+        return self.on_event(f"GET:{path}", **opts)
+
+    def post(self, path: str, **opts: Any) -> Callable[[F], F]:
+        """``@app.post("/x")``: the same as ``@app.on_event("POST:/x")``."""
+        return self.on_event(f"POST:{path}", **opts)
+
+    def put(self, path: str, **opts: Any) -> Callable[[F], F]:
+        """``@app.put("/x")``: the same as ``@app.on_event("PUT:/x")``."""
+        return self.on_event(f"PUT:{path}", **opts)
+
+    def patch(self, path: str, **opts: Any) -> Callable[[F], F]:
+        """``@app.patch("/x")``: the same as ``@app.on_event("PATCH:/x")``."""
+        return self.on_event(f"PATCH:{path}", **opts)
+
+    def delete(self, path: str, **opts: Any) -> Callable[[F], F]:
+        """``@app.delete("/x")``: the same as ``@app.on_event("DELETE:/x")``."""
+        return self.on_event(f"DELETE:{path}", **opts)
+
+    def static(self, prefix: str, directory: str | os.PathLike[str], **opts: Any) -> None:
+        """Serve the files under ``directory`` at ``prefix`` (``app.static("/static",
+        "public")``: ``GET /static/css/site.css`` sends ``public/css/site.css``).
+
+        Options go to ``staticfiles.StaticFiles``: ``index="index.html"`` (``None``: no
+        directory index), ``headers={"Cache-Control": ...}``, ``check_dir=True``; and
+        ``middleware=[...]`` to the route. Anything outside ``directory`` is 404."""
+        route_opts = {"middleware": opts.pop("middleware")} if "middleware" in opts else {}
+        files = StaticFiles(directory, **opts)
+        prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+        self.add_on_event_hook(static_handler(files), f"GET:{prefix}/{{{PATH_PARAM}:path}}", **route_opts)
+
+    def middleware(self, mw: F) -> F:
+        """Add a global wrapping middleware ``async def mw(ctx, call_next)``; the first
+        added is the outermost. It sees every answer as the ``Response`` ``call_next``
+        returns: the handler's, an ``HTTPError``'s, 404/405, and the 500 of an unhandled
+        exception (after the ``on_error`` hooks)."""
+        check_middleware(mw, "app.middleware")
+        self.request_path.add_middleware(mw)
+        return mw
+
+    # -- events fired by name (background.py) ---------------------------------------------
+
+    def trigger_event(
+        self,
+        path: str,
+        cid: str | None = None,
+        timeout: float | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> asyncio.Task[Any]:
+        """Run the (non-HTTP) event ``path`` in the background on the running loop.
+
+        ``cid=None``: in a fresh context, dropped when the event is done (a startup
+        callback, a timer). ``cid``: in that live context (``ContextNotFound`` if it has
+        been dropped). Same guarantees as ``ctx.trigger_event`` (see background.py): the
+        task is kept, errors go to ``on_error`` hooks or the log, shutdown drains it;
+        awaiting it gives the handler's return value (``None`` if it failed)."""
+        ctx = None if cid is None else self.background.live_context(cid)
+        return self.background.trigger(path, ctx, timeout=timeout, data=data)
+
+    def trigger_event_threadsafe(
+        self, path: str, *, timeout: float | None = None, data: Mapping[str, Any] | None = None
+    ) -> concurrent.futures.Future[Any]:
+        """``trigger_event`` from any thread, in a fresh context, on the app's loop. The
+        future gets the handler's return value (``None`` if it failed; the error went to
+        the hooks or the log), or the error that kept it from starting. ``RuntimeError``
+        if the app is not running."""
+        return self.background.trigger_threadsafe(path, timeout=timeout, data=data)
+
+    # -- starting and stopping (lifecycle.py) ----------------------------------------------
+
+    def add_service(self, start: Callback | None = None, stop: Callback | None = None) -> None:
+        """Register a framework service (a broadcast backend, a pool): ``start`` runs
+        before the ``@app.startup`` callbacks (so they can use it), ``stop`` after the
+        shutdown callbacks and the background-event drain, in reverse order."""
+        self.lifecycle.add_service(start, stop)
+
+    async def run_startup(self) -> None:
+        """Services, then the startup callbacks (every runner calls this once)."""
+        await self.lifecycle.startup()
+
+    async def run_shutdown(self, timeout: float | None = None) -> None:
+        """Drain background events, the shutdown callbacks, stop the services; never raises."""
+        await self.lifecycle.shutdown(timeout)
+
+    async def graceful_shutdown(self, sig: int) -> None:
+        """What SIGINT/SIGTERM start under the built-in server (``Lifecycle``)."""
+        await self.lifecycle.graceful_shutdown(sig)
+
+    def install_signal_handlers(self) -> None:
+        """SIGINT and SIGTERM start ``graceful_shutdown`` (tiny-listener's ``run`` calls
+        this once the loop is set up)."""
+        self.lifecycle.install_signal_handlers(self._loop)
+
+    # -- entries: ASGI 3 (the seam, ``handle``, is the request path's) ----------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI 3: ``uvicorn module:app`` (HTTP and lifespan scopes, through ``app.asgi``).
-        The built-in server does not come this way: it calls ``handle``."""
-        await self.asgi(scope, receive, send)
-
-    @cached_property
-    def asgi(self) -> ASGIAdapter:
-        """The ASGI 3 adapter serving this app (one, made on first use); the app itself
-        is ASGI too (``uvicorn module:app``), by delegating to it. ``asgi = app.asgi`` in
-        the module and ``uvicorn module:asgi`` still works."""
-        from .asgi import ASGIAdapter
-
-        return ASGIAdapter(self)
+        """ASGI 3: ``uvicorn module:app`` (HTTP, WebSocket and lifespan scopes, through the
+        adapter, made on first use). The built-in server does not come this way: it calls
+        ``handle``."""
+        adapter = self._asgi
+        if adapter is None:
+            adapter = self._asgi = ASGIAdapter(self)
+        await adapter(scope, receive, send)
 
     # -- serving with the built-in server -------------------------------------------------
 
@@ -305,8 +391,6 @@ class App(Registration, Lifecycle):
         """``config`` as the server takes it: with the TLS context built from
         ``ssl_certfile``/``ssl_keyfile`` (once per call) unless ``ssl`` is given. A file
         that is missing or not a PEM certificate/key is a ``ConfigError``."""
-        from .config import ConfigError
-
         config = self.config
         if config.ssl is not None or not (config.ssl_certfile or config.ssl_keyfile):
             return config
@@ -315,10 +399,6 @@ class App(Registration, Lifecycle):
                 "an SSL key file was given without a certificate file: "
                 "set --ssl-certfile or HUMP_SSL_CERTFILE (or ssl_certfile) too"
             )
-        import ssl
-
-        from .tls import server_ssl_context
-
         try:
             context = server_ssl_context(config.ssl_certfile, config.ssl_keyfile)
         except FileNotFoundError as exc:
@@ -334,10 +414,16 @@ class App(Registration, Lifecycle):
         return dataclasses.replace(config, ssl=context)
 
     async def listen(self) -> None:
-        """Start the HTTP server (tiny-listener calls this after the startup callbacks).
-        A bad setting or a failed bind raises a one-line ``ConfigError``."""
-        from .config import bind_error, loop_name
+        """Start the HTTP server (tiny-listener's entry; ``main`` calls it after the startup
+        callbacks). A bad setting or a failed bind raises a one-line ``ConfigError``."""
+        await self._start_server()
+
+    async def _start_server(self) -> Server:
+        # The one import kept in a function: the protocol side (h11, the WebSocket
+        # library) loads only when the built-in server starts, so ``import
+        # hump_listener``, the ASGI adapter and the test client do not pay for it.
         from .protocol import Server
+        from .protocol.parser import NAME as parser
 
         config = self.server_config()
         server = Server(self.handle, config)
@@ -350,10 +436,9 @@ class App(Registration, Lifecycle):
         # cyclic GC's generations so collections stop re-scanning them (a large app's
         # GC cost would otherwise grow with its route count).
         gc.freeze()
-        from .protocol.parser import NAME as parser
-
         loop = loop_name(asyncio.get_running_loop())
         error_log.info("Serving on %s (parser: %s, loop: %s; press CTRL+C to quit)", self.url, parser, loop)
+        return server
 
     @property
     def url(self) -> str:
@@ -368,8 +453,6 @@ class App(Registration, Lifecycle):
         """A fresh loop of the kind ``config.loop`` names (``auto``: uvloop when it is
         installed), set as current: tiny-listener's ``get_event_loop()`` call is
         deprecated when no loop is running."""
-        from .config import loop_factory
-
         loop = loop_factory(self.config.loop)()
         asyncio.set_event_loop(loop)
         self._loop = loop
@@ -377,30 +460,7 @@ class App(Registration, Lifecycle):
 
     async def main(self) -> None:
         """What ``run()`` runs on its loop: startup, listen, wait for the signal."""
-        self._stopped = asyncio.Event()
-        self._starting = True
-        try:
-            await self.run_startup()
-        except Exception:
-            self._exit_status = 1  # logged by run_startup
-            return
-        finally:
-            self._starting = False
-        if self._stopping:  # a signal came during startup
-            await self.run_shutdown()
-            return
-        from .config import ConfigError
-
-        try:
-            await self.listen()
-        except (ConfigError, OSError) as exc:  # a busy port, a bad certificate: one line
-            from .logs import log_startup_error
-
-            log_startup_error(str(exc))
-            self._exit_status = 1
-            await self.run_shutdown(0)  # startup ran, so shutdown does too
-            return
-        await self._stopped.wait()
+        await self.lifecycle.serve(self._start_server)
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (``config.workers > 1``: a supervisor and workers).
@@ -408,17 +468,12 @@ class App(Registration, Lifecycle):
         A start-up error (a bad setting, a port in use, a TLS file that cannot be loaded,
         uvloop asked for but missing) is one line on the error log and ``SystemExit(1)``,
         as uvicorn does; errors in the app's own code keep their traceback."""
-        from .config import ConfigError
-        from .logs import configure_default_logging, startup_failed
-
         try:
             config = self.config
         except ConfigError as exc:
             startup_failed(str(exc))
         configure_default_logging(config.log_level)
         if config.workers > 1:
-            from .workers import Supervisor
-
             try:
                 status = Supervisor(self).run()
             except ConfigError as exc:
@@ -426,8 +481,6 @@ class App(Registration, Lifecycle):
             if status:
                 raise SystemExit(status)
             return
-        self._stopping = False
-        self._exit_status = 0
         try:
             super().run()
         except ConfigError as exc:
@@ -438,5 +491,5 @@ class App(Registration, Lifecycle):
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
                 asyncio.set_event_loop(None)
-        if self._exit_status:
-            raise SystemExit(self._exit_status)
+        if self.lifecycle.exit_status:
+            raise SystemExit(self.lifecycle.exit_status)

@@ -1,7 +1,7 @@
 """ASGI 3 adapter: run a hump_listener app under uvicorn, hypercorn, granian ...
 
-``asgi(app)`` (or ``app.asgi``; an ``App`` is itself ASGI by delegating to it) is one
-more producer of the seam's ``(RequestHead, Channel)``, like the built-in h11 server:
+An ``App`` is itself an ASGI 3 application (``App.__call__`` delegates to an
+``ASGIAdapter`` made once): one more producer of the seam's ``(RequestHead, Channel)``, like the built-in h11 server:
 an HTTP scope becomes a ``RequestHead`` and ``receive``/``send`` become a ``Channel``.
 Lifespan events run the app's one startup / shutdown lifecycle (``App.run_startup()`` /
 ``App.run_shutdown()``: callbacks, the background-event drain), with the App's error
@@ -9,7 +9,6 @@ policy. Like the h11 server this module knows nothing of routing or tiny-listene
 imports only the seam.
 
     uvicorn http_web:app --workers 4           # the App is an ASGI 3 application
-    uvicorn http_web:asgi --workers 4          # the same, for http_web.py's asgi = app.asgi
 
 Policy choices, where ASGI leaves room:
 
@@ -20,34 +19,47 @@ Policy choices, where ASGI leaves room:
   answers 500; if it raises after ``start``, the exception propagates so the server closes
   the connection; if it returns after ``start`` without ``end``, the adapter ends it.
 - ``http.disconnect`` while reading the body raises ``ClientDisconnect``; a failing
-  ``send`` (uvicorn raises an ``OSError`` subclass) is reported the same way.
+  ``send`` (uvicorn raises an ``OSError`` subclass) is reported the same way. While a
+  response streams, ``wait_closed`` listens for ``http.disconnect`` (uvicorn drops the
+  sends of a client that left silently), so the stream's generator is ended at once.
 - ``sendfile`` uses the ``http.response.zerocopysend`` extension when the server offers
   it, else reads the file in a worker thread, ``SENDFILE_CHUNK`` at a time.
 - Lifespan: ``lifespan.startup.failed`` (with ``"ExcType: message"``) when
   ``run_startup()`` raises (it has logged the traceback); shutdown never fails (the
   App logs a failing shutdown callback and runs the others). A seam app without
   ``run_startup`` / ``run_shutdown`` has nothing to run: both complete at once.
-- ``websocket`` scopes go to the app as an upgrade request whose channel's ``websocket``
-  is an ``ASGIWebSocket`` (in ``asgi_websocket``; the server did the handshake, so there
-  is no rejection); a refusal before ``accept`` goes out as the ``websocket.http.response``
-  extension when the server offers it, else as a close before accept (the server answers
-  403). Any other scope type is refused by raising, as the ASGI spec asks.
+- ``websocket`` scopes go to the app as an upgrade request whose channel is an
+  ``ASGIHandshake`` (it can only refuse) and whose ``websocket`` is an ``ASGIWebSocket``
+  (the server did the handshake, so there is no rejection; a failing ``send`` is a
+  ``WebSocketDisconnect`` with 1006, as on the built-in server). A refusal before
+  ``accept`` goes out as the ``websocket.http.response`` extension when the server
+  offers it, else as a close before accept (the server answers 403). Any other scope
+  type is refused by raising, as the ASGI spec asks.
 - ``root_path`` is not stripped: routes match ``scope["path"]`` as sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import IO, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from .asgi_websocket import DENIAL, ASGIHandshake, ASGIWebSocket
-from .seam import ClientDisconnect, HeaderList, RequestHead, SeamTarget, plain_reply, seam_entry
+from .seam import ClientDisconnect, HeaderList, RequestHead, SeamTarget, WebSocketDisconnect, plain_reply, seam_entry
 
-__all__ = ["SENDFILE_CHUNK", "ASGIAdapter", "ASGIChannel", "Lifespan", "asgi", "head_from_scope"]
+__all__ = [
+    "DENIAL",
+    "SENDFILE_CHUNK",
+    "ASGIAdapter",
+    "ASGIChannel",
+    "ASGIHandshake",
+    "ASGIWebSocket",
+    "Lifespan",
+    "head_from_scope",
+]
 
 error_log = logging.getLogger("hump_listener.error")
 
@@ -70,6 +82,9 @@ class Lifespan(Protocol):
 #: uses 64 KiB chunks too.
 SENDFILE_CHUNK = 64 * 1024
 _ZEROCOPY = "http.response.zerocopysend"
+#: Request-body bytes ``wait_closed`` reads ahead of the app before it waits for the app to
+#: take them: the built-in server's ``DEFAULT_BODY_HIGH_WATER`` (uvicorn's 64 KiB).
+_EARLY_LIMIT = 64 * 1024
 _INTERNAL_ERROR = plain_reply(500)
 
 
@@ -98,17 +113,27 @@ def head_from_scope(scope: Scope) -> RequestHead:
 
 
 class ASGIChannel:
-    """``seam.Channel`` over one request's ASGI ``receive``/``send`` (request lifetime)."""
+    """``seam.Channel`` over one request's ASGI ``receive``/``send`` (request lifetime).
+
+    One reader of ``receive`` at a time (``_reading``): the app reading its body
+    (``receive``) and, while a response streams, ``wait_closed`` listening for
+    ``http.disconnect`` (issue 18 item 6: uvicorn drops the sends of a client that left
+    silently, so a stream waiting on its generator would never learn of it). Body chunks
+    the listener reads before the app asks are kept for it (``_early``), at most
+    ``_EARLY_LIMIT`` bytes: past that the listener waits for the app to take them."""
 
     __slots__ = (
         "_body_done",
         "_disconnected",
+        "_early",
+        "_early_size",
         "_ended",
-        "_gone",
         "_pending",
+        "_reading",
         "_receive",
         "_send",
         "_started",
+        "_taken",
         "_zerocopy",
     )
 
@@ -121,7 +146,12 @@ class ASGIChannel:
         self._started = False
         self._ended = False
         self._pending: tuple[int, HeaderList, bytes] | None = None
-        self._gone: asyncio.Future[None] | None = None
+        self._reading = asyncio.Lock()
+        #: Body chunks read by ``wait_closed`` before the app asked for them.
+        self._early: collections.deque[bytes] = collections.deque()
+        self._early_size = 0
+        #: Set when the app takes early chunks (the listener waits on it past the limit).
+        self._taken: asyncio.Event | None = None
 
     @property
     def disconnected(self) -> bool:
@@ -142,23 +172,37 @@ class ASGIChannel:
         return None
 
     async def receive(self) -> bytes:
-        if self._body_done:
-            return b""
-        if self._disconnected:
-            raise ClientDisconnect()
         while True:
-            message = await self._receive()
-            kind = message["type"]
-            if kind == "http.request":
-                body: bytes = message.get("body", b"")
-                if not message.get("more_body", False):
-                    self._body_done = True
-                    return body
-                if body:
-                    return body  # an empty non-final chunk is not the end: read on
-            elif kind == "http.disconnect":
-                self._mark_gone()
+            if self._early:
+                chunk = self._early.popleft()
+                self._early_size -= len(chunk)
+                if self._taken is not None:
+                    self._taken.set()
+                return chunk
+            if self._body_done:
+                return b""
+            if self._disconnected:
                 raise ClientDisconnect()
+            async with self._reading:
+                if self._early or self._body_done or self._disconnected:
+                    continue  # the listener read meanwhile
+                taken = self._take(await self._receive())
+            if taken is not None:
+                return taken
+
+    def _take(self, message: Message) -> bytes | None:
+        """One message read: a body chunk (``b""`` only as the last), else None (an empty
+        non-final chunk, a disconnect: ``disconnected`` is set)."""
+        kind = message["type"]
+        if kind == "http.request":
+            body: bytes = message.get("body", b"")
+            if not message.get("more_body", False):
+                self._body_done = True
+                return body
+            return body or None  # an empty non-final chunk is not the end: read on
+        if kind == "http.disconnect":
+            self._mark_gone()
+        return None
 
     def respond(self, status: int, headers: HeaderList, body: bytes) -> None:
         self._claim()
@@ -209,21 +253,26 @@ class ASGIChannel:
             await self.write(chunk)
 
     async def wait_closed(self) -> None:
-        # Placeholder until the adapter listens for http.disconnect while streaming (issue 18
-        # item 6): returns once a receive() or a send() has seen the client go.
-        if self._disconnected:
-            return
-        if self._gone is None:
-            self._gone = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._gone)
+        """Listen for ``http.disconnect`` (the class docstring): returns once the client
+        has gone. A body chunk read meanwhile is kept for the app's ``receive``."""
+        while not self._disconnected:
+            if self._early_size > _EARLY_LIMIT:
+                taken = self._taken = asyncio.Event()
+                await taken.wait()
+                self._taken = None
+                continue
+            async with self._reading:
+                if self._disconnected:
+                    return
+                chunk = self._take(await self._receive())
+            if chunk:
+                self._early.append(chunk)
+                self._early_size += len(chunk)
 
     # -- adapter side --------------------------------------------------------------------
 
     def _mark_gone(self) -> None:
         self._disconnected = True
-        gone = self._gone
-        if gone is not None and not gone.done():
-            gone.set_result(None)
 
     def _claim(self) -> None:
         if self._started:
@@ -241,6 +290,8 @@ class ASGIChannel:
         """Send a buffered ``respond()``, or end a streamed response the app left open
         (called by the adapter once the app has returned)."""
         pending, self._pending = self._pending, None
+        if self._disconnected:
+            return  # nobody to finish it for (uvicorn would drop the message)
         if pending is None:
             await self.end()
             return
@@ -256,6 +307,176 @@ class ASGIChannel:
         self._started = True
         self._pending = _INTERNAL_ERROR
         return True
+
+
+# ---------------------------------------------------------------------------------------
+# WebSocket scopes: websocket.* messages as the seam's WebSocketChannel
+# ---------------------------------------------------------------------------------------
+
+#: The ASGI extension that lets an app refuse a handshake with an HTTP response.
+DENIAL = "websocket.http.response"
+
+
+class ASGIHandshake:
+    """``seam.Channel`` for the request of an ASGI ``websocket`` scope (request lifetime):
+    it can only refuse the handshake (``respond``, sent once the app returns); its
+    ``websocket`` is the connection."""
+
+    def __init__(self, socket: ASGIWebSocket) -> None:
+        self._socket = socket
+
+    @property
+    def websocket(self) -> ASGIWebSocket:
+        return self._socket
+
+    @property
+    def disconnected(self) -> bool:
+        return self._socket.closed
+
+    @property
+    def started(self) -> bool:
+        return self._socket.accepted or self._socket.refusal is not None
+
+    async def receive(self) -> bytes:
+        return b""  # a handshake has no body
+
+    async def wait_closed(self) -> None:
+        raise RuntimeError("a WebSocket handshake has no streamed response to wait on")
+
+    def respond(self, status: int, headers: HeaderList, body: bytes) -> None:
+        if self.started:
+            raise RuntimeError("a response was already started for this request")
+        self._socket.refusal = (status, headers, body)
+
+    async def start(self, status: int, headers: HeaderList) -> None:
+        raise RuntimeError("a WebSocket handshake is refused with respond(), not a stream")
+
+    async def write(self, data: bytes) -> None:
+        raise RuntimeError("write() outside a started response")
+
+    async def end(self) -> None:
+        pass
+
+    async def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        raise RuntimeError("sendfile() on a WebSocket handshake")
+
+
+class ASGIWebSocket:
+    """``seam.WebSocketChannel`` over one ASGI ``websocket`` scope (connection lifetime).
+    The ASGI server has validated the handshake, so there is never a ``rejection``."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, denial: bool) -> None:
+        self._scope = scope
+        self._receive = receive
+        self._send = send
+        self._denial = denial  # the server offers websocket.http.response
+        self._connected = False  # websocket.connect received
+        self._accepted = False
+        #: The HTTP response refusing the handshake, once the app gave one.
+        self.refusal: tuple[int, HeaderList, bytes] | None = None
+        #: Why receive/send now raise (the close received, or the one sent).
+        self._closed_by: WebSocketDisconnect | None = None
+
+    # -- seam.WebSocketChannel -----------------------------------------------------------
+
+    @property
+    def rejection(self) -> None:
+        return None
+
+    @property
+    def subprotocols(self) -> list[str]:
+        return list(self._scope.get("subprotocols") or ())
+
+    @property
+    def accepted(self) -> bool:
+        return self._accepted
+
+    @property
+    def closed(self) -> bool:
+        return self._closed_by is not None
+
+    async def _connect(self) -> None:
+        if not self._connected:
+            message = await self._receive()
+            if message["type"] != "websocket.connect":
+                self._closed_by = WebSocketDisconnect(message.get("code", 1006), message.get("reason") or "")
+                raise WebSocketDisconnect(self._closed_by.code, self._closed_by.reason)
+            self._connected = True
+
+    async def accept(self, subprotocol: str | None = None, headers: HeaderList | None = None) -> None:
+        if self._accepted or self.refusal is not None:
+            raise RuntimeError("the WebSocket is already accepted or refused")
+        if subprotocol is not None and subprotocol not in self.subprotocols:
+            raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client: {self.subprotocols}")
+        await self._connect()
+        await self._emit({"type": "websocket.accept", "subprotocol": subprotocol, "headers": list(headers or ())})
+        self._accepted = True
+
+    async def receive(self) -> str | bytes:
+        if not self._accepted:
+            raise RuntimeError("receive() before accept()")
+        closed = self._closed_by
+        if closed is not None:
+            raise WebSocketDisconnect(closed.code, closed.reason)
+        while True:
+            message = await self._receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                if text is not None:
+                    return str(text)
+                return bytes(message.get("bytes") or b"")
+            if kind == "websocket.disconnect":
+                self._closed_by = WebSocketDisconnect(message.get("code", 1005), message.get("reason") or "")
+                raise WebSocketDisconnect(self._closed_by.code, self._closed_by.reason)
+
+    async def send(self, message: str | bytes) -> None:
+        if not self._accepted:
+            raise RuntimeError("send() before accept()")
+        closed = self._closed_by
+        if closed is not None:
+            raise WebSocketDisconnect(closed.code, closed.reason)
+        if isinstance(message, str):
+            await self._emit({"type": "websocket.send", "text": message})
+        else:
+            await self._emit({"type": "websocket.send", "bytes": bytes(message)})
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if not self._accepted:
+            raise RuntimeError("close() before accept(): refuse the handshake with an HTTP response instead")
+        if self._closed_by is None:
+            self._closed_by = WebSocketDisconnect(code, reason)
+            with contextlib.suppress(WebSocketDisconnect):
+                await self._emit({"type": "websocket.close", "code": code, "reason": reason})
+
+    async def _emit(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except OSError as exc:  # uvicorn's ClientDisconnected is an OSError
+            if self._closed_by is None:
+                self._closed_by = WebSocketDisconnect(1006, "")
+            raise WebSocketDisconnect(self._closed_by.code, self._closed_by.reason) from exc
+
+    async def end(self, failed: bool) -> None:
+        """The app returned (or raised): send a buffered refusal, or close what is open."""
+        with contextlib.suppress(WebSocketDisconnect):
+            if self._accepted:
+                if self._closed_by is None:
+                    await self.close(1011 if failed else 1000)
+                return
+            refusal = self.refusal or plain_reply(500 if failed else 403)
+            status, headers, body = refusal
+            if self._denial:
+                await self._connect()
+                await self._emit({"type": "websocket.http.response.start", "status": status, "headers": headers})
+                await self._emit({"type": "websocket.http.response.body", "body": body})
+            else:  # the server answers a close before accept with 403
+                await self._emit({"type": "websocket.close", "code": 1008, "reason": ""})
+
+
+# ---------------------------------------------------------------------------------------
+# The adapter
+# ---------------------------------------------------------------------------------------
 
 
 class ASGIAdapter:
@@ -345,8 +566,3 @@ class ASGIAdapter:
                     return
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def asgi(app: SeamTarget) -> ASGIAdapter:
-    """The ASGI 3 application serving ``app`` (an ``App``, or any seam app)."""
-    return ASGIAdapter(app)

@@ -1,23 +1,29 @@
-"""Background events: tiny-listener events that run as tasks of their own, outliving the
-request that fired them (``events`` has the contexts and the ``Event`` they run in).
+"""Background events: tiny-listener events fired by name, run as tasks of their own that
+outlive the request that fired them (``context`` has the contexts they run in, ``events``
+the ``Event``).
 
 ``ctx.trigger_event("user_created", data={...})`` from a handler, ``app.trigger_event``
 outside any request (a startup callback, a timer) and ``app.trigger_event_threadsafe``
-from another thread all end up in ``BackgroundEvents.trigger``. tiny-listener's own
-``trigger_event`` loses them (its detached tasks are never kept, their errors re-raised
-into nowhere); the rules here undo that:
+from another thread all end in one function, ``BackgroundEvents.trigger``. tiny-listener's
+own ``trigger_event`` loses them (its detached tasks are never kept, their errors
+re-raised into nowhere); the rules here undo that:
 
-1. **Every task is kept and inspected.** The app's ``BackgroundEvents.tasks`` holds each
-   task until a done-callback removes it. The event's hold on its context is released as
-   the coroutine's last step (so whoever awaits the task finds the context released), or
-   by that callback for a task cancelled before its first step, which never ran.
+1. **Every task is kept and inspected.** ``BackgroundEvents.tasks`` holds each task until
+   a done-callback removes it. The event's hold on its context is released as the
+   coroutine's last step (so whoever awaits the task finds the context released), or by
+   that callback for a task cancelled before its first step, which never ran.
 2. **Errors are reported exactly once, never re-raised into a detached task.** An
-   exception in a handler (or its before/after hooks, or a timeout) runs the matching
-   ``on_error`` hooks; with none, it is logged on ``hump_listener.error`` with its
-   traceback, the event's name and who fired it (``GET /signup``). The task's result is
-   the handler's return value, or ``None`` when it failed (the exception is on
-   ``event.error``): awaiting it never raises, and asyncio never logs "Task exception
-   was never retrieved".
+   exception in a handler (or its before/after hooks, or a timeout) goes to the hooks'
+   one error path (``Hooks.report``: the matching ``on_error`` hooks, else a log line on
+   ``hump_listener.error`` with the traceback, the event's name and who fired it: ``GET
+   /signup``). The task's result is the handler's return value, or ``None`` when it
+   failed (the exception is on ``event.error``): awaiting it never raises, and asyncio
+   never logs "Task exception was never retrieved".
+3. **They are bounded.** At most ``limit`` run at once (``App(max_background_events=...)``,
+   ``DEFAULT_MAX_BACKGROUND_EVENTS``); beyond it ``trigger`` raises
+   ``BackgroundEventsFull`` at once, an ``HTTPError`` 503 with ``Retry-After``, so a
+   request that triggers one is answered 503 unless it catches it, and memory does not
+   grow with the request rate behind a slow handler.
 
 Injection is the HTTP handlers' (``endpoints.build_plan``): planned once per event
 route, also under ``from __future__ import annotations``; ``ctx: HTTPContext`` is the
@@ -25,7 +31,7 @@ context the event was triggered in, ``event: Event`` the event itself, ``x: Data
 data, ``x: Param`` the event name's placeholders. ``before_event`` / ``after_event``
 hooks run around background events as around requests, as in tiny-listener.
 
-Shutdown (``App.run_shutdown``) drains them: ``drain(timeout)`` waits for every running
+Shutdown (``Lifecycle.shutdown``) drains them: ``drain(timeout)`` waits for every running
 event, also ones triggered meanwhile, then cancels the rest with one log line saying
 how many.
 """
@@ -36,38 +42,74 @@ import asyncio
 import concurrent.futures
 import logging
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from tiny_listener import Route
+from tiny_listener import ContextNotFound, Route
 
 from . import tiny_internals
 from .endpoints import Endpoint, Handler, Plan, build_plan, call_plan
+from .errors import HTTPError
 
 if TYPE_CHECKING:
-    from .app import App
-    from .events import Event, EventContext
+    from .context import Contexts, EventContext
+    from .events import Event
+    from .hooks import Hooks
+    from .registration import RouteTable
 
-__all__ = ["CANCEL_GRACE", "DEFAULT_DRAIN_TIMEOUT", "BackgroundEvents"]
+__all__ = ["CANCEL_GRACE", "DEFAULT_MAX_BACKGROUND_EVENTS", "BackgroundEvents", "BackgroundEventsFull"]
 
 error_log = logging.getLogger("hump_listener.error")
 
-#: Drain time for background events when neither the app nor its server config says
-#: (``App(shutdown_timeout=...)``): the same 10 s as the server's request drain
-#: (``protocol.server.DEFAULT_SHUTDOWN_TIMEOUT``, where the precedents are listed).
-DEFAULT_DRAIN_TIMEOUT = 10.0
 #: After cancelling what the drain left, how long cancelled events get to unwind (their
 #: ``finally`` blocks) before we stop waiting. The server gives cancelled requests 1 s too.
 CANCEL_GRACE = 1.0
+#: Most background events running at once (rule 3). Precedents: aiojobs' ``Scheduler``
+#: runs 100 jobs and queues up to ``pending_limit=10000`` more before ``spawn`` waits;
+#: arq's worker ``max_jobs`` is 10 per process; Starlette's ``BackgroundTasks`` and
+#: tiny-listener set none. Ours run at once (no queue), so the cap is aiojobs' whole
+#: backlog: a handler stuck on a slow service holds at most ~10,000 tasks (tens of MB),
+#: while a burst of ordinary work never meets it.
+DEFAULT_MAX_BACKGROUND_EVENTS = 10_000
+
+
+class BackgroundEventsFull(HTTPError):
+    """``limit`` background events are already running (rule 3): an ``HTTPError`` 503 with
+    ``Retry-After: 1``, so a request that fires one more is answered "try again"."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        super().__init__(
+            503,
+            f"cannot run background event {name!r}: {limit} are already running "
+            "(App(max_background_events=...))",
+            {"Retry-After": "1"},
+        )
+        self.name = name
+        self.limit = limit
 
 
 class BackgroundEvents:
     """The app's background events (server lifetime): every running task, the event
-    loop they run on, the planned handlers, the shutdown drain."""
+    loop they run on, the planned handlers, the limit, the shutdown drain. Handed the
+    route table (events are found by name), the hooks and the context factory."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        routes: RouteTable,
+        hooks: Hooks,
+        contexts: Contexts,
+        ctxs: Mapping[str, EventContext],
+        limit: int = DEFAULT_MAX_BACKGROUND_EVENTS,
+    ) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"max_background_events must be a positive integer, got {limit!r}")
+        self.routes = routes
+        self.hooks = hooks
+        self.contexts = contexts
+        self.ctxs = ctxs
+        #: Most events running at once (rule 3).
+        self.limit = limit
         #: Every running background event's task; each is removed by its done-callback.
         self.tasks: set[asyncio.Task[Any]] = set()
         #: The loop events run on (known once the app started or an event was triggered);
@@ -78,12 +120,19 @@ class BackgroundEvents:
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._cut = False  # a second signal: stop draining
 
-    # -- triggering -------------------------------------------------------------------
+    # -- triggering (the one path) ------------------------------------------------------
 
     def trigger(
-        self, ctx: EventContext, path: str, *, timeout: float | None = None, data: Mapping[str, Any] | None = None
+        self,
+        path: str,
+        ctx: EventContext | None = None,
+        *,
+        timeout: float | None = None,
+        data: Mapping[str, Any] | None = None,
     ) -> asyncio.Task[Any]:
-        """Run event ``path`` in ``ctx`` as a task of its own (see the module rules)."""
+        """Run event ``path`` as a task of its own (see the module rules), in ``ctx``, or
+        in a fresh context dropped when it is done. ``EventNotFound`` for an unknown
+        name, ``ValueError`` for an HTTP route, ``BackgroundEventsFull`` beyond the limit."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -91,13 +140,17 @@ class BackgroundEvents:
                 f"trigger_event({path!r}) needs a running event loop; from another thread "
                 "use app.trigger_event_threadsafe()"
             ) from None
-        route, params = self.app.match_route(path)
+        route, params = self.routes.match_route(path)
         if isinstance(route, Endpoint):
             raise ValueError(
                 f"{path!r} is an HTTP route: requests come from the server, they are not triggered"
             )
+        if len(self.tasks) >= self.limit:
+            raise BackgroundEventsFull(path, self.limit)
         fn, plan = self._plan(route)
         self.loop = loop
+        if ctx is None:
+            ctx = self.contexts.for_event()
         ctx.hold()
         try:
             event = ctx.new_event(route, data if isinstance(data, dict) else dict(data or {}))
@@ -110,13 +163,21 @@ class BackgroundEvents:
         task.add_done_callback(partial(self._finished, event))
         return task
 
+    def live_context(self, cid: str) -> EventContext:
+        """The live context ``cid`` (``app.trigger_event(name, cid=...)``), or
+        ``ContextNotFound`` once its request and events have finished."""
+        found = self.ctxs.get(cid)
+        if found is None:
+            raise ContextNotFound(f"context {cid!r} is not alive (its request and events have finished)")
+        return found
+
     def trigger_threadsafe(
-        self, ctx_factory: Callable[[], EventContext], path: str, *, timeout: float | None = None,
-        data: Mapping[str, Any] | None = None,
+        self, path: str, *, timeout: float | None = None, data: Mapping[str, Any] | None = None
     ) -> concurrent.futures.Future[Any]:
-        """``trigger`` from any thread: scheduled onto the app's loop; the future gets the
-        handler's return value (``None`` if it failed: the error was reported there), or
-        the exception that kept it from being triggered (``EventNotFound``)."""
+        """``trigger`` from any thread, in a fresh context: scheduled onto the app's loop;
+        the future gets the handler's return value (``None`` if it failed: the error was
+        reported there), or the exception that kept it from being triggered
+        (``EventNotFound``, ``BackgroundEventsFull``)."""
         loop = self.loop
         if loop is None or loop.is_closed() or not loop.is_running():
             raise RuntimeError(
@@ -137,7 +198,7 @@ class BackgroundEvents:
             if not future.set_running_or_notify_cancel():
                 return  # the caller cancelled before it started
             try:
-                task = self.trigger(ctx_factory(), path, timeout=timeout, data=data)
+                task = self.trigger(path, timeout=timeout, data=data)
             except Exception as exc:
                 future.set_exception(exc)
                 return
@@ -157,40 +218,24 @@ class BackgroundEvents:
     async def _run(
         self, event: Event, fn: Handler, plan: Plan, params: dict[str, Any], timeout: float | None
     ) -> Any:
-        app = self.app
+        hooks = self.hooks
         ctx = event.ctx
         event.running = True
         try:
-            for hook in app._before_hooks:
-                await hook(event, {})
+            if hooks.before:
+                await hooks.run_before(event)
             call = call_plan(fn, plan, ctx, params, event)  # type: ignore[arg-type]
             event._value = await (call if timeout is None else asyncio.wait_for(call, timeout))
-            for hook in app._after_hooks:
-                await hook(event, {})
+            if hooks.after:
+                await hooks.run_after(event)
             return event._value
         except Exception as exc:
             event.error = exc
-            await self._report(event, exc)
+            await hooks.report(event, exc, f"background event {event.name!r} (fired by {ctx.describe()})")
             return None
         finally:
             event.running = False
             self._settle(event)
-
-    async def _report(self, event: Event, exc: Exception) -> None:
-        """``on_error`` hooks, else one log line with the traceback (rule 2)."""
-        hooks = [hook for kls, hook in self.app._error_hooks if isinstance(exc, kls)]
-        where = event.ctx.describe()
-        if not hooks:
-            error_log.error("Exception in background event %r (fired by %s)", event.name, where, exc_info=exc)
-            return
-        for hook in hooks:
-            try:
-                await hook(event, {})
-            except Exception as hook_exc:
-                error_log.error(
-                    "on_error hook %r failed handling %r in background event %r (fired by %s)",
-                    hook, exc, event.name, where, exc_info=hook_exc,
-                )
 
     def _finished(self, event: Event, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)

@@ -7,11 +7,15 @@ layer gives its middleware a ``call_next`` that runs the rest of the chain and r
 recorded, so a layer may keep, replace or record its answer::
 
     app.middleware(a); app.middleware(b)     a( b( routed ) )   a is outermost
+    route middleware=[c]                     c( call_handler )  per route
+
+``call_handler`` is the innermost step of every route's chain: the handler, injected by
+its plan, its answer ``reconcile``d.
 
 Errors below a layer: an ``HTTPError`` becomes its response (``call_next`` returns it);
 ``ClientDisconnect`` passes through; anything else goes to ``on_error`` when the chain
-has one (the global chain: ``App._unhandled``, the logged 500 after the ``on_error``
-hooks), else (route middleware) it is raised through ``call_next`` to the middleware,
+has one (the global chain: ``RequestPath.unhandled``, the logged 500 after the
+``on_error`` hooks), else (route middleware) it is raised through ``call_next`` to the middleware,
 which may catch it.
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
+from .endpoints import call_plan
 from .errors import ClientDisconnect, HTTPError
 from .replies import error_response, reconcile
 
@@ -28,7 +33,7 @@ if TYPE_CHECKING:
     from .endpoints import Middleware
     from .models import Response
 
-__all__ = ["OnError", "Step", "compose"]
+__all__ = ["OnError", "Step", "call_handler", "compose"]
 
 #: One step of the request path: the context in, its ``Response`` out.
 Step = Callable[["HTTPContext"], Awaitable["Response"]]
@@ -39,7 +44,7 @@ OnError = Callable[["HTTPContext", Exception], Awaitable["Response"]]
 def compose(middleware: Sequence[Middleware], inner: Step, on_error: OnError | None = None) -> Step:
     """Wrap ``inner`` in ``middleware``, the first one outermost (built once).
 
-    ``on_error`` (global middleware: ``App._unhandled``) turns an exception raised
+    ``on_error`` (global middleware: ``RequestPath.unhandled``) turns an exception raised
     below a layer into the response its ``call_next`` returns; without it (route
     middleware) the exception goes through ``call_next`` to the middleware."""
     chain = inner
@@ -68,3 +73,12 @@ def _layer(mw: Middleware, nxt: Step, on_error: OnError | None) -> Step:
         return reconcile(ctx, await mw(ctx, call_next), where, replaces=True)
 
     return run
+
+
+async def call_handler(ctx: HTTPContext) -> Response:
+    """The innermost step: the routed handler (``ctx.endpoint``) called with what its plan
+    injects; a returned value and a recorded reply meet in ``reconcile``."""
+    endpoint = ctx.endpoint
+    assert endpoint is not None  # set by the routing step
+    result = await call_plan(endpoint.call, endpoint.plan, ctx, ctx.params)
+    return reconcile(ctx, result, endpoint.role, False)

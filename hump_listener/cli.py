@@ -32,9 +32,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from tiny_listener import import_from_string
+
+from . import __version__
+from .app import App
 from .config import (
     DEFAULT_FORWARDED_ALLOW_IPS,
     DEFAULT_HOST,
@@ -48,6 +53,7 @@ from .config import (
     ConfigError,
     ServerConfig,
 )
+from .logs import log_startup_error
 
 __all__ = ["build_parser", "main", "serve"]
 
@@ -64,8 +70,6 @@ def _env(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = argparse.ArgumentParser(
         prog="hump-listener",
         description="Run a hump_listener App.",
@@ -168,10 +172,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(import_string: str, overrides: Mapping[str, Any]) -> int:
     """Import the app, apply the command line's settings, run it (blocks)."""
-    from tiny_listener import import_from_string
-
-    from .app import App
-
     try:
         app = import_from_string(import_string)
     except ConfigError as e:  # App(config=...) with a bad value: the message says which
@@ -181,8 +181,6 @@ def serve(import_string: str, overrides: Mapping[str, Any]) -> int:
         # for "No module named ..." and is printed below for anything else.
         print(f"hump-listener: cannot import {import_string!r}: {e}", file=sys.stderr)
         if not isinstance(e, ImportError):
-            import traceback
-
             traceback.print_exc()
         return 1
     if not isinstance(app, App):
@@ -199,8 +197,6 @@ def serve(import_string: str, overrides: Mapping[str, Any]) -> int:
 
 def _failed(message: str) -> int:
     """A start-up error in the format ``App.run`` uses; exit status 1."""
-    from .logs import log_startup_error
-
     log_startup_error(message)
     return 1
 

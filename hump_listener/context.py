@@ -1,41 +1,58 @@
-"""HTTPContext: one per request, a tiny-listener ``Context``.
+"""Contexts: what a handler gets as ``ctx``, one tiny-listener ``Context`` each.
 
-It holds the ``Request`` and the one reply. Reply helpers only *record* the reply; the
-app sends it after the handler and middleware have run, which is what lets middleware
-change a response after the handler (``app.reconcile`` is where a recorded reply meets a
+``EventContext``       a context whose lifetime is counted (rule 1); events run in it
+  ``ConnectionContext``  one request or one WebSocket connection: its Request, route, Event
+    ``HTTPContext``      one HTTP request: ``ctx.request``, the one reply, body reading
+    (``websocket.WebSocket`` is the other ``ConnectionContext``: one WebSocket connection)
+
+Rule 1: **a context lives while it is held.** ``hold()`` / ``release()`` count who still
+needs it: the request (or a WebSocket connection) holds it while it runs, every event
+triggered in it holds it until its task has finished (``background``). The context is in
+``app.ctxs`` exactly while the count is above zero; at zero it is removed and its
+``events`` lists are cleared, so nothing it collected is held any longer. (tiny-listener
+never drops a context.)
+
+Rule 2: **one reply per request.** Reply helpers only *record* the reply; the app sends
+it after the handler and middleware have run, which is what lets middleware change a
+response after the handler (``replies.reconcile`` is where a recorded reply meets a
 returned one). Reading the body goes through the seam's ``Channel``; the context never
 sees a socket or h11.
 
 Readers and repliers have different names: ``await ctx.body()`` / ``read_text()`` /
 ``read_json()`` / ``form()`` / ``stream()`` read; ``ctx.text(body)`` / ``json(data)`` /
-``html()`` / ``response()`` ... reply. The argument-less ``await ctx.text()`` and
-``await ctx.json()`` still read, with a ``DeprecationWarning``.
+``html()`` / ``response()`` ... reply; one spelling each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
 import os
-import warnings
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import parse_qsl
+
+from tiny_listener import Context, Route
 
 from .cookies import EPOCH, SameSite, build_set_cookie
 from .errors import HTTPError, ResponseAlreadySent
-from .events import ConnectionContext
-from .forms import DEFAULT_MAX_FIELD_SIZE, DEFAULT_MAX_FILES, DEFAULT_SPOOL_MAX_SIZE, FormData
-from .models import HTML, JSON, TEXT, MutableHeaders, Response
+from .events import Event
+from .forms import DEFAULT_MAX_FIELD_SIZE, DEFAULT_MAX_FILES, DEFAULT_SPOOL_MAX_SIZE, FormData, parse_multipart
+from .models import HTML, JSON, TEXT, MutableHeaders, Response, dump_json
+from .responses import StreamingResponse, serve_file, sse_stream
 from .seam import Channel
 
 if TYPE_CHECKING:
     from tiny_listener import Listener
 
+    from .endpoints import Endpoint
+    from .models import Request
 
-__all__ = ["DEFAULT_MAX_FORM_FIELDS", "HTTPContext"]
+
+__all__ = ["DEFAULT_MAX_FORM_FIELDS", "ConnectionContext", "Contexts", "EventContext", "HTTPContext"]
 
 error_log = logging.getLogger("hump_listener.error")
 
@@ -44,33 +61,177 @@ error_log = logging.getLogger("hump_listener.error")
 DEFAULT_MAX_FORM_FIELDS = 1000
 
 
-class _Missing:
-    pass
+class _Trigger(Protocol):
+    def trigger(
+        self,
+        path: str,
+        ctx: EventContext | None = None,
+        *,
+        timeout: float | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> asyncio.Task[Any]: ...
 
 
-_MISSING: Any = _Missing()
+class _Fires(Protocol):
+    """What a context uses of its app (``App``: app.py imports this module, not the
+    reverse): the background events, which run events fired by name."""
+
+    background: _Trigger
 
 
-def _deprecated_reader(old: str, new: str) -> None:
-    warnings.warn(
-        f"`await ctx.{old}()` without an argument is deprecated: use `await ctx.{new}()` "
-        f"(ctx.{old}(...) with an argument replies)",
-        DeprecationWarning,
-        stacklevel=3,
-    )
+class EventContext(Context):
+    """A tiny-listener ``Context`` whose lifetime is counted (rule 1 above).
+
+    ``HTTPContext`` is one (the request holds it); a per-connection context (WebSocket)
+    can be one too: ``hold()`` when the connection opens, ``release()`` when it closes,
+    and set ``keep_done_events = False`` so finished events do not pile up for as long as
+    the connection lives.
+    """
+
+    # Class-level defaults: a request context pays nothing for them until used.
+    _holds = 0
+    #: Per-route callbacks told of each new event (``wait_event_done`` waiting for
+    #: events not triggered yet); ``None`` until someone waits.
+    _watchers: dict[Route, list[Callable[[Event], None]]] | None = None
+    #: True: finished events stay in ``events`` until the context is dropped (what
+    #: ``wait_event_done`` counts). False: each is removed as it finishes (long-lived
+    #: contexts).
+    keep_done_events = True
+    #: Who fires events in a context that is not a request's (for log lines).
+    origin = "app.trigger_event"
+
+    # -- lifetime (rule 1) ---------------------------------------------------------------
+
+    @property
+    def holds(self) -> int:
+        """How many holders (the request or connection, running events) it has."""
+        return self._holds
+
+    def hold(self) -> None:
+        """Keep this context alive (and in ``app.ctxs``) until a matching ``release()``."""
+        if self._holds:
+            self._holds += 1
+        else:
+            self._holds = 1
+            self.listener.ctxs[self.cid] = self
+
+    def release(self) -> bool:
+        """Undo one ``hold()``; the last one drops the context and clears its events.
+        Returns True when the context was dropped."""
+        holds = self._holds - 1
+        if holds < 0:
+            raise RuntimeError(f"{self!r}: release() without a matching hold()")
+        self._holds = holds
+        if holds:
+            return False
+        self.listener.ctxs.pop(self.cid, None)
+        if self.events:
+            self.events.clear()
+        self._watchers = None
+        return True
+
+    def describe(self) -> str:
+        """Who fired the events of this context, for log lines (``GET /signup``)."""
+        return self.origin
+
+    # -- events ------------------------------------------------------------------------
+
+    def new_event(self, route: Route, data: dict[str, Any]) -> Event:
+        """A new ``Event`` of ``route`` in this context, listed in ``events`` (and told to
+        any ``wait_event_done`` waiting for one)."""
+        event = Event(self, route, data)
+        self.events[route].append(event)
+        watchers = self._watchers
+        if watchers is not None and route in watchers:
+            for notify in list(watchers[route]):
+                notify(event)
+        return event
+
+    def trigger_event(
+        self, path: str, timeout: float | None = None, data: dict[str, Any] | None = None
+    ) -> asyncio.Task[Any]:
+        """Run the event ``path`` in the background, in this context (which stays alive
+        until it has finished). Awaiting the task gives the handler's return value, or
+        ``None`` if it failed (the error went to ``on_error`` hooks or the log)."""
+        listener: _Fires = self.listener  # type: ignore[assignment]  # an App
+        return listener.background.trigger(path, self, timeout=timeout, data=data)
+
+    def prune_events(self) -> int:
+        """Remove finished events from ``events`` (for long-lived contexts that keep
+        them); returns how many were removed."""
+        removed = 0
+        for route in list(self.events):
+            events = self.events[route]
+            kept = [e for e in events if not e.is_done]
+            removed += len(events) - len(kept)
+            if kept:
+                events[:] = kept
+            else:
+                del self.events[route]
+        return removed
+
+    def _forget(self, event: Event) -> None:
+        events = self.events.get(event.route)
+        if events is not None:
+            if event in events:
+                events.remove(event)
+            if not events:
+                del self.events[event.route]
+
+    def _watch(self, route: Route, notify: Callable[[Event], None]) -> None:
+        if self._watchers is None:
+            self._watchers = {}
+        self._watchers.setdefault(route, []).append(notify)
+
+    def _unwatch(self, route: Route, notify: Callable[[Event], None]) -> None:
+        watchers = self._watchers
+        if watchers is None or route not in watchers:
+            return
+        if notify in watchers[route]:
+            watchers[route].remove(notify)
+        if not watchers[route]:
+            del watchers[route]
+
+
+class ConnectionContext(EventContext):
+    """The context of one request (``HTTPContext``) or one WebSocket connection
+    (``WebSocket``): the ``Request`` it came with, the route it matched (``endpoint``,
+    ``params``) and the tiny-listener ``Event`` it fired, made on first use."""
+
+    # Set by the app right after construction / routing.
+    request: Request
+    params: dict[str, Any]
+    endpoint: Endpoint | None = None
+    _event: Event | None = None
+
+    @property
+    def event(self) -> Event:
+        """The tiny-listener ``Event`` this request or connection fired (created on first
+        use: most handlers never ask for it)."""
+        if self._event is None:
+            if self.endpoint is None:
+                raise RuntimeError("no event yet: the request has not been routed")
+            self._event = self.new_event(self.endpoint, {})
+        return self._event
+
+    def describe(self) -> str:
+        """``GET /signup``: the request that fired this context's events."""
+        req = getattr(self, "request", None)
+        return f"{req.method} {req.path}" if req is not None else self.origin
+
 
 
 class HTTPContext(ConnectionContext):
     """The per-request context handlers receive as ``ctx: HTTPContext``.
 
-    The request holds it while it runs (``events.EventContext``), and so does every event
+    The request holds it while it runs (``EventContext``, rule 1), and so does every event
     triggered in it (``ctx.trigger_event(...)``): it stays alive, in ``app.ctxs``, until
     the request and all those events have finished. A context made for
     ``app.trigger_event`` outside any request has no ``request``.
     """
 
     # Per-request state, set by the app right after construction / routing (``request``,
-    # ``params``, ``endpoint`` and ``event``: see ``events.ConnectionContext``).
+    # ``params``, ``endpoint`` and ``event``: see ``ConnectionContext``).
     channel: Channel
 
     def __init__(self, listener: Listener[Any], cid: str, scope: dict[str, Any] | None = None) -> None:
@@ -109,42 +270,17 @@ class HTTPContext(ConnectionContext):
         """Reply with ``status`` and ``body`` (str → text/plain; charset=utf-8)."""
         return self.set_reply(Response(body, status, headers, content_type))
 
-    @overload
-    def text(self, body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response: ...
-    @overload
-    def text(self) -> Coroutine[Any, Any, str]: ...  # deprecated: await ctx.read_text()
-    def text(
-        self, body: str = _MISSING, status: int = 200, headers: Mapping[str, str] | None = None
-    ) -> Response | Coroutine[Any, Any, str]:
-        """Reply ``text/plain; charset=utf-8``: ``ctx.text("hi")``.
-
-        Without an argument it reads the body instead (deprecated: ``await
-        ctx.read_text()``)."""
-        if body is _MISSING:
-            _deprecated_reader("text", "read_text")
-            return self.read_text()
+    def text(self, body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+        """Reply ``text/plain; charset=utf-8``: ``ctx.text("hi")`` (``read_text()`` reads)."""
         return self.set_reply(Response(str(body), status, headers))
 
     def html(self, body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
         """Reply with ``body`` as ``text/html; charset=utf-8``."""
         return self.set_reply(Response(body, status, headers, HTML))
 
-    @overload
-    def json(self, data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response: ...
-    @overload
-    def json(self) -> Coroutine[Any, Any, Any]: ...  # deprecated: await ctx.read_json()
-    def json(
-        self, data: Any = _MISSING, status: int = 200, headers: Mapping[str, str] | None = None
-    ) -> Response | Coroutine[Any, Any, Any]:
-        """Reply ``application/json``: ``ctx.json({"ok": True}, status=201)``.
-
-        Without an argument it parses the body instead (deprecated: ``await
-        ctx.read_json()``)."""
-        if data is _MISSING:
-            _deprecated_reader("json", "read_json")
-            return self.read_json()
-        from .models import dump_json
-
+    def json(self, data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+        """Reply ``application/json``: ``ctx.json({"ok": True}, status=201)`` (``read_json()``
+        reads)."""
         return self.set_reply(Response(dump_json(data), status, headers, JSON))
 
     def redirect(self, url: str, status: int = 307, headers: Mapping[str, str] | None = None) -> Response:
@@ -175,8 +311,6 @@ class HTTPContext(ConnectionContext):
     ) -> Response:
         """Reply with the chunks of ``content`` as they come (chunked encoding). If the
         client goes away the iterator is closed (``aclose``), so its ``finally`` runs."""
-        from .responses import StreamingResponse
-
         return self.set_reply(StreamingResponse(content, status, headers, content_type))
 
     def sse(
@@ -188,8 +322,6 @@ class HTTPContext(ConnectionContext):
         """Reply with Server-Sent Events. An event is a str (the data) or a dict with
         ``data`` / ``event`` / ``id`` / ``retry`` / ``comment``; while ``events`` is idle,
         a ``: ping`` comment goes out every ``ping`` seconds (``None``: never)."""
-        from .responses import StreamingResponse, sse_stream
-
         all_headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})}
         return self.set_reply(
             StreamingResponse(sse_stream(events, ping), 200, all_headers, "text/event-stream; charset=utf-8")
@@ -205,8 +337,6 @@ class HTTPContext(ConnectionContext):
         """Reply with a file, sent with ``sendfile``; ``filename`` makes it a download
         (``Content-Disposition: attachment``). Conditional and range requests are
         answered (304 / 206 / 416), so downloads can resume. A missing file is 404."""
-        from .responses import serve_file
-
         return self.set_reply(
             serve_file(path, self.request.headers, headers=headers, content_type=content_type, filename=filename)
         )
@@ -366,8 +496,6 @@ class HTTPContext(ConnectionContext):
             return self._form
         ctype = self.request.content_type.split(";")[0].strip().lower()
         if ctype == "multipart/form-data":
-            from .forms import parse_multipart
-
             self._form = await parse_multipart(
                 self.stream(), self.request.content_type, max_fields=max_fields, max_files=max_files,
                 max_field_size=max_field_size, max_file_size=max_file_size, spool_max_size=spool_max_size,
@@ -392,3 +520,36 @@ class HTTPContext(ConnectionContext):
         req = getattr(self, "request", None)
         where = f"{req.method} {req.path}" if req else "-"
         return f"{type(self).__name__}(cid={self.cid}, {where})"
+
+
+C = TypeVar("C", bound=EventContext)
+
+
+class Contexts:
+    """Makes every context the app serves (server lifetime), numbered by the one counter
+    of context ids: requests ``"1"``, ``"2"`` ..., WebSocket connections the same way,
+    contexts of events fired outside any request ``"event-3"``.
+
+    ``http_cls`` is the class of request contexts (``app.set_context_cls``)."""
+
+    __slots__ = ("http_cls", "last_id", "listener")
+
+    def __init__(self, listener: Listener[Any]) -> None:
+        self.listener = listener
+        self.http_cls: type[HTTPContext] = HTTPContext
+        #: The last id given (0: none yet).
+        self.last_id = 0
+
+    def request(self) -> HTTPContext:
+        """A new request context (not yet held: the request path holds it)."""
+        self.last_id = cid = self.last_id + 1
+        return self.http_cls(self.listener, str(cid))
+
+    def make(self, kls: type[C], prefix: str = "") -> C:
+        """A new context of class ``kls`` (a WebSocket connection's, ...)."""
+        self.last_id = cid = self.last_id + 1
+        return kls(self.listener, f"{prefix}{cid}")
+
+    def for_event(self) -> HTTPContext:
+        """A fresh context for an event fired outside any request (``event-N``)."""
+        return self.make(self.http_cls, "event-")

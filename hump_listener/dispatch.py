@@ -1,121 +1,114 @@
-"""Dispatch: a request from the seam to its handler and back, and events fired by name.
+"""Dispatch: the request path, a request from the seam to its handler and back.
 
-``App.handle(head, channel)`` is the seam entry (``seam.seam_entry``): the built-in
-server, the test client and the ASGI adapter call it once per request. The request path,
-in order (each step is skipped when nothing is registered for it)::
+``RequestPath.handle(head, channel)`` is the seam entry (``App.handle`` is this bound
+method): the built-in server, the test client and the ASGI adapter call it once per
+request. It is handed what it uses, nothing more: the route table, the hooks, the
+context factory and its settings (``Settings``: the access log, the trusted proxies).
+In order (each step is skipped when nothing is registered for it)::
 
-    server ──(RequestHead, Channel)──► App.handle
+    server ──(RequestHead, Channel)──► RequestPath.handle
         target → (path, query)                         targets.split_target / decode_path
-        HTTPContext(cid) into app.ctxs                 one context per request
-        global middleware  ─► route lookup (404/405)   chain.compose / routing.Router
-            before_event hooks ─► route middleware ─► handler (planned injection)
+        a WS route for an upgrade request? ─► websocket.serve (a WebSocket context)
+        HTTPContext from the factory into app.ctxs     one context per request
+        global middleware  ─► routing (404/405)        chain.compose / RouteTable.match
+            before_event hooks ─► route middleware ─► handler (chain.call_handler)
             after_event hooks
         the reply (or 500) sent through the Channel    exactly one response
         context released, access line logged           dropped once its events are done
 
 Errors: ``HTTPError`` anywhere becomes that response (middleware sees it as a response
-from ``call_next``); any other exception runs tiny-listener's ``on_error`` hooks and,
-unless one of them replied, becomes a logged 500 with a generic body (``_unhandled``).
-Global middleware sees that 500 as a response from ``call_next`` too (so CORS headers are
-on it); route middleware sees the exception itself, and may catch it. A recorded reply
-and a returned one meet in ``replies.reconcile``.
+from ``call_next``); any other exception goes to the hooks' one error path
+(``Hooks.report``: ``on_error`` hooks, else log) and, unless a hook answered, becomes a
+500 with a generic body (``unhandled``). Global middleware sees that 500 as a response
+from ``call_next`` too (so CORS headers are on it); route middleware sees the exception
+itself, and may catch it. A recorded reply and a returned one meet in
+``replies.reconcile``.
 
-A WebSocket handshake whose path has a ``WS:`` route goes to ``websocket.serve`` instead
-(with the helpers it calls back: ``next_cid``, ``run_hooks``, ``log_websocket``).
-``trigger_event`` fires a (non-HTTP) event outside any request (``background``).
-
-``RequestPath`` is one part of ``App`` (``app.App`` composes the parts and sets the state
-declared here); it is not used on its own.
+The access line is written here, where each status is decided and sent: after the
+response of a request; for a WebSocket handshake by the connection's context as it sends
+the 101 or the refusal (``WebSocket.on_answer``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 
-from tiny_listener import ContextNotFound, Listener
-
-from . import statuses
-from .context import HTTPContext
-from .endpoints import call_plan
+from .chain import compose
 from .errors import ClientDisconnect, HTTPError
+from .logs import log_access
 from .models import Headers, Request, Response
-from .proxy import effective_peer
-from .replies import error_response, reconcile
+from .proxy import TrustedProxies, effective_peer
+from .replies import error_response
 from .targets import decode_path, split_target
+from .websocket import WebSocket, serve
 
 if TYPE_CHECKING:
-    import concurrent.futures
-    from collections.abc import Awaitable, Callable
-
-    from .app import App
-    from .background import BackgroundEvents
-    from .endpoints import Endpoint
-    from .events import ConnectionContext
-    from .proxy import TrustedProxies
-    from .routing import Router
+    from .context import Contexts, HTTPContext
+    from .endpoints import Endpoint, Middleware
+    from .hooks import Hooks
+    from .registration import RouteTable
     from .seam import Channel, RequestHead, WebSocketChannel
 
 __all__ = ["RequestPath", "Settings"]
 
 error_log = logging.getLogger("hump_listener.error")
-access_log = logging.getLogger("hump_listener.access")
 
 
-class Settings(Protocol):
-    """What the request path reads of ``App.config`` (a ``protocol.ServerConfig``, which
-    this side of the package does not import)."""
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the request path reads of the app's configuration, resolved once per
+    ``ServerConfig`` (``App.config``)."""
 
-    @property
-    def access_log(self) -> bool:
-        """One access line per response."""
+    #: One ``hump_listener.access`` line per response.
+    access_log: bool
+    #: Who may set X-Forwarded-* / Forwarded.
+    trusted: TrustedProxies
 
 
-class RequestPath(Listener[HTTPContext]):
-    """The part of ``App`` that serves requests: the seam entry ``handle``, the steps
-    it composes (``_routed``, ``_invoke``, ``_unhandled``), the WebSocket dispatch, the
-    access log, and ``trigger_event`` for events outside any request."""
+class RequestPath:
+    """Serves requests (server lifetime): the seam entry ``handle``, the steps it composes
+    (``routed``, ``unhandled``), the global middleware, the WebSocket dispatch and the
+    access log of both."""
 
-    # Set by App.__init__ (app.py) and kept up to date by registration.Registration;
-    # declared here, where the request path reads them.
-    router: Router[Endpoint]
-    #: The not-found fallback (``@app.on_event()``), or None.
-    fallback: Endpoint | None
-    #: The global middleware chain around ``_routed`` (chain.compose).
-    _entry: Callable[[HTTPContext], Awaitable[Response]]
-    _ctx_cls: type[HTTPContext]
-    _next_cid: int
-    #: Some ``WS:`` route exists: only then does an upgrade request look for one.
-    _websocket_routes: bool
-    # tiny-listener's hook lists (live: its decorators append to them)
-    _before_hooks: list[Any]
-    _after_hooks: list[Any]
-    _error_hooks: list[tuple[type[Exception], Any]]
-    #: ``App.config`` once resolved (None until first used).
-    _config: Settings | None
-    #: The trusted proxies, parsed with ``config`` (None until it is resolved).
-    _trusted: TrustedProxies | None
-    background: BackgroundEvents
+    def __init__(
+        self,
+        ctxs: dict[str, Any],
+        routes: RouteTable,
+        hooks: Hooks,
+        contexts: Contexts,
+        resolve: Callable[[], Settings],
+    ) -> None:
+        #: The live contexts (tiny-listener's ``Listener.ctxs``): a request's is in it
+        #: while the request or an event triggered in it runs.
+        self.ctxs = ctxs
+        self.routes = routes
+        self.hooks = hooks
+        self.contexts = contexts
+        #: Set whenever the app's configuration is (``App.config``); ``None`` until then,
+        #: and the first request resolves it (``resolve``).
+        self.settings: Settings | None = None
+        self._resolve = resolve
+        self.middleware: list[Middleware] = []
+        #: The global middleware chain around ``routed`` (chain.compose).
+        self._entry: Callable[[HTTPContext], Awaitable[Response]] = self.routed
 
-    if TYPE_CHECKING:  # App's configuration properties (app.py)
+    def add_middleware(self, mw: Middleware) -> None:
+        """Add a global middleware (outermost first): the chain is composed again, once."""
+        self.middleware.append(mw)
+        self._entry = compose(self.middleware, self.routed, self.unhandled)
 
-        @property
-        def config(self) -> Settings: ...
-        @property
-        def access_log(self) -> bool: ...
-        @property
-        def forwarded_allow_ips(self) -> TrustedProxies: ...
-
-    # -- the seam ------------------------------------------------------------------------
+    # -- the seam --------------------------------------------------------------------------
 
     async def handle(self, head: RequestHead, channel: Channel) -> None:
-        """The seam entry, one call per request: the built-in server, the test client and
-        the ASGI adapter call it (``seam.seam_entry(app)`` finds it)."""
-        # The setting as a local, read without a property call (~1% per request on 3.11);
-        # resolving ``config`` also sets ``_trusted``.
-        access = (self._config or self.config).access_log
+        """The seam entry, one call per request (``seam.seam_entry(app)`` finds it)."""
+        settings = self.settings or self._resolve()
+        access = settings.access_log
         started = perf_counter() if access else 0.0
         method = head.method
         try:
@@ -125,28 +118,24 @@ class RequestPath(Listener[HTTPContext]):
             response = error_response(exc)
             await response.send(channel, method == "HEAD")
             if access:
-                self._log_access(head, head.target.decode("latin-1"), response.status, started)
+                log_access(head, head.target.decode("latin-1"), response.status, started)
             return
         websocket = channel.websocket
-        if websocket is not None and self._websocket_routes:
-            try:
-                endpoint, params = self.router.match("WS", path)
-            except HTTPError:
-                pass  # no WS route at this path: the upgrade request is answered as HTTP
-            else:
-                await self._serve_websocket(head, channel, websocket, endpoint, params, path, raw_path, query, started)
+        if websocket is not None:
+            found = self.routes.match_websocket(path)
+            if found is not None:  # else the upgrade request is answered as HTTP
+                await self._websocket(head, channel, websocket, found, path, raw_path, query, started)
                 return
-        self._next_cid += 1
-        cid = str(self._next_cid)
-        ctx = self._ctx_cls(self, cid)
-        client, scheme = effective_peer(head.client, head.scheme, head.headers, self._trusted)  # type: ignore[arg-type]  # set with config, above
+        ctx = self.contexts.request()
+        cid = ctx.cid
+        client, scheme = effective_peer(head.client, head.scheme, head.headers, settings.trusted)
         ctx.request = Request(
             method, path, raw_path, query, head.http_version, Headers(head.headers),
             client, scheme, head.server,
         )
         ctx.channel = channel
         # ctx.hold(), inlined (hot path): the request holds its context; events
-        # triggered in it hold it too (events.EventContext).
+        # triggered in it hold it too (context.EventContext).
         ctx._holds = 1
         self.ctxs[cid] = ctx
         status = 0
@@ -158,7 +147,7 @@ class RequestPath(Listener[HTTPContext]):
             except (ClientDisconnect, asyncio.CancelledError):
                 raise
             except Exception as exc:
-                response = await self._unhandled(ctx, exc)
+                response = await self.unhandled(ctx, exc)
             if ctx._set_cookies:
                 response = ctx._finish_response(response)
             status = response.status
@@ -177,157 +166,77 @@ class RequestPath(Listener[HTTPContext]):
             else:
                 ctx.release()  # background events still hold it, or events to clear
         if access and status:
-            target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-            self._log_access(head, target, status, started, ctx.request.client)
+            log_access(head, _target(raw_path, query), status, started, client)
 
-    # -- WebSockets (see websocket.py) ----------------------------------------------------
+    # -- the steps (composed with the global middleware) ------------------------------------
 
-    async def _serve_websocket(
+    async def routed(self, ctx: HTTPContext) -> Response:
+        """Routing (404/405, the fallback), then the route's chain: hooks, route
+        middleware, handler."""
+        request = ctx.request
+        endpoint, params = self.routes.match(request.method, request.path)
+        ctx.endpoint = endpoint
+        ctx.params = params
+        ctx.max_body_size = endpoint.max_body_size
+        hooks = self.hooks
+        if hooks.before:
+            await hooks.run_before(ctx.event)
+        response = await endpoint.chain(ctx)
+        if hooks.after:
+            await hooks.run_after(ctx.event)
+        return response
+
+    async def unhandled(self, ctx: HTTPContext, exc: Exception) -> Response:
+        """The hooks' error path (``on_error`` hooks, else log); unless a hook answered,
+        500. The reply recorded before the exception is discarded (``reconcile``'s rule)."""
+        ctx.reply = None
+        endpoint = ctx.endpoint
+        request = ctx.request
+        where = f"{endpoint.role if endpoint is not None else 'middleware'} for {request.method} {request.path}"
+        try:
+            await self.hooks.report(
+                ctx._event if endpoint is None else ctx.event, exc, where, lambda: ctx.reply is not None
+            )
+        except HTTPError as answer:  # raised by an on_error hook: its answer
+            return error_response(answer)
+        return ctx.reply if ctx.reply is not None else Response("Internal Server Error", 500)
+
+    # -- WebSockets (websocket.py) ----------------------------------------------------------
+
+    async def _websocket(
         self,
         head: RequestHead,
         channel: Channel,
         websocket: WebSocketChannel,
-        endpoint: Endpoint,
-        params: dict[str, Any],
+        found: tuple[Endpoint, dict[str, Any]],
         path: str,
         raw_path: bytes,
         query: bytes,
         started: float,
     ) -> None:
-        from .websocket import serve
-
-        client, scheme = effective_peer(head.client, head.scheme, head.headers, self.forwarded_allow_ips)
-        request = Request(
+        """One WebSocket connection: its context from the factory, handed the hooks and
+        the access log to tell the handshake's status to."""
+        settings = self.settings or self._resolve()
+        client, scheme = effective_peer(head.client, head.scheme, head.headers, settings.trusted)
+        ctx = self.contexts.make(WebSocket)
+        ctx.request = Request(
             head.method, path, raw_path, query, head.http_version, Headers(head.headers),
             client, "wss" if scheme == "https" else "ws", head.server,
         )
-        app = cast("App", self)  # a RequestPath is always the App's (module docstring)
-        await serve(app, head, channel, websocket, endpoint, params, request, started)
+        ctx.channel = websocket
+        ctx.http = channel
+        ctx.endpoint, ctx.params = found
+        if settings.access_log:
+            ctx.on_answer = partial(_log_handshake, head, _target(raw_path, query), started, client)
+        await serve(ctx, self.hooks)
 
-    def next_cid(self) -> str:
-        """A fresh context id (requests, WebSocket connections)."""
-        self._next_cid += 1
-        return str(self._next_cid)
 
-    async def run_hooks(self, ctx: ConnectionContext, before: bool) -> None:
-        """tiny-listener's ``before_event`` (or ``after_event``) hooks for ``ctx``'s event."""
-        hooks = self._before_hooks if before else self._after_hooks
-        for hook in hooks:
-            await hook(ctx.event, {})
+def _target(raw_path: bytes, query: bytes) -> str:
+    """The request-target as the access line shows it."""
+    return raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
 
-    def log_websocket(self, head: RequestHead, request: Request, status: int, started: float) -> None:
-        """The access line of a WebSocket handshake: 101 when accepted, else the refusal."""
-        if self.access_log:
-            target = request.raw_path.decode("latin-1")
-            if request.query_string:
-                target += "?" + request.query_string.decode("latin-1")
-            self._log_access(head, target, status, started, request.client)
 
-    async def _routed(self, ctx: HTTPContext) -> Response:
-        """Route lookup, then the route's chain: hooks, route middleware, handler."""
-        request = ctx.request
-        try:
-            endpoint, params = self.router.match(request.method, request.path)
-        except HTTPError as exc:
-            if exc.status != 404 or self.fallback is None:
-                raise
-            endpoint, params = self.fallback, {"_": request.path}
-        ctx.endpoint = endpoint
-        ctx.params = params
-        ctx.max_body_size = endpoint.max_body_size
-        if self._before_hooks:
-            for hook in self._before_hooks:
-                await hook(ctx.event, {})
-        response = await endpoint.chain(ctx)
-        if self._after_hooks:
-            for hook in self._after_hooks:
-                await hook(ctx.event, {})
-        return response
-
-    async def _invoke(self, ctx: HTTPContext) -> Response:
-        endpoint = ctx.endpoint
-        assert endpoint is not None  # set by _routed
-        result = await call_plan(endpoint.call, endpoint.plan, ctx, ctx.params)
-        return reconcile(ctx, result, endpoint.role, False)
-
-    async def _unhandled(self, ctx: HTTPContext, exc: Exception) -> Response:
-        """Run tiny-listener's on_error hooks; unless one replied, log and answer 500.
-        The reply recorded before the exception is discarded (``reconcile``'s rule)."""
-        ctx.reply = None
-        endpoint = ctx.endpoint
-        hooks = [hook for kls, hook in self._error_hooks if isinstance(exc, kls)]
-        if hooks and endpoint is not None:
-            event = ctx.event
-            event.error = exc
-            try:
-                for hook in hooks:
-                    await hook(event, {})
-            except HTTPError as http_exc:
-                return error_response(http_exc)
-            except Exception as hook_exc:
-                error_log.error("on_error hook failed", exc_info=hook_exc)
-                ctx.reply = None
-            if ctx.reply is not None:
-                return ctx.reply
-        request = ctx.request
-        where = endpoint.qualname if endpoint is not None else "middleware"
-        error_log.error(
-            "Exception in %s for %s %s", where, request.method, request.path, exc_info=exc
-        )
-        return Response("Internal Server Error", 500)
-
-    def _log_access(
-        self, head: RequestHead, target: str, status: int, started: float, peer: tuple[str, int] | None = None
-    ) -> None:
-        """One access line; ``peer`` is the client as the app sees it (after proxy headers)."""
-        if not access_log.isEnabledFor(logging.INFO):
-            return
-        duration = perf_counter() - started
-        peer = peer or head.client
-        client = f"{peer[0]}:{peer[1]}" if peer else "-"
-        access_log.info(
-            '%s - "%s %s HTTP/%s" %d %s',
-            client, head.method, target, head.http_version, status, statuses.reason(status),
-            extra={
-                "client": client, "method": head.method, "path": target, "status": status,
-                "duration": duration, "http_version": head.http_version,
-            },
-        )
-
-    # -- events outside any request ------------------------------------------------------
-
-    def trigger_event(
-        self,
-        path: str,
-        cid: str | None = None,
-        timeout: float | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> asyncio.Task[Any]:
-        """Run the (non-HTTP) event ``path`` in the background on the running loop.
-
-        ``cid=None``: in a fresh context, dropped when the event is done (a startup
-        callback, a timer). ``cid``: in that live context (``ContextNotFound`` if it has
-        been dropped). Same guarantees as ``ctx.trigger_event`` (see background.py): the task
-        is kept, errors go to ``on_error`` hooks or the log, shutdown drains it; awaiting
-        it gives the handler's return value (``None`` if it failed)."""
-        if cid is None:
-            ctx = self._event_context()
-        else:
-            found = self.ctxs.get(cid)
-            if found is None:
-                raise ContextNotFound(f"context {cid!r} is not alive (its request and events have finished)")
-            ctx = found
-        return self.background.trigger(ctx, path, timeout=timeout, data=data)
-
-    def trigger_event_threadsafe(
-        self, path: str, *, timeout: float | None = None, data: dict[str, Any] | None = None
-    ) -> concurrent.futures.Future[Any]:
-        """``trigger_event`` from any thread, in a fresh context, on the app's loop. The
-        future gets the handler's return value (``None`` if it failed; the error went to
-        the hooks or the log), or the error that kept it from starting. ``RuntimeError``
-        if the app is not running."""
-        return self.background.trigger_threadsafe(self._event_context, path, timeout=timeout, data=data)
-
-    def _event_context(self) -> HTTPContext:
-        self._next_cid += 1
-        return self._ctx_cls(self, f"event-{self._next_cid}")
+def _log_handshake(
+    head: RequestHead, target: str, started: float, client: tuple[str, int] | None, status: int
+) -> None:
+    log_access(head, target, status, started, client)

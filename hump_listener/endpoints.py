@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 from tiny_listener import Context, Data, Depends, Event, Param, Route
 
 from . import tiny_internals
+from .context import HTTPContext
 from .errors import RouteDefinitionError
 from .route_templates import WS, Template, parse_event_name
 from .tiny_internals import init_route_without_regex
 
 if TYPE_CHECKING:
-    from .context import HTTPContext
-    from .events import ConnectionContext
+    from .context import ConnectionContext
     from .models import Response
 
 __all__ = [
@@ -258,11 +258,11 @@ _FALLBACK_PATH = "/{_:path}"
 def _context_kind(method: str) -> type[Context]:
     """The context a route's handler gets: a ``WebSocket`` for ``WS``, else an ``HTTPContext``."""
     if method == "WS":
+        # websocket.py imports this module (call_plan): the one import kept in a function,
+        # run once per WS route at registration.
         from .websocket import WebSocket
 
         return WebSocket
-    from .context import HTTPContext
-
     return HTTPContext
 
 

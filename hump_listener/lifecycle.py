@@ -1,8 +1,8 @@
 """Lifecycle: one startup and one shutdown for every runner, and the signals that stop it.
 
-One pair of methods, ``await app.run_startup()`` / ``await app.run_shutdown()``, used by
-every runner (the built-in server in ``App.main()``, the ASGI lifespan, the test client,
-the workers, which run ``main()``), with one policy:
+``Lifecycle.startup()`` / ``Lifecycle.shutdown()`` (``app.run_startup()`` /
+``app.run_shutdown()``) are used by every runner (the built-in server in ``serve``, the
+ASGI lifespan, the test client, the workers, which run ``App.main()``), with one policy:
 
 1. Startup runs the services' starts (``add_service``), then the ``@app.startup``
    callbacks, in order. The first that raises stops startup: it is logged once on
@@ -16,14 +16,13 @@ the workers, which run ``main()``), with one policy:
    ``@app.shutdown`` callback (one that raises is logged, the next still runs), then
    cancels events those callbacks triggered if they outlive the deadline, then stops the
    services in reverse order (failures logged). It never raises.
+3. Under the built-in server (``serve``), SIGINT/SIGTERM start ``graceful_shutdown``:
+   stop accepting, drain requests and background events within one deadline
+   (``shutdown_timeout``), then policy 2. A second signal skips what is left of the
+   drain; the drain's log line says so.
 
-Under the built-in server, SIGINT/SIGTERM start ``graceful_shutdown``: stop accepting,
-drain requests and background events within one deadline, then policy 2; a second
-signal cuts the drain short.
-
-``Lifecycle`` is one part of ``App`` (``app.App`` composes the parts, sets the state
-declared here, and starts the server in ``App.main()``); it is not used on its own. It
-knows the server only as something with ``shutdown(timeout)``.
+It knows the server only as something with ``shutdown(timeout)`` (``Stoppable``), the
+callbacks only as tiny-listener's lists, and the background events by their drain.
 """
 
 from __future__ import annotations
@@ -31,13 +30,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tiny_listener import Listener
-
-from . import tiny_internals
-from .context import HTTPContext
+from .config import ConfigError
+from .logs import log_startup_error
 
 if TYPE_CHECKING:
     from .background import BackgroundEvents
@@ -57,31 +55,43 @@ class Stoppable(Protocol):
         """Stop accepting, give in-flight requests up to ``timeout`` s, then stop."""
 
 
-class Lifecycle(Listener[HTTPContext]):
-    """The part of ``App`` that starts and stops it: services, the startup/shutdown
+class Lifecycle:
+    """Starts and stops the app (server lifetime): services, the startup/shutdown
     callbacks (one policy, in the module docstring), signals and the graceful drain."""
 
-    # Set by App.__init__ (app.py); declared here, where the lifecycle uses them.
-    #: Background events: their tasks, their loop, the shutdown drain (background.py).
-    background: BackgroundEvents
-    #: ``add_service`` pairs, in order; the stops of those started, for the shutdown.
-    _services: list[tuple[Callback | None, Callback | None]]
-    _started_services: list[Callback | None]
-    #: The running server (``App.listen`` sets it), or None.
-    server: Stoppable | None
-    # Tasks we start ourselves (signal handling); kept so they are not collected.
-    _tasks: set[asyncio.Task[Any]]
-    _loop: asyncio.AbstractEventLoop | None
-    _stopping: bool
-    _stopped: asyncio.Event | None  # set when run()'s main() may return
-    _starting: bool
+    def __init__(
+        self,
+        startup_callbacks: list[Callback],
+        shutdown_callbacks: list[Callback],
+        background: BackgroundEvents,
+        drain_timeout: Callable[[], float],
+    ) -> None:
+        #: tiny-listener's lists (``@app.startup`` / ``@app.shutdown`` append to them).
+        self.startup_callbacks = startup_callbacks
+        self.shutdown_callbacks = shutdown_callbacks
+        self.background = background
+        #: Seconds a shutdown waits for requests and background events together
+        #: (``config.shutdown_timeout``, read when a shutdown starts).
+        self.drain_timeout = drain_timeout
+        #: ``add_service`` pairs, in order; the stops of those started, for the shutdown.
+        self._services: list[tuple[Callback | None, Callback | None]] = []
+        self._started_services: list[Callback | None] = []
+        #: The running server (``serve`` sets it), or None.
+        self.server: Stoppable | None = None
+        # Per run of ``serve`` (the built-in server):
+        self._tasks: set[asyncio.Task[Any]] = set()  # signal handling, kept until done
+        self._stopping = False  # a signal came: shutting down
+        self._starting = False  # startup is running (a signal waits for it to finish)
+        self._stopped: asyncio.Event | None = None  # set when serve() may return
+        #: What the process exits with once ``serve`` returned: 1 after a start-up error.
+        self.exit_status = 0
 
-    if TYPE_CHECKING:  # App's configuration (app.py)
+    @property
+    def stopping(self) -> bool:
+        """A signal has started the shutdown."""
+        return self._stopping
 
-        @property
-        def drain_timeout(self) -> float: ...
-
-    # -- one startup / shutdown for every runner (policy: module docstring) ---------------
+    # -- one startup / shutdown for every runner (policies 1 and 2) ------------------------
 
     def add_service(self, start: Callback | None = None, stop: Callback | None = None) -> None:
         """Register a framework service (a broadcast backend, a pool): ``start`` runs
@@ -89,10 +99,9 @@ class Lifecycle(Listener[HTTPContext]):
         shutdown callbacks and the background-event drain, in reverse order."""
         self._services.append((start, stop))
 
-    async def run_startup(self) -> None:
-        """Start the app on the running loop: services, then the startup callbacks.
-
-        The first failure is logged once and re-raised (policy 1 in the module docstring)."""
+    async def startup(self) -> None:
+        """Start the app on the running loop: services, then the startup callbacks. The
+        first failure is logged once and re-raised (policy 1)."""
         self.background.started(asyncio.get_running_loop())
         self._started_services = []
         step = "service"
@@ -104,7 +113,7 @@ class Lifecycle(Listener[HTTPContext]):
                     await start()
                 self._started_services.append(stop)
             step = "startup callback"
-            for callback in list(tiny_internals.startup_callbacks(self)):
+            for callback in list(self.startup_callbacks):
                 await callback()
         except Exception as exc:
             error_log.error(
@@ -115,14 +124,14 @@ class Lifecycle(Listener[HTTPContext]):
             await self._stop_services()
             raise
 
-    async def run_shutdown(self, timeout: float | None = None) -> None:
-        """Drain background events (up to ``timeout``, default ``drain_timeout``), run the
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Drain background events (up to ``timeout``, default the drain time), run the
         shutdown callbacks, stop the services. Never raises (policy 2)."""
         loop = asyncio.get_running_loop()
-        timeout = self.drain_timeout if timeout is None else timeout
+        timeout = self.drain_timeout() if timeout is None else timeout
         deadline = loop.time() + timeout
         await self.background.drain(timeout)
-        for callback in list(tiny_internals.shutdown_callbacks(self)):
+        for callback in list(self.shutdown_callbacks):
             try:
                 await callback()
             except Exception as exc:
@@ -143,16 +152,44 @@ class Lifecycle(Listener[HTTPContext]):
             except Exception as exc:
                 error_log.error("stopping service %s failed", _callable_name(stop), exc_info=exc)
 
-    # -- signals (the built-in server) ---------------------------------------------------
+    # -- the built-in server (policy 3) ------------------------------------------------------
 
-    def install_signal_handlers(self) -> None:
-        """SIGINT and SIGTERM start ``graceful_shutdown`` (main thread only: a server
-        run in another thread is stopped by its owner)."""
-        import threading
+    async def serve(self, listen: Callable[[], Awaitable[Stoppable]]) -> None:
+        """Startup, ``listen()`` (which starts the server and returns it), then wait for
+        the signal whose ``graceful_shutdown`` ends the run. A start-up error sets
+        ``exit_status`` to 1 (logged: by ``startup``, or as one line for a bad setting
+        or a busy port)."""
+        self._stopping = False
+        self.exit_status = 0
+        self._stopped = asyncio.Event()
+        self._starting = True
+        try:
+            await self.startup()
+        except Exception:
+            self.exit_status = 1  # logged by startup()
+            return
+        finally:
+            self._starting = False
+        if self._stopping:  # a signal came during startup
+            await self.shutdown()
+            return
+        try:
+            self.server = await listen()
+        except (ConfigError, OSError) as exc:  # a busy port, a bad certificate: one line
+            log_startup_error(str(exc))
+            self.exit_status = 1
+            await self.shutdown(0)  # startup ran, so shutdown does too
+            return
+        await self._stopped.wait()
 
+    def install_signal_handlers(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """SIGINT and SIGTERM start ``graceful_shutdown`` on ``loop`` (default: the
+        current one); main thread only: a server run in another thread is stopped by its
+        owner."""
         if threading.current_thread() is not threading.main_thread():
             return
-        loop = self._loop or asyncio.get_running_loop()
+        if loop is None:
+            loop = asyncio.get_event_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
 
@@ -170,7 +207,7 @@ class Lifecycle(Listener[HTTPContext]):
 
     async def graceful_shutdown(self, sig: int) -> None:
         """Stop accepting, drain in-flight requests and background events (one deadline:
-        ``shutdown_timeout``), run the shutdown callbacks, then let ``run()`` return.
+        the drain time), run the shutdown callbacks, then let ``serve`` return.
 
         A second signal skips what is left of the drain: background events are cancelled
         at once (with the log line saying how many) and the server is told to cut its
@@ -184,15 +221,17 @@ class Lifecycle(Listener[HTTPContext]):
         self._stopping = True
         if self._starting:
             error_log.info("Signal %s during startup: shutting down once it has finished", sig)
-            return  # main() sees _stopping after run_startup and shuts down instead of serving
-        error_log.info("Shutting down (signal %s)", sig)
+            return  # serve() sees _stopping after startup and shuts down instead of serving
         loop = asyncio.get_running_loop()
-        timeout = self.drain_timeout
+        timeout = self.drain_timeout()
+        error_log.info(
+            "Shutting down (signal %s): draining for up to %.3g s; a second signal skips the drain", sig, timeout
+        )
         deadline = loop.time() + timeout
         try:
             if self.server is not None:
                 await self.server.shutdown(timeout)
-            await self.run_shutdown(max(deadline - loop.time(), 0.0))
+            await self.shutdown(max(deadline - loop.time(), 0.0))
         finally:
             if self._stopped is not None:
                 self._stopped.set()

@@ -16,11 +16,40 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import NoReturn
+from time import perf_counter
+from typing import TYPE_CHECKING, NoReturn
 
-__all__ = ["configure_default_logging", "log_startup_error", "startup_failed"]
+from .seam import reason_phrase
+
+if TYPE_CHECKING:
+    from .seam import RequestHead
+
+__all__ = ["configure_default_logging", "log_access", "log_startup_error", "startup_failed"]
 
 FORMAT = "%(levelname)-8s %(message)s"
+
+access_log = logging.getLogger("hump_listener.access")
+
+
+def log_access(
+    head: RequestHead, target: str, status: int, started: float, peer: tuple[str, int] | None = None
+) -> None:
+    """One access line for the response with ``status`` just sent (``started``: the
+    ``perf_counter()`` the request arrived at); ``peer`` is the client as the app sees it
+    (after trusted proxy headers), else the connection's."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    duration = perf_counter() - started
+    peer = peer or head.client
+    client = f"{peer[0]}:{peer[1]}" if peer else "-"
+    access_log.info(
+        '%s - "%s %s HTTP/%s" %d %s',
+        client, head.method, target, head.http_version, status, reason_phrase(status),
+        extra={
+            "client": client, "method": head.method, "path": target, "status": status,
+            "duration": duration, "http_version": head.http_version,
+        },
+    )
 
 
 def configure_default_logging(level: str | int = "info") -> None:

@@ -63,7 +63,7 @@ def reconcile(ctx: HTTPContext, returned: Any, where: str, replaces: bool) -> Re
     3. Neither: ``NoResponse`` naming ``where`` (a logged 500).
 
     An exception other than ``HTTPError`` discards the recorded reply (the request
-    failed half-way, see ``dispatch.RequestPath._unhandled``): tiny-listener's ``on_error`` hooks may
+    failed half-way, see ``dispatch.RequestPath.unhandled``): tiny-listener's ``on_error`` hooks may
     record a new one, else the answer is 500.
     """
     recorded = ctx.reply

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .errors import ClientDisconnect, HTTPError
-from .models import NO_BODY_STATUSES, OCTETS, TEXT, Headers, Response, with_charset
+from .models import NO_BODY_STATUSES, OCTETS, TEXT, Headers, Response, dump_json, with_charset
 from .seam import Channel
 
 __all__ = [
@@ -271,10 +271,15 @@ class StreamingResponse(Response):
     """Send the chunks of an async iterable as they come (chunked transfer encoding,
     unless the headers carry a Content-Length). ``str`` chunks are UTF-8 encoded.
 
-    When the client goes away, ``channel.write`` raises ``ClientDisconnect``: iteration
-    stops, the iterator is closed (``aclose``) and the disconnect propagates to the app,
-    which logs it. The iterator is closed on every path, so a generator's ``finally``
-    always runs.
+    The iterator is drained by a task of its own, raced against ``channel.wait_closed()``
+    (issue 18 items 6 and 7): when the client leaves (a FIN or reset, an ASGI
+    ``http.disconnect``) or the server shuts down and ends endless responses, a generator
+    waiting for its next item is cancelled there at once, not after its next failed write.
+    Then a client that left is a ``ClientDisconnect`` (the app logs it at debug level); a
+    connection that still stands (a shutdown) gets the body's clean end, so an
+    ``EventSource`` reconnects to the next process. A failed ``write`` is a
+    ``ClientDisconnect`` too. The iterator is closed on every path, so a generator's
+    ``finally`` always runs.
     """
 
     def __init__(
@@ -300,12 +305,23 @@ class StreamingResponse(Response):
                 channel.respond(self.status, self.header_list(), b"")
                 return
             await channel.start(self.status, self.header_list())
-            write = channel.write
-            async for chunk in iterator:
-                if isinstance(chunk, str):
-                    chunk = chunk.encode("utf-8")
-                if chunk:
-                    await write(chunk)
+            pump = asyncio.ensure_future(_pump(iterator, channel))
+            closed = asyncio.ensure_future(channel.wait_closed())
+            try:
+                await asyncio.wait((pump, closed), return_when=asyncio.FIRST_COMPLETED)
+                if not pump.done() and closed.exception() is not None:
+                    # The channel cannot tell (its server's receive failed): stream on.
+                    error_log.debug("wait_closed() failed; streaming on", exc_info=closed.exception())
+                    await asyncio.wait((pump,))
+            finally:  # also when the request itself is cancelled: stop both
+                closed.cancel()
+                if not pump.done():
+                    pump.cancel()  # the producer is cancelled where it waits
+                    await asyncio.wait((pump,))
+            if not pump.cancelled():
+                pump.result()  # the producer's error, or a failed write (ClientDisconnect)
+            elif channel.disconnected:
+                raise ClientDisconnect()
             await channel.end()
         except ClientDisconnect:
             error_log.debug("client went away during a streamed response")
@@ -315,6 +331,16 @@ class StreamingResponse(Response):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status}, content={self.content!r})"
+
+
+async def _pump(iterator: AsyncIterator[bytes | str], channel: Channel) -> None:
+    """Write every chunk of ``iterator`` (``str`` as UTF-8), skipping empty ones."""
+    write = channel.write
+    async for chunk in iterator:
+        if isinstance(chunk, str):
+            chunk = chunk.encode("utf-8")
+        if chunk:
+            await write(chunk)
 
 
 async def _aclose(iterator: Any) -> None:
@@ -368,8 +394,6 @@ def encode_sse(event: SSEvent) -> bytes:
         if isinstance(data, bytes):
             data = data.decode("utf-8")
         elif not isinstance(data, str):
-            from .models import dump_json
-
             data = dump_json(data).decode("utf-8")
         lines.extend(f"data: {line}" for line in data.splitlines() or [""])
     if not lines:

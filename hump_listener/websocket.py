@@ -15,11 +15,12 @@ Rules:
 
 1. Before ``accept()`` the request is still HTTP: ``ws.deny(status, body)`` or raising
    ``HTTPError`` answers it with that response instead of a 101; a handler that returns
-   without accepting is answered 403, one that raises 500.
+   without accepting is answered 403, one that raises 500. The access line tells the
+   status that was sent (the 101, or the refusal's), told to ``on_answer`` as it is sent.
 2. After ``accept()``: a peer that goes away raises ``WebSocketDisconnect(code, reason)``
    from ``receive*`` and from ``send*`` alike; ``async for`` ends quietly instead. A handler
-   that returns leaves the connection closed with 1000, one that raises with 1011 (and a
-   traceback on ``hump_listener.error``).
+   that returns leaves the connection closed with 1000, one that raises with 1011 (after
+   the ``on_error`` hooks, else a traceback on ``hump_listener.error``: ``Hooks.report``).
 3. ``receive_text`` / ``receive_bytes`` are strict: a message of the other kind closes the
    connection with 1003 (unsupported data) and raises ``WebSocketDisconnect``.
 """
@@ -32,16 +33,17 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .endpoints import Endpoint, call_plan
+from .context import ConnectionContext
+from .endpoints import call_plan
 from .errors import HTTPError
-from .events import ConnectionContext
 from .models import Request, Response, dump_json
-from .seam import Channel, HeaderList, RequestHead, WebSocketChannel, WebSocketDisconnect
+from .replies import error_response
+from .seam import Channel, HeaderList, WebSocketChannel, WebSocketDisconnect
 
 if TYPE_CHECKING:
     from tiny_listener import Listener
 
-    from .app import App
+    from .hooks import Hooks
 
 error_log = logging.getLogger("hump_listener.error")
 
@@ -74,8 +76,9 @@ class WebSocket(ConnectionContext):
     def __init__(self, listener: Listener[Any], cid: str, scope: dict[str, Any] | None = None) -> None:
         super().__init__(listener, cid, scope)
         self._denied = False
-        #: Called once the 101 is sent (the app logs the access line then).
-        self._on_accept: Callable[[], None] | None = None
+        #: Told the status of the handshake's answer as it is sent: 101, or the refusal's
+        #: (the request path logs the access line with it).
+        self.on_answer: Callable[[int], None] | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -109,9 +112,7 @@ class WebSocket(ConnectionContext):
             (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()
         ]
         await self.channel.accept(subprotocol, extra)
-        on_accept = self._on_accept
-        if on_accept is not None:
-            on_accept()
+        self._answered(101)
 
     async def deny(
         self, status: int = 403, body: str | bytes = b"", headers: Mapping[str, str] | None = None
@@ -121,8 +122,19 @@ class WebSocket(ConnectionContext):
             raise RuntimeError("deny() after accept(): close the connection instead")
         if self._denied:
             raise RuntimeError("the WebSocket was already refused")
+        await self._refuse(Response(body, status, headers))
+
+    async def _refuse(self, response: Response) -> None:
+        """Answer the handshake with ``response`` instead of a 101; its status is the one
+        the access line tells."""
         self._denied = True
-        await Response(body, status, headers).send(self.http, False)
+        await response.send(self.http, False)
+        self._answered(response.status)
+
+    def _answered(self, status: int) -> None:
+        on_answer = self.on_answer
+        if on_answer is not None:
+            on_answer(status)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -135,7 +147,7 @@ class WebSocket(ConnectionContext):
         and raises ``WebSocketDisconnect``."""
         message = await self.channel.receive()
         if not isinstance(message, str):
-            await self._refuse("expected a text message")
+            await self._unsupported("expected a text message")
         assert isinstance(message, str)
         return message
 
@@ -144,7 +156,7 @@ class WebSocket(ConnectionContext):
         and raises ``WebSocketDisconnect``."""
         message = await self.channel.receive()
         if not isinstance(message, bytes):
-            await self._refuse("expected a binary message")
+            await self._unsupported("expected a binary message")
         assert isinstance(message, bytes)
         return message
 
@@ -155,9 +167,9 @@ class WebSocket(ConnectionContext):
         try:
             return json.loads(message)
         except ValueError:
-            await self._refuse("invalid JSON")
+            await self._unsupported("invalid JSON")
 
-    async def _refuse(self, reason: str) -> None:
+    async def _unsupported(self, reason: str) -> None:
         await self.channel.close(_UNSUPPORTED_DATA, reason)
         raise WebSocketDisconnect(_UNSUPPORTED_DATA, reason)
 
@@ -241,57 +253,45 @@ def close_code_for(exc: HTTPError) -> int:
     return 1008 if 400 <= exc.status < 500 else 1011
 
 
-async def serve(
-    app: App,
-    head: RequestHead,
-    http: Channel,
-    channel: WebSocketChannel,
-    endpoint: Endpoint,
-    params: dict[str, Any],
-    request: Request,
-    started: float,
-) -> None:
-    """Run ``endpoint``'s handler for one WebSocket connection (rules 1 and 2): the
-    connection's context is held while it runs and dropped, with its events, after."""
+async def serve(ctx: WebSocket, hooks: Hooks) -> None:
+    """Run the handler of ``ctx.endpoint`` for one WebSocket connection (rules 1 and 2),
+    with the app's hooks around it; ``ctx`` comes from the request path with its
+    ``request``, channels, route and ``on_answer``. The connection's context is held
+    while the handler runs and dropped, with its events, after."""
+    channel = ctx.channel
     rejection = channel.rejection
     if rejection is not None:  # an invalid handshake: answered as HTTP, no handler
         status, headers, body = rejection
-        http.respond(status, headers, body)
-        app.log_websocket(head, request, status, started)
+        ctx._denied = True
+        ctx.http.respond(status, headers, body)
+        ctx._answered(status)
         return
-    ctx = WebSocket(app, app.next_cid())
-    ctx.request = request
-    ctx.channel = channel
-    ctx.http = http
-    ctx.endpoint = endpoint
-    ctx.params = params
-    ctx._on_accept = lambda: app.log_websocket(head, request, 101, started)
+    endpoint = ctx.endpoint
+    assert endpoint is not None  # routed by the request path
     ctx.hold()
     failed = False
     try:
         try:
-            await app.run_hooks(ctx, before=True)
-            await call_plan(endpoint.call, endpoint.plan, ctx, params)
-            await app.run_hooks(ctx, before=False)
+            if hooks.before:
+                await hooks.run_before(ctx.event)
+            await call_plan(endpoint.call, endpoint.plan, ctx, ctx.params)
+            if hooks.after:
+                await hooks.run_after(ctx.event)
         except WebSocketDisconnect as exc:
-            error_log.debug("WebSocket %s closed by the client (%d)", request.path, exc.code)
+            error_log.debug("WebSocket %s closed by the client (%d)", ctx.request.path, exc.code)
         except HTTPError as exc:
             if channel.accepted:
                 await channel.close(close_code_for(exc), exc.detail[:120])
             elif not ctx._denied:
-                ctx._denied = True
-                await Response(exc.detail, exc.status, exc.headers).send(http, False)
+                await ctx._refuse(error_response(exc))
         except Exception as exc:
             failed = True
-            error_log.error(
-                "Exception in WebSocket handler %s for %s", endpoint.qualname, request.path, exc_info=exc
-            )
+            await hooks.report(ctx.event, exc, f"WebSocket handler {endpoint.qualname} for {ctx.request.path}")
             if not channel.accepted and not ctx._denied:
-                ctx._denied = True
-                await Response("Internal Server Error", 500).send(http, False)
+                await ctx._refuse(Response("Internal Server Error", 500))
         if not channel.accepted:
             if not ctx._denied:  # returned without accepting: refused, as Starlette does
-                await ctx.deny(403)
+                await ctx._refuse(Response(b"", 403))
         elif not channel.closed:
             await channel.close(1011 if failed else _NORMAL)
     finally:
@@ -299,5 +299,3 @@ async def serve(
         if event is not None and event.auto_done:
             event.done()
         ctx.release()
-    if not channel.accepted:
-        app.log_websocket(head, request, 500 if failed else 403, started)

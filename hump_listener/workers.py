@@ -47,17 +47,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from tiny_listener import Listener, import_from_string
+
+from . import tiny_internals
+from .config import ServerConfig, bind_error, loop_factory
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
-    from .app import App
-    from .config import ServerConfig
-
 __all__ = [
     "DEFAULT_MAX_RESTARTS",
     "DEFAULT_RESTART_WINDOW",
+    "Servable",
     "Supervisor",
     "WorkerSpec",
     "find_import_string",
@@ -79,7 +82,7 @@ STOP_GRACE = 5.0
 BALANCED_REUSEPORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
-def find_import_string(app: App) -> str:
+def find_import_string(app: Servable) -> str:
     """``app.import_string``, or the ``"module:attr"`` of the module global bound to
     ``app`` (a module other than ``__main__`` preferred)."""
     if app.import_string:
@@ -138,20 +141,33 @@ class WorkerSpec:
     config: ServerConfig
 
 
+@runtime_checkable
+class Servable(Protocol):
+    """What the workers use of an ``App`` (app.py imports this module, not the reverse)."""
+
+    #: ``"module:attr"`` to re-import the app in each worker (found when None).
+    import_string: str | None
+    #: A bound listening socket to serve instead of binding host:port.
+    sock: socket.socket | None
+    #: The resolved settings; a worker replaces them with the supervisor's.
+    config: ServerConfig
+
+    def server_config(self) -> ServerConfig:
+        """``config`` with its TLS context built (a bad certificate fails here)."""
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT."""
+
+
 def worker_main(spec: WorkerSpec, shared: socket.socket | None, supervisor: Connection) -> None:
     """A worker process's entry point (module level: "spawn" pickles it by name)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # rule 3; the app would reinstall it
-    from tiny_listener import import_from_string
-
-    from . import tiny_internals
-    from .app import App
-
     app = import_from_string(spec.import_string)
-    if not isinstance(app, App):
+    if not (isinstance(app, Listener) and isinstance(app, Servable)):
         raise TypeError(f"{spec.import_string} is {type(app).__name__}, not a hump_listener App")
     app.config = dataclasses.replace(spec.config, ssl=app.config.ssl, port=spec.port, workers=1)
     if shared is None:  # rule 2: a socket of our own in the SO_REUSEPORT group
-        sock = bind_socket(app.host, spec.port, reuse_port=True)
+        sock = bind_socket(app.config.host, spec.port, reuse_port=True)
         sock.listen(spec.config.backlog)
         app.sock = sock
     else:
@@ -175,12 +191,12 @@ def worker_main(spec: WorkerSpec, shared: socket.socket | None, supervisor: Conn
 
 
 class Supervisor:
-    """Start ``app.workers`` workers, restart the ones that die, stop them all on
+    """Start ``app.config.workers`` workers, restart the ones that die, stop them all on
     SIGTERM/SIGINT. ``run()`` returns the exit status: 0 when every worker stopped cleanly."""
 
     def __init__(
         self,
-        app: App,
+        app: Servable,
         *,
         max_restarts: int = DEFAULT_MAX_RESTARTS,
         restart_window: float = DEFAULT_RESTART_WINDOW,
@@ -188,7 +204,7 @@ class Supervisor:
     ) -> None:
         self.app = app
         self.clock = clock
-        self.count = app.workers
+        self.count = app.config.workers
         self.max_restarts = max_restarts
         self.restart_window = restart_window
         self._context = multiprocessing.get_context("spawn")
@@ -219,8 +235,6 @@ class Supervisor:
         """Raises ``ConfigError`` (one line; ``App.run`` prints it and exits 1) for a bad
         setting, a TLS file that cannot be loaded, uvloop missing or a failed bind,
         before any worker starts."""
-        from .config import bind_error, loop_factory
-
         app = self.app
         import_string = find_import_string(app)
         config = app.server_config()  # builds the TLS context: a bad cert fails here, once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -21,6 +22,8 @@ class MemoryChannel:
     started: bool = False
     reads: int = 0
     websocket: None = None  # never an upgrade request
+    #: Set by ``close()``: what ``wait_closed`` waits for.
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def receive(self) -> bytes:
         self.reads += 1
@@ -51,6 +54,14 @@ class MemoryChannel:
     async def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
         file.seek(offset)
         await self.write(file.read(count))
+
+    async def wait_closed(self) -> None:
+        await self.closed.wait()
+
+    def close(self, client_left: bool = True) -> None:
+        """The client leaves (``client_left``), or the server ends the response (a shutdown)."""
+        self.disconnected = self.disconnected or client_left
+        self.closed.set()
 
     def header(self, name: str) -> str | None:
         key = name.lower().encode()

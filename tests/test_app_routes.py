@@ -153,7 +153,7 @@ async def test_pymicrohttp_route_syntax_is_served(app: App) -> None:
     ch = await call(app, "POST", "/hello/ann")
     assert (ch.status, ch.header("allow")) == (405, "GET, HEAD")
     assert all(isinstance(r, Endpoint) for r in app.routes.values())
-    assert app.plain_routes == []
+    assert app.route_table.plain_routes == []
 
 
 def test_a_handler_asking_for_a_colon_param_the_route_lacks_is_refused(app: App) -> None:
@@ -182,7 +182,7 @@ def test_route_like_event_names_fail_at_registration(app: App, name: str) -> Non
 
     with pytest.raises(RouteDefinitionError):
         app.on_event(name)(h)
-    assert app.routes == {} and app.plain_routes == []
+    assert app.routes == {} and app.route_table.plain_routes == []
 
 
 @pytest.mark.parametrize("name", ["user_created", "user.created", "tick"])
@@ -192,7 +192,7 @@ def test_plain_event_names_stay_tiny_listener_events(app: App, name: str) -> Non
 
     app.on_event(name)(h)
     route = app.routes[name]
-    assert not isinstance(route, Endpoint) and route in app.plain_routes
+    assert not isinstance(route, Endpoint) and route in app.route_table.plain_routes
     assert app.match_route(name) == (route, {})
 
 
@@ -219,8 +219,8 @@ async def test_ws_routes_are_endpoints_invisible_to_http(app: App) -> None:
 
     ws = app.routes["WS:/chat/{room}"]
     assert isinstance(ws, Endpoint) and ws.method == "WS"
-    assert app.router.match("WS", "/chat/x") == (ws, {"room": "x"})
-    assert app.router.match("WS", "/only/3")[0] is app.routes["WS /only/:id"]
+    assert app.route_table.router.match("WS", "/chat/x") == (ws, {"room": "x"})
+    assert app.route_table.router.match("WS", "/only/3")[0] is app.routes["WS /only/:id"]
     assert app.match_route("WS:/chat/x") == (ws, {"room": "x"})
     assert (await call(app, "GET", "/chat/x")).text == "page x"
     assert (await call(app, "GET", "/only/3")).status == 404

@@ -3,6 +3,7 @@ the last tests run the demo and a streaming app under a real uvicorn on 127.0.0.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -10,14 +11,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 
 from hump_listener import App, HTTPContext
-from hump_listener.asgi import SENDFILE_CHUNK, ASGIAdapter, ASGIChannel, asgi, head_from_scope
+from hump_listener.asgi import SENDFILE_CHUNK, ASGIAdapter, ASGIChannel, head_from_scope
 from hump_listener.responses import FileResponse, StreamingResponse
 from hump_listener.seam import Channel, ClientDisconnect, RequestHead
 
@@ -167,7 +168,7 @@ def test_head_from_scope_without_raw_path_client_or_server() -> None:
 
 
 async def test_routes_and_request_fields_through_the_adapter(app: App) -> None:
-    peer = await run(asgi(app), scope("GET", "/who", b"q=a&q=b", scheme="https"))
+    peer = await run(app, scope("GET", "/who", b"q=a&q=b", scheme="https"))
     assert peer.types == ["http.response.start", "http.response.body"]
     assert peer.sent[1]["more_body"] is False
     assert peer.status == 200
@@ -181,19 +182,17 @@ async def test_routes_and_request_fields_through_the_adapter(app: App) -> None:
     }
 
 
-async def test_app_asgi_is_one_cached_adapter(app: App) -> None:
-    assert isinstance(app.asgi, ASGIAdapter)
-    assert app.asgi is app.asgi
-    peer = await run(app.asgi, scope())
+async def test_the_app_is_the_asgi_application(app: App) -> None:
+    peer = await run(app, scope())
     assert (peer.status, peer.body, peer.header(b"content-length")) == (200, b"Hello, world!", b"13")
     assert peer.header(b"content-type") == b"text/plain; charset=utf-8"
 
 
 async def test_404_405_and_head(app: App) -> None:
-    assert (await run(app.asgi, scope("GET", "/nope"))).status == 404
-    peer = await run(app.asgi, scope("DELETE", "/"))
+    assert (await run(app, scope("GET", "/nope"))).status == 404
+    peer = await run(app, scope("DELETE", "/"))
     assert peer.status == 405 and peer.header(b"allow") is not None
-    peer = await run(app.asgi, scope("HEAD", "/"))
+    peer = await run(app, scope("HEAD", "/"))
     assert (peer.status, peer.body, peer.header(b"content-length")) == (200, b"", b"13")
 
 
@@ -202,7 +201,7 @@ async def test_404_405_and_head(app: App) -> None:
 
 async def test_request_body_is_streamed_chunk_by_chunk(app: App) -> None:
     sc = scope("POST", "/echo", headers=[(b"content-type", b"application/x-thing")])
-    peer = await run(app.asgi, sc, req(b"ab", True), req(b"", True), req(b"cd", True), req(b"e"))
+    peer = await run(app, sc, req(b"ab", True), req(b"", True), req(b"cd", True), req(b"e"))
     assert peer.body == b"abcde"
     assert peer.header(b"content-type") == b"application/x-thing"
 
@@ -226,13 +225,13 @@ async def test_disconnect_while_reading_raises_and_nothing_is_sent() -> None:
             assert channel.disconnected
             raise
 
-    peer = await run(asgi(seam_app), scope("POST", "/"), req(b"a", True), {"type": "http.disconnect"})
+    peer = await run(ASGIAdapter(seam_app), scope("POST", "/"), req(b"a", True), {"type": "http.disconnect"})
     assert len(seen) == 1
     assert peer.sent == []
 
 
 async def test_app_disconnect_mid_body_through_the_app(app: App) -> None:
-    peer = await run(app.asgi, scope("POST", "/echo"), req(b"a", True), {"type": "http.disconnect"})
+    peer = await run(app, scope("POST", "/echo"), req(b"a", True), {"type": "http.disconnect"})
     assert peer.sent == []
     assert app.ctxs == {}
 
@@ -245,7 +244,7 @@ async def test_app_returning_without_a_response_gets_500(caplog: pytest.LogCaptu
         return None
 
     with caplog.at_level(logging.ERROR, "hump_listener.error"):
-        peer = await run(asgi(silent), scope())
+        peer = await run(ASGIAdapter(silent), scope())
     assert (peer.status, peer.body) == (500, b"Internal Server Error")
     assert peer.header(b"content-length") == b"21"
     assert "without a response" in caplog.text
@@ -257,7 +256,7 @@ async def test_exception_before_responding_is_a_logged_500(caplog: pytest.LogCap
         raise RuntimeError("after respond, before it was sent")
 
     with caplog.at_level(logging.ERROR, "hump_listener.error"):
-        peer = await run(asgi(broken), scope())
+        peer = await run(ASGIAdapter(broken), scope())
     assert peer.status == 500
     assert peer.types == ["http.response.start", "http.response.body"]
     assert "after respond" in caplog.text
@@ -265,7 +264,7 @@ async def test_exception_before_responding_is_a_logged_500(caplog: pytest.LogCap
 
 async def test_handler_exception_is_the_apps_500(app: App, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR):
-        peer = await run(app.asgi, scope("GET", "/boom"))
+        peer = await run(app, scope("GET", "/boom"))
     assert peer.status == 500
     assert "boom" in caplog.text
 
@@ -278,7 +277,7 @@ async def test_exception_after_start_propagates_so_the_server_closes() -> None:
 
     peer = Peer(req(b""))
     with pytest.raises(RuntimeError, match="mid-response"):
-        await asgi(half)(scope(), peer.receive, peer.send)
+        await ASGIAdapter(half)(scope(), peer.receive, peer.send)
     assert peer.types == ["http.response.start", "http.response.body"]
     assert peer.sent[-1]["more_body"] is True
 
@@ -293,7 +292,7 @@ async def test_second_response_is_refused() -> None:
         except RuntimeError as exc:
             errors.append(exc)
 
-    peer = await run(asgi(twice), scope())
+    peer = await run(ASGIAdapter(twice), scope())
     assert len(errors) == 1
     assert peer.status == 204 and len(peer.sent) == 2
 
@@ -303,7 +302,7 @@ async def test_started_response_left_open_is_ended() -> None:
         await channel.start(200, [])
         await channel.write(b"x")
 
-    peer = await run(asgi(open_ended), scope())
+    peer = await run(ASGIAdapter(open_ended), scope())
     assert [m.get("more_body") for m in peer.sent[1:]] == [True, False]
 
 
@@ -318,15 +317,84 @@ async def test_send_failure_is_a_client_disconnect() -> None:
             raise
 
     peer = Peer(req(b""), send_error=ConnectionResetError())
-    await asgi(streamer)(scope(), peer.receive, peer.send)
+    await ASGIAdapter(streamer)(scope(), peer.receive, peer.send)
     assert seen == [True]
+
+
+class Listening(Peer):
+    """A server whose ``receive`` waits, once its messages are read, until the test says
+    the client left (``leave``), as uvicorn's does; ``drained`` is set when it waits."""
+
+    def __init__(self, *messages: Message) -> None:
+        super().__init__(*messages)
+        self.drained = asyncio.Event()
+        self.left = asyncio.Event()
+
+    async def receive(self) -> Message:
+        if self.inbox:
+            return self.inbox.pop(0)
+        self.drained.set()
+        await self.left.wait()
+        return {"type": "http.disconnect"}
+
+    def leave(self) -> None:
+        self.left.set()
+
+
+async def test_a_stream_waiting_on_its_generator_ends_at_http_disconnect() -> None:
+    """Issue 18 item 6, in process: the adapter listens for ``http.disconnect`` while the
+    response streams and the generator, waiting for an item that never comes, is closed."""
+    app = App(access_log=False)
+    finished: list[str] = []
+
+    @app.get("/feed")
+    async def feed(ctx: HTTPContext) -> StreamingResponse:
+        async def items() -> AsyncIterator[str]:
+            try:
+                yield "first"
+                await asyncio.Event().wait()
+            finally:
+                finished.append("finally")
+
+        return StreamingResponse(items())
+
+    peer = Listening(req(b""))
+    served = asyncio.ensure_future(app(scope("GET", "/feed"), peer.receive, peer.send))
+    await peer.drained.wait()
+    assert finished == [] and not served.done()
+    peer.leave()
+    await served
+    assert finished == ["finally"]
+    assert peer.types == ["http.response.start", "http.response.body"]  # no end for nobody
+
+
+async def test_body_chunks_read_while_listening_are_kept_for_the_app() -> None:
+    """The listener and the app share one reader: chunks it reads first reach the app."""
+    app = App(access_log=False)
+
+    @app.post("/late")
+    async def late(ctx: HTTPContext) -> StreamingResponse:
+        async def echo() -> AsyncIterator[bytes]:
+            yield b"started;"
+            await peer.drained.wait()  # the listener has read the whole body by now
+            async for chunk in ctx.stream():
+                yield chunk
+            yield b";done"
+
+        return StreamingResponse(echo())
+
+    peer = Listening(req(b"ab", True), req(b"", True), req(b"cd", True), req(b"e"))
+    await app(scope("POST", "/late"), peer.receive, peer.send)
+    body = b"".join(m.get("body", b"") for m in peer.sent[1:])
+    assert body == b"started;abcde;done"
+    assert peer.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 # -- streamed responses and files ------------------------------------------------------------
 
 
 async def test_streaming_response_uses_more_body(app: App) -> None:
-    peer = await run(app.asgi, scope("GET", "/count"))
+    peer = await run(app, scope("GET", "/count"))
     assert peer.status == 200 and peer.header(b"content-length") is None
     assert [(m["body"], m["more_body"]) for m in peer.sent[1:]] == [
         (b"0\n", True),
@@ -355,7 +423,7 @@ async def test_sendfile_reads_in_chunks_without_the_extension(data_file: tuple[s
     async def f(ctx: HTTPContext) -> FileResponse:
         return FileResponse(path)
 
-    peer = await run(app.asgi, scope("GET", "/f"))
+    peer = await run(app, scope("GET", "/f"))
     assert peer.status == 200 and peer.header(b"content-length") == str(len(data)).encode()
     assert peer.body == data
     bodies = [m for m in peer.sent if m["type"] == "http.response.body"]
@@ -372,7 +440,7 @@ async def test_sendfile_range_without_the_extension(data_file: tuple[str, bytes]
             await channel.sendfile(file, 100, 5000)
         await channel.end()
 
-    assert (await run(asgi(ranged), scope())).body == data[100:5100]
+    assert (await run(ASGIAdapter(ranged), scope())).body == data[100:5100]
 
 
 async def test_sendfile_uses_zerocopysend_when_offered(data_file: tuple[str, bytes]) -> None:
@@ -388,7 +456,7 @@ async def test_sendfile_uses_zerocopysend_when_offered(data_file: tuple[str, byt
         await channel.end()
 
     sc = scope(extensions={"http.response.zerocopysend": {}})
-    peer = await run(asgi(ranged), sc)
+    peer = await run(ASGIAdapter(ranged), sc)
     assert peer.sent[1] == {
         "type": "http.response.zerocopysend",
         "file": fds[0],
@@ -414,7 +482,7 @@ async def test_lifespan_runs_the_listener_callbacks(app: App) -> None:
         calls.append("down")
 
     peer = Peer({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"})
-    await app.asgi({"type": "lifespan", "asgi": {"version": "3.0"}}, peer.receive, peer.send)
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}}, peer.receive, peer.send)
     assert calls == ["up", "down"]
     assert peer.types == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
@@ -442,14 +510,14 @@ async def test_lifespan_of_a_plain_seam_app_has_nothing_to_run() -> None:
         raise AssertionError
 
     peer = Peer({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"})
-    await asgi(never)({"type": "lifespan"}, peer.receive, peer.send)
+    await ASGIAdapter(never)({"type": "lifespan"}, peer.receive, peer.send)
     assert peer.types == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 
 async def test_other_scopes_are_refused(app: App) -> None:
     peer = Peer()
     with pytest.raises(RuntimeError, match="webtransport"):
-        await app.asgi({"type": "webtransport"}, peer.receive, peer.send)
+        await app({"type": "webtransport"}, peer.receive, peer.send)
 
 
 # -- under a real uvicorn --------------------------------------------------------------------
@@ -531,7 +599,7 @@ def http(
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[int]:
-    server = Uvicorn("http_web:asgi")
+    server = Uvicorn("http_web:app")
     try:
         yield server.port
     finally:
@@ -574,7 +642,7 @@ def stream_app() -> Iterator[tuple[int, bytes]]:
     data = os.urandom(300_000)
     with tempfile.NamedTemporaryFile(delete=False) as f:
         f.write(data)
-    server = Uvicorn("apps.asgi_stream_app:asgi", env={"ASGI_TEST_FILE": f.name})
+    server = Uvicorn("apps.asgi_stream_app:app", env={"ASGI_TEST_FILE": f.name})
     try:
         yield server.port, data
     finally:
@@ -621,10 +689,28 @@ def test_streamed_response_file_and_lifespan_under_uvicorn(stream_app: tuple[int
     assert (state["started"], state["stopped"]) == (1, 0)
 
 
+@pytest.mark.parametrize("http_impl", ["h11", "httptools"])
+def test_a_client_that_leaves_ends_the_stream_under_uvicorn(http_impl: str) -> None:
+    """Issue 18 item 6: ``timeout 2.5 curl -sN /clock`` left the generator ticking under
+    uvicorn (which drops a gone client's sends silently). The adapter listens for
+    ``http.disconnect`` while the response streams, and ends the generator."""
+    pytest.importorskip(http_impl)
+    server = Uvicorn("apps.asgi_stream_app:app", "--http", http_impl, env={"ASGI_TEST_FILE": "-"})
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /endless HTTP/1.1\r\nHost: t\r\n\r\n")
+            buf = bytearray()
+            read_until(sock, buf, b"tick\n")
+        # The client has gone: the generator's finally has run (or runs within 5 s).
+        assert http(server.port, "GET", "/endless/ended")[2] == b"ended", server.output()
+    finally:
+        server.stop()
+
+
 def test_uvicorn_workers_serve_the_app() -> None:
-    """``uvicorn MODULE:asgi --workers 2``: the module-level ``asgi`` imports in each
+    """``uvicorn MODULE:app --workers 2``: the module-level ``app`` imports in each
     worker process, and lifespan startup runs there."""
-    server = Uvicorn("apps.asgi_stream_app:asgi", "--workers", "2", env={"ASGI_TEST_FILE": "-"})
+    server = Uvicorn("apps.asgi_stream_app:app", "--workers", "2", env={"ASGI_TEST_FILE": "-"})
     try:
         status, _, body = http(server.port, "GET", "/lifespan")
         state = json.loads(body)

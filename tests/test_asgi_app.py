@@ -83,12 +83,11 @@ async def test_app_object_runs_lifespan() -> None:
 
 async def test_app_is_asgi3_for_servers_that_inspect_it() -> None:
     """uvicorn picks ASGI 3 when ``__call__`` is a coroutine function (``--interface
-    auto``); ``app.asgi`` stays the same adapter object."""
+    auto``): the one ASGI spelling is the ``App`` itself."""
     import asyncio
 
     app, _ = make_app()
     assert asyncio.iscoroutinefunction(app.__call__)
-    assert app.asgi is app.asgi
     from uvicorn.config import Config
 
     config = Config(app, lifespan="on")

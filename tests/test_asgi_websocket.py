@@ -1,5 +1,6 @@
-"""WS routes under a real uvicorn (the ASGI ``websocket`` scope), with both of its
-WebSocket implementations: the same handler code as on the built-in server."""
+"""asgi.py's WebSocket chapter: WS routes under a real uvicorn (the ``websocket``
+scope), with both of its WebSocket implementations: the same handler code as on the
+built-in server."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture(scope="module", params=["websockets", "wsproto"])
 def server(request: pytest.FixtureRequest) -> Iterator[int]:
     pytest.importorskip(request.param)
-    running = Uvicorn("apps.ws_app:asgi", "--ws", request.param)
+    running = Uvicorn("apps.ws_app:app", "--ws", request.param)
     try:
         yield running.port
     finally:

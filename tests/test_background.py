@@ -11,8 +11,6 @@ import logging
 import pytest
 
 from hump_listener import App, HTTPContext
-from hump_listener.background import CANCEL_GRACE, DEFAULT_DRAIN_TIMEOUT, BackgroundEvents
-from hump_listener.events import BackgroundEvents as ReExported
 
 
 @pytest.fixture
@@ -49,27 +47,22 @@ def app(release: asyncio.Event) -> App:
 
 
 def context(app: App) -> HTTPContext:
-    return app._event_context()
-
-
-def test_the_constants_and_the_events_re_export() -> None:
-    assert ReExported is BackgroundEvents
-    assert (DEFAULT_DRAIN_TIMEOUT, CANCEL_GRACE) == (10.0, 1.0)
+    return app.contexts.for_event()
 
 
 def test_trigger_outside_a_loop_says_what_to_use(app: App) -> None:
     with pytest.raises(RuntimeError, match="needs a running event loop; from another thread use"):
-        app.background.trigger(context(app), "quick")
+        app.background.trigger("quick", context(app))
 
 
 async def test_an_http_route_is_not_triggered(app: App) -> None:
     with pytest.raises(ValueError, match="is an HTTP route"):
-        app.background.trigger(context(app), "GET:/http")
+        app.background.trigger("GET:/http", context(app))
 
 
 async def test_a_task_is_kept_until_done_and_gives_the_result(app: App) -> None:
     background = app.background
-    task = background.trigger(context(app), "quick")
+    task = background.trigger("quick", context(app))
     assert task in background.tasks
     assert background.loop is asyncio.get_running_loop()
     assert await task == "quick"
@@ -79,7 +72,7 @@ async def test_a_task_is_kept_until_done_and_gives_the_result(app: App) -> None:
 
 async def test_a_failure_is_logged_once_and_the_result_is_none(app: App, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="hump_listener.error"):
-        result = await app.background.trigger(context(app), "fails")
+        result = await app.background.trigger("fails", context(app))
     assert result is None
     [record] = [r for r in caplog.records if "background event" in r.getMessage()]
     assert record.getMessage() == "Exception in background event 'fails' (fired by app.trigger_event)"
@@ -89,7 +82,7 @@ async def test_a_failure_is_logged_once_and_the_result_is_none(app: App, caplog:
 async def test_join_waits_for_running_events_or_times_out(app: App, release: asyncio.Event) -> None:
     background = app.background
     assert await background.join(0) is True  # nothing running
-    task = background.trigger(context(app), "slow")
+    task = background.trigger("slow", context(app))
     assert await background.join(0.01) is False
     release.set()
     assert await background.join() is True
@@ -100,7 +93,7 @@ async def test_drain_cancels_what_outlives_the_timeout_saying_how_many(
     app: App, caplog: pytest.LogCaptureFixture
 ) -> None:
     background = app.background
-    stuck = background.trigger(context(app), "stuck")
+    stuck = background.trigger("stuck", context(app))
     with caplog.at_level(logging.INFO, logger="hump_listener.error"):
         assert await background.drain(0.01, "test") == 1
     assert stuck.cancelled()
@@ -111,7 +104,7 @@ async def test_drain_cancels_what_outlives_the_timeout_saying_how_many(
 
 async def test_cut_stops_a_drain_at_once_and_started_resets_it(app: App) -> None:
     background = app.background
-    stuck = background.trigger(context(app), "stuck")
+    stuck = background.trigger("stuck", context(app))
     drain = asyncio.ensure_future(background.drain(60))
     for _ in range(10):
         await asyncio.sleep(0)
@@ -120,7 +113,7 @@ async def test_cut_stops_a_drain_at_once_and_started_resets_it(app: App) -> None
     assert await drain == 1
     assert stuck.cancelled()
     background.started(asyncio.get_running_loop())
-    other = background.trigger(context(app), "slow")
+    other = background.trigger("slow", context(app))
     assert await background.join(0.01) is False  # joins again: the cut is over
     other.cancel()
     await asyncio.wait([other])
@@ -128,4 +121,46 @@ async def test_cut_stops_a_drain_at_once_and_started_resets_it(app: App) -> None
 
 def test_trigger_threadsafe_needs_the_running_loop(app: App) -> None:
     with pytest.raises(RuntimeError, match="the app is not running"):
-        app.background.trigger_threadsafe(lambda: context(app), "quick")
+        app.background.trigger_threadsafe("quick")
+
+
+async def test_beyond_the_limit_trigger_raises_at_once_and_a_request_gets_503(release: asyncio.Event) -> None:
+    """Issue 18 item 8: nothing capped the tasks in flight behind a slow handler."""
+    from framework_helpers import call
+
+    from hump_listener.background import DEFAULT_MAX_BACKGROUND_EVENTS, BackgroundEventsFull
+
+    app = App(access_log=False, max_background_events=2)
+    assert App().background.limit == DEFAULT_MAX_BACKGROUND_EVENTS
+
+    @app.on_event("slow")
+    async def slow() -> str:
+        await release.wait()
+        return "slow"
+
+    @app.get("/fire")
+    async def fire(ctx: HTTPContext) -> str:
+        ctx.trigger_event("slow")
+        return "fired"
+
+    assert (await call(app, "GET", "/fire")).text == "fired"
+    running = [app.background.trigger("slow") for _ in range(1)]
+    assert len(app.background.tasks) == 2
+    with pytest.raises(BackgroundEventsFull, match=r"2 are already running \(App\(max_background_events=...\)\)"):
+        app.background.trigger("slow")
+    refused = await call(app, "GET", "/fire")
+    assert (refused.status, refused.header("retry-after")) == (503, "1")
+    assert len(app.background.tasks) == 2  # the refused ones left nothing behind
+    assert app.ctxs.keys() == {"1", "event-2"}  # only the running events hold contexts
+    release.set()
+    assert await asyncio.gather(*running) == ["slow"]
+    await app.background.join()
+    assert app.ctxs == {}
+    assert (await call(app, "GET", "/fire")).text == "fired"  # room again
+    release.clear()
+
+
+@pytest.mark.parametrize("limit", [0, -1, True, 1.5])
+def test_the_limit_must_be_a_positive_integer(limit: object) -> None:
+    with pytest.raises(ValueError, match="max_background_events must be a positive integer"):
+        App(max_background_events=limit)  # type: ignore[arg-type]

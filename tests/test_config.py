@@ -128,7 +128,7 @@ def test_precedence_flag_then_code_then_environment_then_default(clean_env: pyte
     app = App(port=9002)
     assert (app.config.port, app.config.workers) == (9002, 2)
     app.configure(port=9003)  # what the command line does after importing the app
-    assert app.config.port == app.port == 9003
+    assert app.config.port == 9003
 
 
 def test_config_object_keeps_the_environment_for_the_fields_it_leaves_alone(clean_env: pytest.MonkeyPatch) -> None:
@@ -136,7 +136,7 @@ def test_config_object_keeps_the_environment_for_the_fields_it_leaves_alone(clea
     clean_env.setenv("HUMP_KEEP_ALIVE_TIMEOUT", "1")  # not a variable we read: no effect
     app = App(config=ServerConfig(keep_alive_timeout=30, host="0.0.0.0"), access_log=False)
     assert (app.config.port, app.config.host, app.config.keep_alive_timeout) == (9001, "0.0.0.0", 30)
-    assert app.access_log is False
+    assert app.config.access_log is False
 
 
 def test_the_environment_is_read_when_the_app_is_used_not_when_it_is_imported(clean_env: pytest.MonkeyPatch) -> None:
@@ -149,27 +149,26 @@ def test_the_environment_is_read_when_the_app_is_used_not_when_it_is_imported(cl
 def test_a_keyword_and_the_config_object_must_agree() -> None:
     with pytest.raises(TypeError, match="give it once"):
         App(port=1, config=ServerConfig(port=2))
-    assert App(port=2, config=ServerConfig(port=2)).port == 2
+    assert App(port=2, config=ServerConfig(port=2)).config.port == 2
     with pytest.raises(ConfigError, match="port must be an integer 0-65535, got 70000"):
         App(port=70000)
 
 
-def test_server_options_is_a_deprecated_alias_that_rejects_unknown_keys(clean_env: pytest.MonkeyPatch) -> None:
-    with pytest.warns(DeprecationWarning, match=r"use App\(config=ServerConfig"):
-        app = App(server_options={"keep_alive_timeout": 12})
-    assert app.config.keep_alive_timeout == 12
-    with pytest.warns(DeprecationWarning), pytest.raises(ConfigError, match="unknown setting 'keepalive'"):
-        App(server_options={"keepalive": 12})
-
-
-def test_attribute_spellings_read_and_write_the_config(clean_env: pytest.MonkeyPatch) -> None:
+def test_one_spelling_each_no_deprecated_aliases(clean_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(TypeError, match="server_options"):
+        App(server_options={"keep_alive_timeout": 12})  # type: ignore[call-arg]
     app = App()
-    app.workers = 4
-    app.ssl_certfile = "c.pem"
-    app.forwarded_allow_ips = ["10.0.0.0/8"]
-    app.shutdown_timeout = 2.5
+    for name in ("host", "port", "workers", "shutdown_timeout", "ssl_certfile", "access_log", "forwarded_allow_ips"):
+        assert not hasattr(app, name), name  # read app.config, change with app.configure
+
+
+def test_configure_changes_fields_and_the_request_paths_settings(clean_env: pytest.MonkeyPatch) -> None:
+    app = App()
+    app.configure(workers=4, ssl_certfile="c.pem", forwarded_allow_ips=["10.0.0.0/8"], shutdown_timeout=2.5)
     assert (app.config.workers, app.config.ssl_certfile, app.config.shutdown_timeout) == (4, "c.pem", 2.5)
-    assert "10.1.2.3" in app.forwarded_allow_ips and "127.0.0.1" not in app.forwarded_allow_ips
+    settings = app.request_path.settings
+    assert settings is not None
+    assert "10.1.2.3" in settings.trusted and "127.0.0.1" not in settings.trusted
     with pytest.raises(ConfigError, match="unknown setting 'prot'"):
         app.configure(prot=1)
 

@@ -1,16 +1,20 @@
 """context.py: ``HTTPContext`` on its own (no app run): the reply helpers record exactly
 one reply, cookies join whichever response is sent, cleanups run last-first, and the
-body readers over a ``seam.Channel`` (``framework_helpers.MemoryChannel``)."""
+body readers over a ``seam.Channel`` (``framework_helpers.MemoryChannel``); an
+``EventContext`` held by a connection keeps no finished events."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 import pytest
 from framework_helpers import MemoryChannel
+from tiny_listener import Param
 
 from hump_listener import App, HTTPContext, HTTPError, Response, ResponseAlreadySent
+from hump_listener.context import EventContext
 from hump_listener.models import Headers, Request
 
 
@@ -155,3 +159,51 @@ async def test_form_parses_urlencoded_and_refuses_other_types() -> None:
 def test_repr_names_the_request() -> None:
     assert repr(context()) == "HTTPContext(cid=7, POST /p)"
     assert repr(HTTPContext(App(), "event-1")) == "HTTPContext(cid=event-1, -)"
+
+
+# -- long-lived (per-connection) contexts -------------------------------------------------------
+
+
+async def test_a_held_context_that_keeps_no_done_events() -> None:
+    app = App(access_log=False)
+
+    @app.on_event("msg {i:int}")
+    async def msg(i: Param) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    class ConnectionContext(EventContext):
+        keep_done_events = False
+
+    ctx = ConnectionContext(app, "ws-1")
+    ctx.hold()
+    for i in range(100):
+        ctx.trigger_event(f"msg {i}")
+    assert len(ctx.events[app.routes["msg {i:int}"]]) == 100
+    assert await app.background.join(5)
+    assert app.ctxs == {"ws-1": ctx} and not ctx.events  # alive, nothing piled up
+    assert ctx.release() and app.ctxs == {}
+    with pytest.raises(RuntimeError, match="without a matching hold"):
+        ctx.release()
+
+
+async def test_prune_events_drops_finished_ones() -> None:
+    app = App(access_log=False)
+    gate = asyncio.Event()
+
+    @app.on_event("quick")
+    async def quick() -> None: ...
+
+    @app.on_event("slow")
+    async def slow() -> None:
+        await gate.wait()
+
+    ctx = EventContext(app, "c")
+    ctx.hold()
+    await ctx.trigger_event("quick")
+    ctx.trigger_event("slow")
+    assert ctx.prune_events() == 1
+    assert [e.name for events in ctx.events.values() for e in events] == ["slow"]
+    gate.set()
+    assert await app.background.join(5)
+    ctx.release()

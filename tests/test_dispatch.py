@@ -1,7 +1,7 @@
-"""dispatch.py: ``RequestPath``, the part of ``App`` that serves a request, on its own
-public methods: ``handle`` (the seam entry: the target, one context per request, the
-answer, the access line), the WebSocket helpers ``next_cid`` / ``run_hooks`` /
-``log_websocket``, and ``trigger_event`` outside any request. The request path's
+"""dispatch.py: ``RequestPath``, the object ``App`` composes to serve a request, on its
+public methods: ``handle`` (the seam entry: the target, one context per request from the
+one id counter, the answer, the access line where the status is decided, WebSocket
+handshakes included), and ``trigger_event`` outside any request. The request path's
 outcomes in depth (routing, injection, middleware, errors) are test_app.py's."""
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from tiny_listener import ContextNotFound
 
 from hump_listener import App, HTTPContext, WebSocket
 from hump_listener.dispatch import RequestPath
-from hump_listener.models import Headers, Request
 
 
 @pytest.fixture
@@ -31,23 +30,25 @@ def app() -> App:
     return app
 
 
-def test_app_serves_the_seam_through_the_request_path() -> None:
-    assert issubclass(App, RequestPath)
-    assert App.handle is RequestPath.handle
+def test_app_serves_the_seam_through_the_request_path(app: App) -> None:
+    assert isinstance(app.request_path, RequestPath)
+    assert app.handle == app.request_path.handle
+    assert app.request_path.routes is app.route_table
+    assert app.request_path.hooks is app.hooks
 
 
 async def test_a_bad_target_is_a_400_before_any_context_exists(app: App) -> None:
     channel = await call(app, "GET", b"/a%zz")
     assert (channel.status, channel.text) == (400, "Invalid percent-encoding in request target")
     assert app.ctxs == {}
-    assert app._next_cid == 0  # no context was made
+    assert app.contexts.last_id == 0  # no context was made
 
 
 async def test_each_request_gets_a_context_of_its_own_dropped_at_the_end(app: App) -> None:
     first = await call(app, "GET", "/hello?who=bob")
     second = await call(app, "GET", "/hello")
     assert (first.status, first.text, second.text) == (200, "hello bob", "hello you")
-    assert app._next_cid == 2
+    assert app.contexts.last_id == 2
     assert app.ctxs == {}
 
 
@@ -89,35 +90,14 @@ async def test_an_upgrade_request_without_a_ws_route_at_its_path_is_plain_http(a
     assert (channel.status, channel.text) == (200, "hello you")
 
 
-def test_next_cid_counts_with_the_requests(app: App) -> None:
-    assert [app.next_cid(), app.next_cid()] == ["1", "2"]
+async def test_requests_and_events_share_one_counter_of_context_ids(app: App) -> None:
+    @app.on_event("tick")
+    async def tick(ctx: HTTPContext) -> str:
+        return ctx.cid
 
-
-async def test_run_hooks_runs_before_or_after_hooks_for_the_contexts_event(app: App) -> None:
-    seen: list[str] = []
-
-    @app.before_event
-    async def before(ctx: HTTPContext) -> None:
-        seen.append(f"before {ctx.cid}")
-
-    @app.after_event
-    async def after(ctx: HTTPContext) -> None:
-        seen.append(f"after {ctx.cid}")
-
-    ctx = HTTPContext(app, app.next_cid())
-    ctx.endpoint = app.router.match("GET", "/hello")[0]
-    await app.run_hooks(ctx, before=True)
-    await app.run_hooks(ctx, before=False)
-    assert seen == ["before 1", "after 1"]
-
-
-def test_log_websocket_logs_the_handshake_only_with_the_access_log_on(caplog: pytest.LogCaptureFixture) -> None:
-    request = Request("GET", "/ws", b"/ws", b"room=1", "1.1", Headers([]), ("10.0.0.9", 4000), "ws")
-    with caplog.at_level(logging.INFO, logger="hump_listener.access"):
-        App(access_log=False).log_websocket(make_head(target=b"/ws"), request, 101, 0.0)
-        App(access_log=True).log_websocket(make_head(target=b"/ws"), request, 101, 0.0)
-    lines = [r.getMessage() for r in caplog.records if r.name == "hump_listener.access"]
-    assert lines == ['10.0.0.9:4000 - "GET /ws?room=1 HTTP/1.1" 101 Switching Protocols']
+    await call(app, "GET", "/hello")
+    assert await app.trigger_event("tick") == "event-2"
+    assert app.contexts.request().cid == "3"
 
 
 async def test_trigger_event_runs_in_a_fresh_context_or_a_live_one(app: App) -> None:

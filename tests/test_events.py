@@ -1,5 +1,6 @@
-"""events.py: background events keep their context, report their errors, wake their
-waiters, run outside requests and from other threads; contexts are dropped when done.
+"""events.py and background.py together: background events keep their context, report
+their errors, wake their waiters, run outside requests and from other threads; contexts
+are dropped when done (the counting itself: tests/test_context.py).
 
 Most tests drive the app through the seam (framework_helpers.call); the soaks go through
 the in-process test client and through a real ``tiny-listener`` process on a socket.
@@ -22,8 +23,8 @@ from servers import run_server
 from tiny_listener import ContextNotFound, Data, Depends, Event, EventNotFound, Param
 
 from hump_listener import App, HTTPContext
+from hump_listener.context import EventContext
 from hump_listener.events import Event as TrackedEvent
-from hump_listener.events import EventContext
 from hump_listener.testing import AsyncTestClient, TestClient
 
 
@@ -469,51 +470,6 @@ def test_startup_callback_and_threads_trigger_events_through_the_test_client() -
         assert results == ["THREAD", EventNotFound]
     assert sorted(done) == ["cache in app.trigger_event", "thread in app.trigger_event"]
     assert app.ctxs == {} and not app.background.tasks
-
-
-# -- long-lived (per-connection) contexts -------------------------------------------------------
-
-
-async def test_a_held_context_that_keeps_no_done_events(app: App) -> None:
-    @app.on_event("msg {i:int}")
-    async def msg(i: Param) -> int:
-        await asyncio.sleep(0)
-        return i
-
-    class ConnectionContext(EventContext):
-        keep_done_events = False
-
-    ctx = ConnectionContext(app, "ws-1")
-    ctx.hold()
-    for i in range(100):
-        ctx.trigger_event(f"msg {i}")
-    assert len(ctx.events[app.routes["msg {i:int}"]]) == 100
-    assert await app.background.join(5)
-    assert app.ctxs == {"ws-1": ctx} and not ctx.events  # alive, nothing piled up
-    assert ctx.release() and app.ctxs == {}
-    with pytest.raises(RuntimeError, match="without a matching hold"):
-        ctx.release()
-
-
-async def test_prune_events_drops_finished_ones(app: App) -> None:
-    gate = asyncio.Event()
-
-    @app.on_event("quick")
-    async def quick() -> None: ...
-
-    @app.on_event("slow")
-    async def slow() -> None:
-        await gate.wait()
-
-    ctx = EventContext(app, "c")
-    ctx.hold()
-    await ctx.trigger_event("quick")
-    ctx.trigger_event("slow")
-    assert ctx.prune_events() == 1
-    assert [e.name for events in ctx.events.values() for e in events] == ["slow"]
-    gate.set()
-    assert await app.background.join(5)
-    ctx.release()
 
 
 # -- soaks: nothing held once idle -------------------------------------------------------------

@@ -14,7 +14,6 @@ from servers import run_server, tiny_listener_cmd
 from tiny_listener import Param
 
 from hump_listener import App, ServerConfig
-from hump_listener.events import DEFAULT_DRAIN_TIMEOUT
 from hump_listener.testing import AsyncTestClient, TestClient
 
 
@@ -196,10 +195,9 @@ async def test_cut_skips_the_rest_of_the_drain(caplog: pytest.LogCaptureFixture)
 def test_drain_timeout_defaults_to_the_servers_shutdown_timeout() -> None:
     from hump_listener.config import DEFAULT_SHUTDOWN_TIMEOUT
 
-    assert DEFAULT_DRAIN_TIMEOUT == DEFAULT_SHUTDOWN_TIMEOUT
-    assert App().drain_timeout == DEFAULT_SHUTDOWN_TIMEOUT
-    assert App(shutdown_timeout=2).drain_timeout == 2
-    assert App(config=ServerConfig(shutdown_timeout=3)).drain_timeout == 3
+    assert App().lifecycle.drain_timeout() == DEFAULT_SHUTDOWN_TIMEOUT
+    assert App(shutdown_timeout=2).lifecycle.drain_timeout() == 2
+    assert App(config=ServerConfig(shutdown_timeout=3)).lifecycle.drain_timeout() == 3
 
 
 # -- the test clients -------------------------------------------------------------------------
@@ -249,7 +247,7 @@ async def test_asgi_lifespan_reports_the_failure_logged_once(caplog: pytest.LogC
     log: list[str] = []
     peer = Peer({"type": "lifespan.startup"})
     with caplog.at_level(logging.ERROR, logger="hump_listener.error"):
-        await lifecycle_app(log, fail_at="startup 1").asgi({"type": "lifespan"}, peer.receive, peer.send)
+        await lifecycle_app(log, fail_at="startup 1")({"type": "lifespan"}, peer.receive, peer.send)
     assert peer.sent == [{"type": "lifespan.startup.failed", "message": "ValueError: no database"}]
     assert len(errors(caplog)) == 1
 
@@ -270,7 +268,7 @@ async def test_asgi_lifespan_shutdown_drains_events_and_survives_failing_callbac
         asyncio.get_running_loop().call_soon(gate.set)
 
     peer = Peer({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"})
-    await app.asgi({"type": "lifespan"}, peer.receive, peer.send)
+    await app({"type": "lifespan"}, peer.receive, peer.send)
     assert [m["type"] for m in peer.sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert log.index("job done") < log.index("shutdown 1") < log.index("shutdown 2")
 
@@ -374,20 +372,31 @@ async def test_graceful_shutdown_drains_the_server_then_runs_the_shutdown_half()
     app = lifecycle_app(log)
     await app.run_startup()
     server = StubServer()
-    app.server = server  # type: ignore[assignment]
-    app._stopped = asyncio.Event()
+    app.lifecycle.server = server
+    app.lifecycle._stopped = asyncio.Event()
     app.configure(shutdown_timeout=3.0)
     await app.graceful_shutdown(15)
     assert server.drains == [3.0]  # the one deadline, the server's drain first
     assert log[-3:] == ["shutdown 1", "shutdown 2", "service stop"]
-    assert app._stopped.is_set()  # main() may return
+    assert app.lifecycle._stopped.is_set()  # main() may return
+
+
+async def test_the_drain_line_says_how_long_and_that_a_second_signal_skips_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 18 item 7: Ctrl+C waited the whole drain and nothing said a second one skips it."""
+    app = App(access_log=False, shutdown_timeout=4)
+    app.lifecycle.server = StubServer()
+    with caplog.at_level(logging.INFO, logger="hump_listener.error"):
+        await app.graceful_shutdown(2)
+    assert "Shutting down (signal 2): draining for up to 4 s; a second signal skips the drain" in caplog.text
 
 
 async def test_a_second_signal_cuts_the_background_drain_and_the_servers(caplog: pytest.LogCaptureFixture) -> None:
     app = App(access_log=False)
     server = StubServer()
-    app.server = server  # type: ignore[assignment]
-    app._stopping = True  # the first signal's shutdown is under way
+    app.lifecycle.server = server
+    app.lifecycle._stopping = True  # the first signal's shutdown is under way
     with caplog.at_level(logging.INFO, logger="hump_listener.error"):
         await app.graceful_shutdown(2)
     assert "Second signal (2): skipping the rest of the drain" in caplog.text
@@ -398,28 +407,28 @@ async def test_a_second_signal_cuts_the_background_drain_and_the_servers(caplog:
 async def test_a_signal_during_startup_only_marks_the_app_stopping() -> None:
     app = App(access_log=False)
     server = StubServer()
-    app.server = server  # type: ignore[assignment]
-    app._starting = True
+    app.lifecycle.server = server
+    app.lifecycle._starting = True
     await app.graceful_shutdown(15)
-    assert app._stopping
+    assert app.lifecycle._stopping
     assert server.drains == []  # main() shuts down once startup has finished
 
 
 async def test_a_failing_graceful_shutdown_is_logged_and_lets_main_return(caplog: pytest.LogCaptureFixture) -> None:
     app = App(access_log=False)
-    app.server = StubServer(fail=True)  # type: ignore[assignment]
-    app._stopped = asyncio.Event()
+    app.lifecycle.server = StubServer(fail=True)
+    app.lifecycle._stopped = asyncio.Event()
     with caplog.at_level(logging.ERROR, logger="hump_listener.error"):
-        app._on_signal(15)
-        [task] = app._tasks  # kept while it runs
+        app.lifecycle._on_signal(15)
+        [task] = app.lifecycle._tasks  # kept while it runs
         await asyncio.wait([task])
         for _ in range(10):  # its done-callback runs on the next loop turn
-            if not app._tasks:
+            if not app.lifecycle._tasks:
                 break
             await asyncio.sleep(0)
-    assert app._tasks == set()
+    assert app.lifecycle._tasks == set()
     assert "graceful shutdown failed" in caplog.text and "socket gone" in caplog.text
-    assert app._stopped.is_set()
+    assert app.lifecycle._stopped.is_set()
 
 
 async def test_signal_handlers_go_on_the_running_loop_in_the_main_thread_only() -> None:

@@ -22,8 +22,10 @@ def test_all_is_curated_and_importable() -> None:
 PUBLIC_API = [
     "App",
     "Broadcast",
-    "BroadcastUnavailable",
     "ClientDisconnect",
+    "Data",
+    "Depends",
+    "Event",
     "FileResponse",
     "FormData",
     "HTTPContext",
@@ -31,6 +33,7 @@ PUBLIC_API = [
     "Headers",
     "MultiDict",
     "MutableHeaders",
+    "Param",
     "Request",
     "Response",
     "ResponseAlreadySent",
@@ -49,6 +52,23 @@ PUBLIC_API = [
 def test_all_is_exactly_the_pinned_list() -> None:
     assert sorted(PUBLIC_API) == PUBLIC_API
     assert hump_listener.__all__ == PUBLIC_API
+
+
+def test_one_import_line_serves_an_app() -> None:
+    """Issue 19 item 4: the README's names come from one place, tiny-listener's included."""
+    import tiny_listener
+
+    from hump_listener import App, Data, Depends, Event, HTTPContext, Param, ServerConfig
+
+    assert (Param, Data, Depends, Event) == (
+        tiny_listener.Param, tiny_listener.Data, tiny_listener.Depends, tiny_listener.Event
+    )
+    assert App.__module__ == "hump_listener.app" and HTTPContext.__module__ == "hump_listener.context"
+    assert ServerConfig.__module__ == "hump_listener.config"  # the framework side configures
+    assert not hasattr(hump_listener, "BroadcastUnavailable")  # an optional subsystem's error
+    from hump_listener.broadcast import BroadcastUnavailable
+
+    assert issubclass(BroadcastUnavailable, ConnectionError)
 
 
 def imports_of(path: Path) -> set[str]:
@@ -78,7 +98,7 @@ def test_protocol_side_never_imports_the_framework_or_tiny_listener() -> None:
 
 
 # app.py is the composition root; testing.py is the in-process test harness wiring both.
-WIRING = {"app.py", "testing.py", "testing_websocket.py", "__main__.py", "cli.py", "workers.py"}
+WIRING = {"app.py", "testing.py", "__main__.py", "cli.py", "workers.py"}
 
 
 def test_framework_side_never_imports_h11_or_the_protocol() -> None:

@@ -1,7 +1,8 @@
-"""registration.py: ``Registration``, the part of ``App`` that registers routes, hooks and
-middleware, method by method: the event name each decorator registers, where it is filed
-(the router, the fallback, the plain events), what is refused at registration, removal,
-and ``match_route``. Route templates in depth: test_route_templates.py, test_app_routes.py."""
+"""registration.py: ``RouteTable``, the object ``App`` composes to hold its routes, and
+the decorators that fill it (and the hooks), method by method: the event name each
+decorator registers, where it is filed (the router, the fallback, the plain events), what
+is refused at registration, removal, and ``match_route``. Route templates in depth:
+test_route_templates.py, test_app_routes.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tiny_listener import EventNotFound
 from hump_listener import App, HTTPContext, WebSocket
 from hump_listener.endpoints import CallNext, Endpoint, PlannedHook
 from hump_listener.errors import RouteDefinitionError
-from hump_listener.registration import FALLBACK, Registration
+from hump_listener.registration import FALLBACK, RouteTable
 
 
 @pytest.fixture
@@ -27,9 +28,11 @@ async def ok() -> str:
     return "ok"
 
 
-def test_app_registers_through_registration() -> None:
-    assert issubclass(App, Registration)
-    assert App.add_on_event_hook is Registration.add_on_event_hook
+def test_app_registers_into_its_route_table(app: App) -> None:
+    assert isinstance(app.route_table, RouteTable)
+    assert app.route_table.by_name is app.routes  # tiny-listener's dict, kept complete
+    app.get("/g")(ok)
+    assert app.route_table.match("GET", "/g")[0] is app.routes["GET:/g"]
 
 
 def test_each_decorator_registers_its_event_name(app: App) -> None:
@@ -56,8 +59,8 @@ async def test_no_path_is_the_fallback_and_a_plain_name_a_tiny_listener_event(ap
 
     app.on_event()(fallback)
     app.on_event("user.created")(ok)
-    assert app.fallback is app.routes[FALLBACK]
-    assert [route.path for route in app.plain_routes] == ["user.created"]
+    assert app.route_table.fallback is app.routes[FALLBACK]
+    assert [route.path for route in app.route_table.plain_routes] == ["user.created"]
     assert not isinstance(app.routes["user.created"], Endpoint)
     assert (await call(app, "GET", "/nowhere")).text == "fallback"
 
@@ -71,9 +74,9 @@ def test_a_duplicate_event_name_is_refused(app: App) -> None:
 def test_websocket_routes_need_async_handlers_and_no_http_middleware(app: App) -> None:
     async def chat(ws: WebSocket) -> None: ...
 
-    assert not app._websocket_routes
+    assert not app.route_table.websocket_routes
     app.websocket("/ws")(chat)
-    assert "WS:/ws" in app.routes and app._websocket_routes
+    assert "WS:/ws" in app.routes and app.route_table.websocket_routes
 
     def sync_chat(ws: WebSocket) -> None: ...
 
@@ -108,8 +111,8 @@ def test_hooks_are_planned_once_and_sync_ones_refused(app: App) -> None:
     app.before_event(before)
     app.after_event(before)
     app.on_error(ValueError)(before)
-    assert [type(h) for h in (*app._before_hooks, *app._after_hooks)] == [PlannedHook, PlannedHook]
-    assert app._error_hooks[0][0] is ValueError and isinstance(app._error_hooks[0][1], PlannedHook)
+    assert [type(h) for h in (*app.hooks.before, *app.hooks.after)] == [PlannedHook, PlannedHook]
+    assert app.hooks.errors[0][0] is ValueError and isinstance(app.hooks.errors[0][1], PlannedHook)
 
     def sync_hook(ctx: HTTPContext) -> None: ...
 
@@ -169,4 +172,4 @@ def test_match_route_finds_http_and_plain_events_through_the_tree(app: App) -> N
     with pytest.raises(EventNotFound):
         app.match_route("tock")
     app.on_event()(ok)
-    assert app.match_route("GET:/nope") == (app.fallback, {"_": "/nope"})
+    assert app.match_route("GET:/nope") == (app.route_table.fallback, {"_": "/nope"})

@@ -204,19 +204,21 @@ async def test_read_text_and_read_json(app: App) -> None:
     assert ch.status == 400 and "Invalid JSON" in ch.text
 
 
-async def test_old_reading_spelling_still_reads_with_a_deprecation_warning(app: App) -> None:
-    got: dict[str, Any] = {}
+async def test_text_and_json_only_reply_reading_is_read_text_and_read_json(app: App) -> None:
+    """One spelling each: the argument-less readers of 0.0 are gone (issue 19 item 5)."""
+    refused: list[str] = []
 
     @app.post("/t")
     async def t(ctx: HTTPContext) -> str:
-        with pytest.warns(DeprecationWarning, match=r"ctx\.read_text\(\)"):
-            got["text"] = await ctx.text()
-        with pytest.warns(DeprecationWarning, match=r"ctx\.read_json\(\)"):
-            got["json"] = await ctx.json()
-        return "ok"
+        for reply in (ctx.text, ctx.json):
+            try:
+                reply()  # type: ignore[call-arg]
+            except TypeError:
+                refused.append(reply.__name__)
+        return await ctx.read_text()
 
-    assert (await get(app, "/t", "POST", b"[1]")).text == "ok"
-    assert got == {"text": "[1]", "json": [1]}
+    assert (await get(app, "/t", "POST", b"[1]")).text == "[1]"
+    assert refused == ["text", "json"]
 
 
 def test_readers_and_repliers_are_typed_so_mypy_catches_a_missing_await(tmp_path: Path) -> None:

@@ -115,6 +115,71 @@ async def test_client_disconnect_stops_and_closes_the_iterator() -> None:
     assert not channel.ended
 
 
+@pytest.mark.parametrize("client_left", [True, False], ids=["client-left", "server-shutdown"])
+async def test_an_endless_stream_ends_when_the_channel_closes(client_left: bool) -> None:
+    """Issue 18 items 6-7: a generator waiting for its next item (SSE, a feed) is ended when
+    ``wait_closed()`` returns, not after its next failed write (which never comes)."""
+    from framework_helpers import MemoryChannel, make_head
+
+    app = App(access_log=False)
+    waiting = asyncio.Event()
+    finished: list[str] = []
+
+    @app.get("/feed")
+    async def feed(ctx: HTTPContext) -> None:
+        async def items() -> AsyncIterator[str]:
+            try:
+                yield "first\n"
+                waiting.set()
+                await asyncio.Event().wait()  # no next item, ever
+                yield "never\n"
+            finally:
+                finished.append("finally")
+
+        ctx.stream_response(items())
+
+    channel = MemoryChannel()
+    served = asyncio.ensure_future(app.handle(make_head(target=b"/feed"), channel))
+    await waiting.wait()
+    assert not served.done() and finished == []
+    channel.close(client_left)
+    await served  # the app absorbs a client that left
+    assert finished == ["finally"]
+    assert channel.sent == b"first\n"
+    assert channel.ended is not client_left  # a shutdown ends the body cleanly
+    assert app.ctxs == {}
+
+
+async def test_an_idle_sse_stream_ends_cleanly_at_shutdown() -> None:
+    """Issue 18 item 7: at shutdown an SSE body ends cleanly (an EventSource reconnects to
+    the next process), and its source's ``finally`` runs."""
+    from framework_helpers import MemoryChannel, make_head
+
+    app = App(access_log=False)
+    waiting = asyncio.Event()
+    finished: list[str] = []
+
+    @app.get("/events")
+    async def events(ctx: HTTPContext) -> None:
+        async def source() -> AsyncIterator[str]:
+            try:
+                yield "hello"
+                waiting.set()
+                await asyncio.Event().wait()
+                yield "never"
+            finally:
+                finished.append("finally")
+
+        ctx.sse(source(), ping=None)
+
+    channel = MemoryChannel()
+    served = asyncio.ensure_future(app.handle(make_head(target=b"/events"), channel))
+    await waiting.wait()
+    channel.close(client_left=False)  # the server shuts down; the connection still stands
+    await served
+    assert (channel.sent, channel.ended, finished) == (b"data: hello\n\n", True, ["finally"])
+
+
 def test_source_failure_mid_stream_closes_the_connection() -> None:
     tracker = Tracker()
     with TestClient(streaming_app(tracker)) as client, pytest.raises(ConnectionError):

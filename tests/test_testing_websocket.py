@@ -1,13 +1,18 @@
-"""testing_websocket.py: the test client's WebSocket sessions themselves (what a test
-author relies on), through the real protocols over the in-memory transport."""
+"""testing.py's last chapter: the test client's WebSocket sessions themselves (what a
+test author relies on), through the real protocols over the in-memory transport."""
 
 from __future__ import annotations
 
 import pytest
 
 from hump_listener import App, HTTPError, WebSocket, WebSocketDisconnect
-from hump_listener.testing import AsyncTestClient, TestClient, WebSocketRejected
-from hump_listener.testing_websocket import AsyncWebSocketSession, WebSocketSession
+from hump_listener.testing import (
+    AsyncTestClient,
+    AsyncWebSocketSession,
+    TestClient,
+    WebSocketRejected,
+    WebSocketSession,
+)
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def scheme_app() -> App:
 
 async def test_https_in_process_with_verification(certs: Certs) -> None:
     app = scheme_app()
-    app.ssl_certfile, app.ssl_keyfile = str(certs.certfile), str(certs.keyfile)
+    app.configure(ssl_certfile=str(certs.certfile), ssl_keyfile=str(certs.keyfile))
     await app.listen()
     assert app.server is not None
     try:
@@ -78,7 +78,7 @@ async def test_https_in_process_with_verification(certs: Certs) -> None:
 
 async def test_key_inside_the_certificate_file(certs: Certs) -> None:
     app = scheme_app()
-    app.ssl_certfile = str(certs.combined)
+    app.configure(ssl_certfile=str(certs.combined))
     await app.listen()
     assert app.server is not None
     try:
@@ -99,7 +99,7 @@ def test_bad_tls_settings_fail_clearly(tmp_path: Path, certs: Certs) -> None:
     with pytest.raises(FileNotFoundError, match=r"certificate file not found: .*missing\.pem"):
         server_ssl_context(str(tmp_path / "missing.pem"))
     app = scheme_app()
-    app.ssl_keyfile = str(certs.keyfile)
+    app.configure(ssl_keyfile=str(certs.keyfile))
     with pytest.raises(ValueError, match="without a certificate"):
         app.server_config()
 

@@ -379,6 +379,44 @@ def test_refusals_before_accept_are_http_answers(app: App, body: str, status: in
     assert app.ctxs == {}
 
 
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/gate/toolong", 400), ("/gate/auth", 401), ("/gate/busy", 429), ("/gate/none", 403), ("/gate/ok", 101),
+     ("/gate/raise", 500)],
+)
+def test_the_access_line_tells_the_status_that_was_sent(
+    caplog: pytest.LogCaptureFixture, path: str, status: int
+) -> None:
+    """Issue 18 item 10: a refused handshake was logged as 403 whatever was sent."""
+    app = App(access_log=True)
+
+    @app.websocket("/gate/{why}")
+    async def gate(ws: WebSocket, why: Param) -> None:
+        if why == "toolong":
+            raise HTTPError(400, "room name too long")
+        if why == "auth":
+            raise HTTPError(401, "who are you?")
+        if why == "busy":
+            await ws.deny(429, "slow down")
+        if why == "raise":
+            raise RuntimeError("before accept")
+        if why == "ok":
+            await ws.accept()
+            await ws.close()
+
+    with caplog.at_level(logging.INFO, "hump_listener.access"), TestClient(app) as client:
+        if status == 101:
+            with client.websocket_connect(path) as ws, pytest.raises(WebSocketDisconnect):
+                ws.receive()
+        else:
+            with pytest.raises(WebSocketRejected) as info, client.websocket_connect(path):
+                pass
+            assert info.value.response.status_code == status
+    [record] = [r for r in caplog.records if r.name == "hump_listener.access"]
+    assert record.status == status  # type: ignore[attr-defined]  # what monitoring reads
+    assert f'"GET {path} HTTP/1.1" {status} ' in record.getMessage()
+
+
 def test_http_error_after_accept_closes_1008(app: App) -> None:
     @app.websocket("/policy")
     async def policy(ws: WebSocket) -> None:

@@ -45,8 +45,8 @@ async def hold(ctx: HTTPContext) -> object:
         yield b"started\n"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + HOLD_LIMIT
-        while not app._stopping and loop.time() < deadline:
+        while not app.lifecycle._stopping and loop.time() < deadline:
             await asyncio.sleep(HOLD_POLL)
-        yield b"done\n" if app._stopping else b"timeout\n"
+        yield b"done\n" if app.lifecycle._stopping else b"timeout\n"
 
     return StreamingResponse(until_shutdown(), headers={"X-Pid": str(os.getpid()), "X-Accel-Buffering": "no"})

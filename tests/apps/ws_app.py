@@ -36,4 +36,3 @@ async def bye(ws: WebSocket) -> None:
     await ws.close(4001, "done")
 
 
-asgi = app.asgi  # the same app under uvicorn (tests/test_asgi_websocket.py)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from docs_broadcast_outage import app
 
-from hump_listener import BroadcastUnavailable
+from hump_listener.broadcast import BroadcastUnavailable
 from hump_listener.testing import TestClient
 
 

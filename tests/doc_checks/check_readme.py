@@ -148,7 +148,7 @@ def test_cors_and_gzip(client: TestClient) -> None:
 
 def test_configuration() -> None:
     assert tuned.config.max_connections == 10_000
-    assert small.access_log is False
+    assert small.config.access_log is False
 
 
 def test_websocket_errors_and_states(client: TestClient) -> None:
