@@ -242,3 +242,16 @@ def test_a_chunked_decoder_has_read_the_head_and_knows_of_100_continue() -> None
     assert result.expect_100 is True
     assert parsed(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue, x\r\nContent-Length: 1\r\n\r\n").expect_100
     assert not parsed(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: x-100-continue\r\nContent-Length: 1\r\n\r\n").expect_100
+
+
+def test_accepted_hosts_are_remembered_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Host the regex accepted skips it next time; the set of them stays bounded, and
+    an invalid Host is refused however often it comes."""
+    monkeypatch.setattr(head_module, "_VALID_HOSTS", set())
+    monkeypatch.setattr(head_module, "_VALID_HOSTS_KEPT", 2)
+    for host in (b"a", b"b:80", b"c", b"a"):
+        assert isinstance(read(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"), ParsedHead)
+    assert head_module._VALID_HOSTS == {b"a", b"b:80"}
+    for _ in range(2):
+        assert read(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n") == Rejection(400, "invalid Host")
+    assert b"a b" not in head_module._VALID_HOSTS
