@@ -73,6 +73,10 @@ _ZEROCOPY = "http.response.zerocopysend"
 _INTERNAL_ERROR = plain_reply(500)
 
 
+#: The seam's scheme of a WebSocket scope's.
+_HTTP_SCHEME = {"ws": "http", "wss": "https"}
+
+
 def head_from_scope(scope: Scope) -> RequestHead:
     """An ASGI ``http`` or ``websocket`` scope as the seam's ``RequestHead`` (a WebSocket
     handshake is a GET; its ``ws``/``wss`` scheme is the seam's ``http``/``https``)."""
@@ -91,9 +95,10 @@ def head_from_scope(scope: Scope) -> RequestHead:
         target,
         scope.get("http_version", "1.1"),
         headers if type(headers) is list else [tuple(h) for h in headers],
-        None if client is None else (client[0], client[1]),
-        None if server is None or server[1] is None else (server[0], server[1]),
-        {"ws": "http", "wss": "https"}.get(scheme) or scheme,
+        # Servers give tuples (uvicorn, granian): kept as they are; a list is copied.
+        client if client is None or type(client) is tuple else (client[0], client[1]),
+        None if server is None or server[1] is None else server if type(server) is tuple else (server[0], server[1]),
+        _HTTP_SCHEME.get(scheme, scheme),
     )
 
 
@@ -246,8 +251,13 @@ class ASGIChannel:
             return
         status, headers, body = pending
         self._ended = True
-        await self._emit({"type": "http.response.start", "status": status, "headers": headers})
-        await self._emit({"type": "http.response.body", "body": body, "more_body": False})
+        send = self._send
+        try:  # _emit's two sends, inlined: every buffered response comes this way
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        except OSError as exc:
+            self._mark_gone()
+            raise ClientDisconnect() from exc
 
     def fail(self) -> bool:
         """Replace a not-yet-sent response with a 500; False if one is already on the wire."""
@@ -314,8 +324,8 @@ class ASGIAdapter:
                 raise  # mid-response: the server closes the connection (seam rule 3)
             error_log.exception("Exception in the app for %s %s", scope["method"], scope["path"])
         else:
-            if not channel.started:
-                if channel.disconnected:
+            if not channel._started:  # the fields, not the seam's properties: once per request
+                if channel._disconnected:
                     return  # nobody to answer
                 error_log.error("The app returned without a response for %s %s", scope["method"], scope["path"])
                 channel.fail()
