@@ -103,7 +103,9 @@ def _uvicorn(
         argv = [PY, "-m", "uvicorn", "--app-dir", str(app_dir), app, "--host", HOST, "--port", str(port)]
         argv += ["--http", http, "--loop", loop, "--no-access-log", "--log-level", "warning"]
         argv += ["--timeout-keep-alive", "600"]  # S6 holds idle connections; default is 5 s
-        return argv, ({"BENCH_ROUTES": str(routes)} if routes is not None else {})
+        # HUMP_ACCESS_LOG: our App logs its own access lines unless told not to (uvicorn's are off).
+        env = {"HUMP_ACCESS_LOG": "0", "PYTHONPATH": pythonpath()}
+        return argv, ({**env, "BENCH_ROUTES": str(routes)} if routes is not None else env)
 
     return command
 
