@@ -98,7 +98,7 @@ def head_from_scope(scope: Scope) -> RequestHead:
         # Servers give tuples (uvicorn, granian): kept as they are; a list is copied.
         client if client is None or type(client) is tuple else (client[0], client[1]),
         None if server is None or server[1] is None else server if type(server) is tuple else (server[0], server[1]),
-        _HTTP_SCHEME.get(scheme, scheme),
+        _HTTP_SCHEME.get(scheme) or scheme,
     )
 
 
