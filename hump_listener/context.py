@@ -28,7 +28,7 @@ from .cookies import EPOCH, SameSite, build_set_cookie
 from .errors import HTTPError, ResponseAlreadySent
 from .events import ConnectionContext
 from .forms import DEFAULT_MAX_FIELD_SIZE, DEFAULT_MAX_FILES, DEFAULT_SPOOL_MAX_SIZE, FormData
-from .models import HTML, JSON, TEXT, MutableHeaders, Response
+from .models import HTML, JSON, TEXT, MutableHeaders, Response, dump_json
 from .seam import Channel
 
 if TYPE_CHECKING:
@@ -143,8 +143,6 @@ class HTTPContext(ConnectionContext):
         if data is _MISSING:
             _deprecated_reader("json", "read_json")
             return self.read_json()
-        from .models import dump_json
-
         return self.set_reply(Response(dump_json(data), status, headers, JSON))
 
     def redirect(self, url: str, status: int = 307, headers: Mapping[str, str] | None = None) -> Response:
