@@ -287,7 +287,26 @@ class ASGIAdapter:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self.http(scope, receive, send)
+            # The http scope is served here, not in a method of its own: one coroutine
+            # less per request (~2k instructions, callgrind).
+            extensions = scope.get("extensions") or {}
+            channel = ASGIChannel(receive, send, _ZEROCOPY in extensions)
+            try:
+                await self._handle(head_from_scope(scope), channel)
+            except ClientDisconnect:
+                return
+            except Exception:
+                if not channel.fail():
+                    raise  # mid-response: the server closes the connection (seam rule 3)
+                error_log.exception("Exception in the app for %s %s", scope["method"], scope["path"])
+            else:
+                if not channel._started:  # the fields, not the seam's properties: once per request
+                    if channel._disconnected:
+                        return  # nobody to answer
+                    error_log.error("The app returned without a response for %s %s", scope["method"], scope["path"])
+                    channel.fail()
+            with contextlib.suppress(ClientDisconnect):
+                await channel.finish()
         elif kind == "websocket":
             await self.websocket(scope, receive, send)
         elif kind == "lifespan":
@@ -311,26 +330,6 @@ class ASGIAdapter:
             await socket.end(failed=True)
             return
         await socket.end(failed=False)
-
-    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        extensions = scope.get("extensions") or {}
-        channel = ASGIChannel(receive, send, _ZEROCOPY in extensions)
-        try:
-            await self._handle(head_from_scope(scope), channel)
-        except ClientDisconnect:
-            return
-        except Exception:
-            if not channel.fail():
-                raise  # mid-response: the server closes the connection (seam rule 3)
-            error_log.exception("Exception in the app for %s %s", scope["method"], scope["path"])
-        else:
-            if not channel._started:  # the fields, not the seam's properties: once per request
-                if channel._disconnected:
-                    return  # nobody to answer
-                error_log.error("The app returned without a response for %s %s", scope["method"], scope["path"])
-                channel.fail()
-        with contextlib.suppress(ClientDisconnect):
-            await channel.finish()
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         target = self.lifespan_target
