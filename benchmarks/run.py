@@ -53,6 +53,7 @@ from common import (  # the helpers every benchmark script shares
     hump_env,
     pinned,
     proc_tree,
+    pythonpath,
     rss_kib,
     tiny_listener,
 )
@@ -102,7 +103,23 @@ def _uvicorn(
         argv = [PY, "-m", "uvicorn", "--app-dir", str(app_dir), app, "--host", HOST, "--port", str(port)]
         argv += ["--http", http, "--loop", loop, "--no-access-log", "--log-level", "warning"]
         argv += ["--timeout-keep-alive", "600"]  # S6 holds idle connections; default is 5 s
-        return argv, ({"BENCH_ROUTES": str(routes)} if routes is not None else {})
+        # HUMP_ACCESS_LOG: our App logs its own access lines unless told not to (uvicorn's are off).
+        env = {"HUMP_ACCESS_LOG": "0", "PYTHONPATH": pythonpath()}
+        return argv, ({**env, "BENCH_ROUTES": str(routes)} if routes is not None else env)
+
+    return command
+
+
+def _granian(app: str, app_dir: Path, loop: str) -> Callable[[int], tuple[list[str], dict[str, str]]]:
+    """granian (Rust HTTP, one worker process) serving ``app`` over ASGI on ``loop``; its
+    Rust runtime on one thread, like the other servers' one event loop."""
+
+    def command(port: int) -> tuple[list[str], dict[str, str]]:
+        argv = [PY, "-m", "granian", "--interface", "asgi", "--host", HOST, "--port", str(port)]
+        argv += ["--workers", "1", "--runtime-threads", "1", "--loop", loop, "--no-access-log"]
+        argv += ["--log-level", "warning", app]
+        path = os.pathsep.join((str(app_dir), pythonpath()))
+        return argv, {"PYTHONPATH": path, "HUMP_ACCESS_LOG": "0"}
 
     return command
 
@@ -137,6 +154,23 @@ def server_specs(loop: str) -> dict[str, ServerSpec]:
             (*st, "httptools"),
         ),
         ServerSpec(FLOOR, _bare, ("h11",)),
+        # The same App under ASGI servers, beside Starlette on the same server (issue 23 item 2).
+        ServerSpec(
+            "hump-asgi-httptools",
+            _uvicorn("http_web:app", REPO, "httptools", loop),
+            (*hump_req, "uvicorn", "httptools"),
+            needs_files=(REPO / "http_web.py",),
+        ),
+        ServerSpec(
+            "hump-granian",
+            _granian("http_web:app", REPO, loop),
+            (*hump_req, "granian"),
+            needs_files=(REPO / "http_web.py",),
+        ),
+        ServerSpec(
+            "starlette-granian", _granian("starlette_app:app", PEERS, loop), ("granian", "starlette", *loop_req)
+        ),
+        ServerSpec("asgi-raw-granian", _granian("asgi_raw:app", PEERS, loop), ("granian", *loop_req)),
     ]
     for n, path in ((1000, "/r999/bob"), (1, "/r0/bob")):
         specs.append(ServerSpec(f"hump-{n}r", _hump("hump_routes:app", APPS, loop, n), hump_req, path))
@@ -266,9 +300,11 @@ class Scenario:
 
 
 MAIN = ("hump", "hump-mypyc", "uvicorn-h11", "uvicorn-httptools", "starlette-h11", "starlette-httptools", FLOOR)
+#: The same ASGI app on the same ASGI server: hump_listener's App beside Starlette.
+ASGI = ("hump-asgi-httptools", "hump-granian", "starlette-granian", "asgi-raw-granian")
 ECHO = Request("POST", "/echo", b"x" * 1024, (("Content-Type", "application/octet-stream"),), b"x" * 1024)
 SCENARIOS = (
-    Scenario("S1", "GET / x 50 keep-alive connections", "wrk", MAIN, Request(expect_body=b"Hello, world!")),
+    Scenario("S1", "GET / x 50 keep-alive connections", "wrk", (*MAIN, *ASGI), Request(expect_body=b"Hello, world!")),
     Scenario(
         "S2",
         "GET / x 1 keep-alive connection",
@@ -286,8 +322,8 @@ SCENARIOS = (
         MAIN,
         Request(headers=(("Connection", "close"),), expect_body=b"Hello, world!"),
     ),
-    Scenario("S4", "POST /echo 1 KiB body x 50", "wrk", MAIN, ECHO),
-    Scenario("S7", "GET /api/users/42 (JSON, path param) x 50", "wrk", MAIN, Request(path="/api/users/42")),
+    Scenario("S4", "POST /echo 1 KiB body x 50", "wrk", (*MAIN, *ASGI), ECHO),
+    Scenario("S7", "GET /api/users/42 (JSON, path param) x 50", "wrk", (*MAIN, *ASGI), Request(path="/api/users/42")),
     Scenario(
         "S5",
         "1000 parametrised routes, hit the last vs 1 route, x 50",
@@ -733,6 +769,37 @@ def idle_table(entries: dict[str, dict[str, Any]], count: int) -> list[str]:
     return _table(header, rows)
 
 
+#: Issue 23's two ratios: (title, our server, the peer's, scenarios). Each is the peer's
+#: CPU per request over ours, i.e. our requests per CPU-second over the peer's: >= 1.0x
+#: means hump_listener is at least as cheap.
+CLAIMS = (
+    ("built-in server vs Starlette on uvicorn httptools", "hump", "starlette-httptools", ("S1", "S4", "S7")),
+    ("App vs Starlette, both on granian", "hump-granian", "starlette-granian", ("S1", "S4", "S7")),
+    ("App vs Starlette, both on uvicorn httptools", "hump-asgi-httptools", "starlette-httptools", ("S1", "S4", "S7")),
+)
+
+
+def claims_table(summary: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """The ratios of issue 23 items 1 and 2, one row per scenario and pair; the framework
+    layer is a server's CPU per request over the raw ASGI app's on granian."""
+    header = ["comparison", "scenario", "ours us/req", "peer us/req", "req per CPU-s ratio", "layer us (ours/peer)"]
+    rows = []
+    for title, ours, peer, keys in CLAIMS:
+        for key in keys:
+            entries = summary.get(key, {})
+            mine, theirs = _med(entries.get(ours), "cpu_us_per_req"), _med(entries.get(peer), "cpu_us_per_req")
+            if mine is None or theirs is None:
+                continue
+            layer = "-"
+            raw = _med(entries.get("asgi-raw-granian"), "cpu_us_per_req")
+            if raw is not None and "granian" in ours:
+                layer = f"{mine - raw:.1f} / {theirs - raw:.1f}"
+            rows.append([title, key, f"{mine:.1f}", f"{theirs:.1f}", _ratio(theirs, mine), layer])
+    if not rows:
+        return []
+    return ["", "## Issue 23 ratios (>= 1.00x: hump_listener at least as cheap per request)", "", *_table(header, rows)]
+
+
 def report(summary: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespace) -> str:
     lines = [
         f"# Results: {args.rounds} round(s) x {args.duration}s (+{args.warmup}s warmup), "
@@ -750,7 +817,7 @@ def report(summary: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
             lines += routes_table(entries)
         else:
             lines += idle_table(entries, args.idle_connections)
-    return "\n".join(lines + failures_section(summary))
+    return "\n".join(lines + claims_table(summary) + failures_section(summary))
 
 
 def noise_warning(summary: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
@@ -854,7 +921,7 @@ def check_machine(args: argparse.Namespace) -> None:
 
 def environment(args: argparse.Namespace) -> dict[str, Any]:
     versions = {}
-    for dist in ("hump_listener", "tiny-listener", "h11", "uvicorn", "starlette", "httptools", "uvloop"):
+    for dist in ("hump_listener", "tiny-listener", "h11", "uvicorn", "starlette", "httptools", "uvloop", "granian"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)

@@ -88,6 +88,10 @@ _EARLY_LIMIT = 64 * 1024
 _INTERNAL_ERROR = plain_reply(500)
 
 
+#: The seam's scheme of a WebSocket scope's.
+_HTTP_SCHEME = {"ws": "http", "wss": "https"}
+
+
 def head_from_scope(scope: Scope) -> RequestHead:
     """An ASGI ``http`` or ``websocket`` scope as the seam's ``RequestHead`` (a WebSocket
     handshake is a GET; its ``ws``/``wss`` scheme is the seam's ``http``/``https``)."""
@@ -106,9 +110,10 @@ def head_from_scope(scope: Scope) -> RequestHead:
         target,
         scope.get("http_version", "1.1"),
         headers if type(headers) is list else [tuple(h) for h in headers],
-        None if client is None else (client[0], client[1]),
-        None if server is None or server[1] is None else (server[0], server[1]),
-        {"ws": "http", "wss": "https"}.get(scheme) or scheme,
+        # Servers give tuples (uvicorn, granian): kept as they are; a list is copied.
+        client if client is None or type(client) is tuple else (client[0], client[1]),
+        None if server is None or server[1] is None else server if type(server) is tuple else (server[0], server[1]),
+        _HTTP_SCHEME.get(scheme) or scheme,
     )
 
 
@@ -297,8 +302,13 @@ class ASGIChannel:
             return
         status, headers, body = pending
         self._ended = True
-        await self._emit({"type": "http.response.start", "status": status, "headers": headers})
-        await self._emit({"type": "http.response.body", "body": body, "more_body": False})
+        send = self._send
+        try:  # _emit's two sends, inlined: every buffered response comes this way
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        except OSError as exc:
+            self._mark_gone()
+            raise ClientDisconnect() from exc
 
     def fail(self) -> bool:
         """Replace a not-yet-sent response with a 500; False if one is already on the wire."""
@@ -498,7 +508,26 @@ class ASGIAdapter:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self.http(scope, receive, send)
+            # The http scope is served here, not in a method of its own: one coroutine
+            # less per request (~2k instructions, callgrind).
+            extensions = scope.get("extensions") or {}
+            channel = ASGIChannel(receive, send, _ZEROCOPY in extensions)
+            try:
+                await self._handle(head_from_scope(scope), channel)
+            except ClientDisconnect:
+                return
+            except Exception:
+                if not channel.fail():
+                    raise  # mid-response: the server closes the connection (seam rule 3)
+                error_log.exception("Exception in the app for %s %s", scope["method"], scope["path"])
+            else:
+                if not channel._started:  # the fields, not the seam's properties: once per request
+                    if channel._disconnected:
+                        return  # nobody to answer
+                    error_log.error("The app returned without a response for %s %s", scope["method"], scope["path"])
+                    channel.fail()
+            with contextlib.suppress(ClientDisconnect):
+                await channel.finish()
         elif kind == "websocket":
             await self.websocket(scope, receive, send)
         elif kind == "lifespan":
@@ -522,26 +551,6 @@ class ASGIAdapter:
             await socket.end(failed=True)
             return
         await socket.end(failed=False)
-
-    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        extensions = scope.get("extensions") or {}
-        channel = ASGIChannel(receive, send, _ZEROCOPY in extensions)
-        try:
-            await self._handle(head_from_scope(scope), channel)
-        except ClientDisconnect:
-            return
-        except Exception:
-            if not channel.fail():
-                raise  # mid-response: the server closes the connection (seam rule 3)
-            error_log.exception("Exception in the app for %s %s", scope["method"], scope["path"])
-        else:
-            if not channel.started:
-                if channel.disconnected:
-                    return  # nobody to answer
-                error_log.error("The app returned without a response for %s %s", scope["method"], scope["path"])
-                channel.fail()
-        with contextlib.suppress(ClientDisconnect):
-            await channel.finish()
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         target = self.lifespan_target

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from . import statuses
 from .seam import Channel, HeaderList
 
 __all__ = [
@@ -282,14 +281,21 @@ class Response:
         headers: Mapping[str, str] | None = None,
         content_type: str | None = None,
     ) -> None:
-        if not statuses.is_valid(status):
+        if not 100 <= status <= 599:  # statuses.is_valid, inlined: one per response
             raise ValueError(f"invalid HTTP status code: {status!r}")
         self.status = status
         self.headers = MutableHeaders([])
         if headers:
             for k, v in headers.items():
                 self.headers.add(k, v)
-        body, guessed = self.render(data)
+        # The two commonest bodies first, without render()'s call (the same result).
+        guessed: str | None
+        if type(data) is str:
+            body, guessed = data.encode("utf-8"), TEXT
+        elif type(data) is bytes:
+            body, guessed = data, (OCTETS if data else None)
+        else:
+            body, guessed = self.render(data)
         self.body: bytes = body
         self.content_type: str | None = with_charset(content_type) if content_type else guessed
 

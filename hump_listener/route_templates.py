@@ -199,7 +199,7 @@ class ParamSegment:
     """One path segment holding one or more parameters, e.g. ``{id:int}`` or
     ``{w:int}x{h:int}``. A lone ``str`` parameter needs no regex at all."""
 
-    __slots__ = ("convertors", "key", "name", "regex")
+    __slots__ = ("convertors", "digits", "key", "name", "regex", "whole")
 
     def __init__(self, parts: list[_Part]) -> None:
         # The key is canonical, so "{x}", "<x>", ":x" and "{x:string}" share a tree node.
@@ -207,17 +207,32 @@ class ParamSegment:
         self.name: str | None = None
         self.regex: re.Pattern[str] | None = None
         self.convertors: dict[str, Convertor] = {}
-        if len(parts) == 1 and isinstance(parts[0], _Param) and parts[0].convertor == "str":
+        #: A lone parameter of another convertor than ``str`` (``{id:int}``): its
+        #: ``to_python``, applied to the whole segment with no groups to collect.
+        self.whole: Callable[[str], Any] | None = None
+        #: ``int``'s regex ``[0-9]+`` is ``str.isdigit`` on ASCII: no regex at all.
+        self.digits = False
+        if len(parts) == 1 and isinstance(parts[0], _Param):
             self.name = parts[0].name
-            return
+            if parts[0].convertor == "str":
+                return
+            self.whole = CONVERTORS[parts[0].convertor].to_python
+            self.digits = parts[0].convertor == "int"
         self.convertors = {p.name: CONVERTORS[p.convertor] for p in parts if isinstance(p, _Param)}
         self.regex = re.compile(_segment_regex(parts))
 
     def match(self, segment: str) -> Params | None:
         """The converted parameters if ``segment`` (one decoded path segment) matches,
         else ``None``."""
-        if self.name is not None:
-            return {self.name: segment} if segment else None
+        name = self.name
+        if name is not None:  # a lone parameter: the most common segments, done without groups
+            whole = self.whole
+            if whole is None:
+                return {name: segment} if segment else None
+            if self.digits:
+                return {name: int(segment)} if segment.isdigit() and segment.isascii() else None
+            assert self.regex is not None
+            return {name: whole(segment)} if self.regex.fullmatch(segment) is not None else None
         assert self.regex is not None
         m = self.regex.fullmatch(segment)
         if m is None:

@@ -160,7 +160,7 @@ class Router(Generic[E]):
             for pseg, child in node.params:
                 got = pseg.match(seg)
                 if got is not None:
-                    found = self._walk(child, segs, i + 1, method, {**params, **got}, allowed)
+                    found = self._walk(child, segs, i + 1, method, {**params, **got} if params else got, allowed)
                     if found is not None:
                         return found
         if node.tails:

@@ -24,9 +24,8 @@ the server closes the connection.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from http import HTTPStatus
-from typing import IO, Protocol
+from typing import IO, NamedTuple, Protocol
 
 __all__ = [
     "Channel",
@@ -86,12 +85,15 @@ class WebSocketDisconnect(ClientDisconnect):
         return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHead:
+class RequestHead(NamedTuple):
     """A parsed request line and header section, as the server received it.
 
     Framing (Content-Length / Transfer-Encoding), Host and header syntax have already been
     validated by the server; the framework only interprets the values.
+
+    Immutable, like h11's events, but a ``NamedTuple`` rather than a frozen dataclass:
+    one is made per request, and a frozen dataclass sets each field through
+    ``object.__setattr__`` (callgrind: 11.3k instructions to make one, 3.4k for this).
     """
 
     method: str

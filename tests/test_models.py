@@ -80,3 +80,12 @@ def test_response_rejects_bad_status_and_types() -> None:
         Response("x", 99)
     with pytest.raises(TypeError):
         Response(object())
+
+
+@pytest.mark.parametrize("data", ["héllo", "", b"\x00raw", b"", bytearray(b"ba"), {"a": 1}, [1], None])
+def test_response_body_and_type_are_what_render_gives(data: object) -> None:
+    """``Response`` takes str and bytes without calling ``render``; the result is the same."""
+    response = Response(data)
+    assert (response.body, response.content_type) == Response.render(data)
+    with pytest.raises(ValueError):
+        Response("x", 600)

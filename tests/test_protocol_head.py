@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from hump_listener.config import ServerConfig
+from hump_listener.protocol import head as head_module
 from hump_listener.protocol.head import Incomplete, ParsedHead, Rejection, read_head
+from hump_listener.protocol.parser import h11
 
 CLIENT = ("10.0.0.1", 5000)
 SERVER = ("127.0.0.1", 8000)
@@ -167,3 +169,89 @@ def test_upgrade_is_lower_cased_and_expect_100_is_seen_on_http_1_1() -> None:
     body = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
     assert parsed(body).expect_100 is True
     assert parsed(body.replace(b"HTTP/1.1", b"HTTP/1.0")).expect_100 is False
+
+
+# -- policy 5: h11's reader without a Connection, checked against one ---------------------------
+
+#: Heads valid and not, as the pre-scan hands them to h11 (one complete head each).
+HEADS = [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /a%20b?q=1&r HTTP/1.0\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: x\n\n",  # bare LF line endings
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-Spaces:   a b  \r\n\r\n",
+    b"GET / HTTP/1.1\r\n\r\n",  # no Host on HTTP/1.1
+    b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+    b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
+]
+
+
+def outcome(read_request: Any, head: bytes) -> object:
+    try:
+        return read_request(head)
+    except h11.ProtocolError as exc:
+        return (exc.error_status_hint, str(exc))
+
+
+@pytest.mark.parametrize("data", HEADS)
+def test_h11s_reader_gives_what_a_connection_gives(data: bytes) -> None:
+    """The reader ``read_head`` uses is h11's own: the same event, or the same error with
+    the same status hint, as a ``Connection`` fed the same head (policy 5)."""
+    assert head_module._read_request is not head_module._connection_read  # this h11 has it
+    assert outcome(head_module._read_request, data) == outcome(head_module._connection_read, data)
+
+
+@pytest.mark.parametrize("data", HEADS)
+def test_read_head_is_the_same_through_a_connection(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the reader is missing (another h11), ``read_head`` falls back to a
+    ``Connection`` and decides the same."""
+    fast = read(data)
+    monkeypatch.setattr(head_module, "_read_request", head_module._connection_read)
+    slow = read(data)
+    if isinstance(fast, ParsedHead):
+        assert isinstance(slow, ParsedHead)
+        fields = ("end", "length", "keep_alive", "expect_100", "upgrade")
+        assert [getattr(fast, f) for f in fields] == [getattr(slow, f) for f in fields]
+        assert fast.head == slow.head and (fast.decoder is None) is (slow.decoder is None)
+    else:
+        assert fast == slow
+
+
+def test_a_reader_that_disagrees_with_connection_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    readers = importlib.import_module(h11.__name__ + "._readers")
+    monkeypatch.setattr(readers, "maybe_read_from_IDLE_client", lambda buf: None)
+    assert head_module._head_reader() is head_module._connection_read
+    monkeypatch.delattr(readers, "maybe_read_from_IDLE_client")
+    assert head_module._head_reader() is head_module._connection_read
+
+
+def test_a_chunked_decoder_has_read_the_head_and_knows_of_100_continue() -> None:
+    result = parsed(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+    assert result.decoder is not None and result.decoder.they_are_waiting_for_100_continue
+    assert result.expect_100 is True
+    assert parsed(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue, x\r\nContent-Length: 1\r\n\r\n").expect_100
+    assert not parsed(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: x-100-continue\r\nContent-Length: 1\r\n\r\n").expect_100
+
+
+def test_accepted_hosts_are_remembered_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Host the regex accepted skips it next time; the set of them stays bounded, and
+    an invalid Host is refused however often it comes."""
+    monkeypatch.setattr(head_module, "_VALID_HOSTS", set())
+    monkeypatch.setattr(head_module, "_VALID_HOSTS_KEPT", 2)
+    for host in (b"a", b"b:80", b"c", b"a"):
+        assert isinstance(read(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"), ParsedHead)
+    assert sorted(head_module._VALID_HOSTS) == [b"a", b"b:80"]
+    for _ in range(2):
+        assert read(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n") == Rejection(400, "invalid Host")
+    assert b"a b" not in head_module._VALID_HOSTS

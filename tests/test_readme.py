@@ -177,6 +177,9 @@ def check_command(command: str) -> None:
         elif program == "uvicorn":
             check_flags(args, help_text("-m", "uvicorn"))
             check_app_reference(next(a for a in args if not a.startswith("-")))
+        elif program == "granian":  # the app reference last, after the options and their values
+            check_flags(args, help_text("-m", "granian"))
+            check_app_reference(args[-1])
         elif program == "pip":
             check_pip(args)
         elif program == "python" and args and args[0].startswith("benchmarks/"):
@@ -208,6 +211,8 @@ def test_the_checker_refuses_what_does_not_exist() -> None:
         "HUMP_NO_SUCH=1 tiny-listener http_web:app",
         'pip install -e ".[no-such-extra]"',
         "uvicorn http_web:no_such_app",
+        "granian --interface asgi http_web:no_such_app",
+        "granian --no-such-flag http_web:app",
         "python benchmarks/run.py --no-such-option",
         "make install",
     ):

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -98,6 +99,24 @@ def test_param_segments_share_a_canonical_key_and_match_one_segment() -> None:
     assert isinstance(pair, ParamSegment)
     assert pair.match("3x4") == {"w": 3, "h": 4}
     assert pair.match("3x") is None
+
+
+def test_a_lone_parameter_is_converted_whole_as_its_regex_would() -> None:
+    """The lone-parameter fast paths (``int`` without a regex, others without groups)
+    accept and convert exactly what the convertor's regex does."""
+    digits = Template.compile("/{id:int}").segments[0]
+    assert isinstance(digits, ParamSegment) and digits.digits
+    for text in ("42", "007", "", "-1", "4 2", "٣", "²", "1.5", "x"):  # Arabic-Indic 3, superscript 2
+        expected = {"id": int(text)} if re.fullmatch(CONVERTORS["int"].regex, text) else None
+        assert digits.match(text) == expected, text
+    number = Template.compile("/<float:f>").segments[0]
+    assert isinstance(number, ParamSegment) and number.whole is float
+    assert number.match("1.5") == {"f": 1.5}
+    assert number.match("1x5") is None and number.match("") is None
+    ident = Template.compile("/{u:uuid}").segments[0]
+    assert isinstance(ident, ParamSegment)
+    value = "12345678-1234-5678-1234-567812345678"
+    assert ident.match(value) == {"u": uuid.UUID(value)} and ident.match(value[:-1]) is None
 
 
 def test_template_match_alone() -> None:
