@@ -310,7 +310,9 @@ class HTTPContext(ConnectionContext):
         content_type: str | None = TEXT,
     ) -> Response:
         """Reply with the chunks of ``content`` as they come (chunked encoding). If the
-        client goes away the iterator is closed (``aclose``), so its ``finally`` runs."""
+        client goes away the iterator is closed (``aclose``), so its ``finally`` runs. At a
+        shutdown the stream drains like any request (it may be a finite download); an SSE
+        stream (``sse``) is ended at once instead."""
         return self.set_reply(StreamingResponse(content, status, headers, content_type))
 
     def sse(
@@ -324,7 +326,9 @@ class HTTPContext(ConnectionContext):
         a ``: ping`` comment goes out every ``ping`` seconds (``None``: never)."""
         all_headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})}
         return self.set_reply(
-            StreamingResponse(sse_stream(events, ping), 200, all_headers, "text/event-stream; charset=utf-8")
+            StreamingResponse(
+                sse_stream(events, ping), 200, all_headers, "text/event-stream; charset=utf-8", endless=True
+            )
         )
 
     def file(

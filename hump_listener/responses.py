@@ -273,13 +273,16 @@ class StreamingResponse(Response):
 
     The iterator is drained by a task of its own, raced against ``channel.wait_closed()``
     (issue 18 items 6 and 7): when the client leaves (a FIN or reset, an ASGI
-    ``http.disconnect``) or the server shuts down and ends endless responses, a generator
-    waiting for its next item is cancelled there at once, not after its next failed write.
-    Then a client that left is a ``ClientDisconnect`` (the app logs it at debug level); a
-    connection that still stands (a shutdown) gets the body's clean end, so an
-    ``EventSource`` reconnects to the next process. A failed ``write`` is a
-    ``ClientDisconnect`` too. The iterator is closed on every path, so a generator's
-    ``finally`` always runs.
+    ``http.disconnect``), a generator waiting for its next item is cancelled there at once,
+    not after its next failed write, and the request ends as a ``ClientDisconnect`` (the
+    app logs it at debug level). A failed ``write`` is a ``ClientDisconnect`` too.
+
+    At a graceful shutdown, an ``endless`` stream (``ctx.sse`` sets it: an event stream
+    has no end of its own) is ended at once with the body's clean end, so an
+    ``EventSource`` reconnects to the next process. Any other stream may be a finite
+    download, which a clean early end would truncate silently: it goes on within the
+    drain like any request in flight (``shutdown_timeout``), and is cut only at its end.
+    The iterator is closed on every path, so a generator's ``finally`` always runs.
     """
 
     def __init__(
@@ -288,9 +291,12 @@ class StreamingResponse(Response):
         status: int = 200,
         headers: Mapping[str, str] | None = None,
         content_type: str | None = TEXT,
+        endless: bool = False,
     ) -> None:
         super().__init__(b"", status, headers, content_type)
         self.content = content
+        #: End at once, cleanly, when the server shuts down (an event stream).
+        self.endless = endless
 
     def content_length(self) -> None:
         """None: the length is unknown (chunked), unless the headers give one."""
@@ -312,6 +318,9 @@ class StreamingResponse(Response):
                 if not pump.done() and closed.exception() is not None:
                     # The channel cannot tell (its server's receive failed): stream on.
                     error_log.debug("wait_closed() failed; streaming on", exc_info=closed.exception())
+                    await asyncio.wait((pump,))
+                elif not pump.done() and not channel.disconnected and not self.endless:
+                    # A shutdown, and this stream may be finite: it drains like any request.
                     await asyncio.wait((pump,))
             finally:  # also when the request itself is cancelled: stop both
                 closed.cancel()

@@ -14,7 +14,7 @@ import pytest
 from framework_helpers import MemoryChannel, call
 
 from hump_listener import App, ClientDisconnect, HTTPContext
-from hump_listener.responses import encode_sse, sse_stream
+from hump_listener.responses import StreamingResponse, encode_sse, sse_stream
 from hump_listener.testing import TestClient
 
 
@@ -117,8 +117,9 @@ async def test_client_disconnect_stops_and_closes_the_iterator() -> None:
 
 @pytest.mark.parametrize("client_left", [True, False], ids=["client-left", "server-shutdown"])
 async def test_an_endless_stream_ends_when_the_channel_closes(client_left: bool) -> None:
-    """Issue 18 items 6-7: a generator waiting for its next item (SSE, a feed) is ended when
-    ``wait_closed()`` returns, not after its next failed write (which never comes)."""
+    """Issue 18 items 6-7: a generator waiting for its next item (SSE, a feed marked
+    ``endless``) is ended when ``wait_closed()`` returns, not after its next failed write
+    (which never comes)."""
     from framework_helpers import MemoryChannel, make_head
 
     app = App(access_log=False)
@@ -126,7 +127,7 @@ async def test_an_endless_stream_ends_when_the_channel_closes(client_left: bool)
     finished: list[str] = []
 
     @app.get("/feed")
-    async def feed(ctx: HTTPContext) -> None:
+    async def feed(ctx: HTTPContext) -> StreamingResponse:
         async def items() -> AsyncIterator[str]:
             try:
                 yield "first\n"
@@ -136,7 +137,7 @@ async def test_an_endless_stream_ends_when_the_channel_closes(client_left: bool)
             finally:
                 finished.append("finally")
 
-        ctx.stream_response(items())
+        return StreamingResponse(items(), endless=True)
 
     channel = MemoryChannel()
     served = asyncio.ensure_future(app.handle(make_head(target=b"/feed"), channel))
@@ -148,6 +149,36 @@ async def test_an_endless_stream_ends_when_the_channel_closes(client_left: bool)
     assert channel.sent == b"first\n"
     assert channel.ended is not client_left  # a shutdown ends the body cleanly
     assert app.ctxs == {}
+
+
+async def test_a_finite_stream_drains_at_shutdown() -> None:
+    """A stream not marked endless may be a finite download: a clean early end would
+    truncate it silently, so at shutdown it goes on (within the drain) to its own end."""
+    from framework_helpers import MemoryChannel, make_head
+
+    app = App(access_log=False)
+    channel = MemoryChannel()
+    written = asyncio.Event()
+
+    @app.get("/download")
+    async def download(ctx: HTTPContext) -> None:
+        async def parts() -> AsyncIterator[str]:
+            yield "part 1\n"
+            written.set()  # resumed: part 1 was written
+            await channel.closed.wait()  # the server is shutting down...
+            for _ in range(20):  # ...and this download still has work to do (loop turns
+                await asyncio.sleep(0)  # in which a stream cut at shutdown is cancelled)
+            yield "part 2\n"
+
+        ctx.stream_response(parts())
+
+    served = asyncio.ensure_future(app.handle(make_head(target=b"/download"), channel))
+    await written.wait()
+    assert channel.sent == b"part 1\n"
+    channel.close(False)  # the server shuts down
+    await served
+    assert channel.sent == b"part 1\npart 2\n"
+    assert channel.ended
 
 
 async def test_an_idle_sse_stream_ends_cleanly_at_shutdown() -> None:
