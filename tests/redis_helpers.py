@@ -1,5 +1,6 @@
 """A real ``redis-server`` for tests: 127.0.0.1 on a free port, in a temp dir, no
-persistence (no RDB snapshots, no AOF), its own process that the test can kill, stop
+persistence (no RDB snapshots, no AOF; ``persistent=True`` turns on an AOF synced at every
+write), its own process that the test can kill, stop
 (SIGSTOP: alive but silent) and start again on the same port.
 
 The server logs "Ready to accept connections" when it listens; we wait for that line
@@ -42,10 +43,13 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process at a time on a fixed port (chosen at the first start)."""
 
-    def __init__(self, executable: str, directory: Path, cpu: int | None = None) -> None:
+    def __init__(self, executable: str, directory: Path, cpu: int | None = None, persistent: bool = False) -> None:
         self.executable = executable
         self.directory = directory
         self.cpu = cpu  # pin with taskset (benchmarks)
+        #: An append-only file synced at every write: what a SIGKILL leaves is what Redis
+        #: acknowledged (the setting docs/channels.md recommends for history across restarts).
+        self.persistent = persistent
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
@@ -55,8 +59,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def command(self, port: int) -> list[str]:
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         args = [
-            self.executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            self.executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *aof,
             "--dir", str(self.directory), "--daemonize", "no", "--databases", "1", "--loglevel", "notice",
         ]
         if self.cpu is not None and shutil.which("taskset"):
@@ -136,9 +141,9 @@ def skip_unless_redis_server() -> str:
 
 
 @contextmanager
-def running_redis(directory: Path, cpu: int | None = None) -> Iterator[RedisServer]:
+def running_redis(directory: Path, cpu: int | None = None, persistent: bool = False) -> Iterator[RedisServer]:
     """A started RedisServer, killed on exit; skips the test when redis-server is absent."""
-    server = RedisServer(skip_unless_redis_server(), directory, cpu)
+    server = RedisServer(skip_unless_redis_server(), directory, cpu, persistent)
     server.start()
     try:
         yield server
