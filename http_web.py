@@ -22,6 +22,7 @@ Its routes are a contract other checks rely on (tests, benchmarks):
 
 import asyncio
 import contextlib
+import json
 from collections import deque
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -34,13 +35,14 @@ from hump_listener import (
     BroadcastUnavailable,
     HTTPContext,
     HTTPError,
+    MultiDict,
     UploadFile,
     WebSocket,
     WebSocketDisconnect,
     WebSocketState,
     statuses,
 )
-from hump_listener.broadcast import Subscription
+from hump_listener.broadcast import Item, Reset, Subscription
 
 app = App()
 app.static("/static", Path(__file__).resolve().parent / "public")
@@ -177,7 +179,9 @@ async def ws_echo(ws: WebSocket) -> None:
 CHAT_MAX_CHARS = 4000
 #: Longest room name: it becomes part of a Redis channel name.
 CHAT_MAX_ROOM = 64
-#: Channel prefix: channels are shared by everything on one Redis (docs/broadcast.md).
+#: Longest name (``?name=``), in characters; longer is cut.
+CHAT_MAX_NAME = 40
+#: Channel prefix: channels are shared by everything on one Redis (docs/channels.md).
 CHAT_CHANNEL = "hump_demo:chat:"
 # Close codes (RFC 6455 §7.4.1, and 1013 from the IANA registry)
 _UNSUPPORTED_DATA = 1003
@@ -187,21 +191,52 @@ _TRY_AGAIN_LATER = 1013
 _GOING_AWAY = 1001
 
 
+def _room_channel(room: str) -> str:
+    if len(room) > CHAT_MAX_ROOM:
+        raise HTTPError(400, f"a room name has at most {CHAT_MAX_ROOM} characters")
+    return CHAT_CHANNEL + room
+
+
+def _chat_name(query: MultiDict) -> str:
+    return (query.get("name") or "").strip()[:CHAT_MAX_NAME] or "anonymous"
+
+
+def chat_frame(item: Item) -> str:
+    """What a chat client receives for an item of the room's channel: the published JSON
+    object with its position first, ``{"id": ..., "from": ..., "text": ...}`` for a
+    message (``"type": "join"`` / ``"leave"`` frames carry no ``"text"``); a ``Reset``
+    (history lost: messages up to ``id`` are not coming) is ``{"id": ..., "type": "reset"}``."""
+    if isinstance(item, Reset):
+        return f'{{"id":"{item.id}","type":"reset"}}'
+    data = item.data
+    if isinstance(data, str) and data.startswith("{") and item.id:
+        # The id is "<hex epoch>-<digits>": nothing to escape; the rest is as published.
+        return f'{{"id":"{item.id}",{data[1:]}' if data != "{}" else f'{{"id":"{item.id}"}}'
+    return json.dumps({"id": item.id, "type": "other"})
+
+
 @app.websocket("/ws/chat/{room}")
 async def chat(ws: WebSocket, room: Param) -> None:
-    """A chat room: what the client sends is published on the room's channel; what the
-    channel carries is relayed to the client (its own messages too).
+    """A chat room: ``/ws/chat/{room}?name=NAME[&since=ID]``. Each text the client sends
+    is published on the room's channel as ``{"from": NAME, "text": ...}``; every item of
+    the channel is relayed to the client as ``chat_frame`` makes it (its own messages
+    too). ``since`` (the ``id`` of the last frame it saw) first replays what it missed.
 
     Two tasks per connection: this handler reads the client, ``_relay`` writes to it.
     The handler waits on the client, never on the subscription, so when the connection
     ends (the client leaves, or SIGTERM's 1001) it returns at once, and the ``finally``
     cancels the relay: nothing outlives the connection and a graceful drain does not wait.
+    A client too slow for the room is closed with 1013 and resumes with ``since``.
     """
     if len(room) > CHAT_MAX_ROOM:
         await ws.deny(400, f"a room name has at most {CHAT_MAX_ROOM} characters")
         return
     channel = CHAT_CHANNEL + room
-    async with app.broadcast.subscribe(channel) as sub:
+    name = _chat_name(ws.request.query)
+    since = ws.request.query.get("since") or None
+    broadcast = app.broadcast
+    async with broadcast.subscribe(channel, since=since, overflow="close") as sub, \
+            broadcast.presence.join(channel, name, {"name": name}):
         await ws.accept()  # subscribed first: the client's first message comes back to it
         relay = asyncio.create_task(_relay(ws, sub), name=f"chat relay {room!r}")
         try:
@@ -213,7 +248,7 @@ async def chat(ws: WebSocket, room: Param) -> None:
                     await ws.close(_TOO_BIG, f"a chat message has at most {CHAT_MAX_CHARS} characters")
                     break
                 try:
-                    await app.broadcast.publish(channel, message)
+                    await broadcast.publish_json(channel, {"from": name, "text": message})
                 except BroadcastUnavailable:
                     # Not sent, and the client must know: it reconnects and sends again.
                     await ws.close(_TRY_AGAIN_LATER, "the chat is unavailable; try again")
@@ -226,12 +261,12 @@ async def chat(ws: WebSocket, room: Param) -> None:
 
 
 async def _relay(ws: WebSocket, sub: Subscription) -> None:
-    """Send the room's messages to the client until the connection or the subscription
+    """Send the room's items to the client until the connection or the subscription
     ends; either way the connection is closed when it returns, so the handler's loop over
     the client's messages ends too."""
     try:
-        async for message in sub:
-            await ws.send(message)
+        async for item in sub.iter_items():
+            await ws.send(chat_frame(item))
     except WebSocketDisconnect:
         return  # the connection is closed: the handler's loop has ended or is ending
     except Exception:  # a bug: close now (the handler re-raises it, so it is logged)
@@ -239,8 +274,59 @@ async def _relay(ws: WebSocket, sub: Subscription) -> None:
             if ws.client_state is WebSocketState.CONNECTED:
                 await ws.close(_INTERNAL_ERROR)
         raise
-    # The subscription ended: the broadcast stopped (the app is shutting down).
-    await ws.close(_GOING_AWAY, "the chat is shutting down")
+    if sub.overflowed:  # too slow for the room: it reconnects with since=<its last id>
+        await ws.close(_TRY_AGAIN_LATER, "too far behind; reconnect with since")
+    else:  # the subscription ended: the broadcast stopped (the app is shutting down)
+        await ws.close(_GOING_AWAY, "the chat is shutting down")
+
+
+@app.get("/chat/{room}/events")
+async def chat_events(ctx: HTTPContext, room: Param) -> None:
+    """The room's frames as Server-Sent Events, each with its position as ``id:`` and
+    ``chat_frame``'s JSON as ``data:``; a reconnecting ``EventSource`` sends
+    ``Last-Event-ID`` and gets exactly what it missed (``?since=`` does the same)."""
+    channel = _room_channel(room)
+    since = ctx.request.headers.get("last-event-id") or ctx.request.query.get("since") or None
+    broadcast = app.broadcast
+    if since is None:
+        # From now on: the position is taken before the reply starts, so nothing that is
+        # published once the client sees the 200 is missed.
+        since = await broadcast.position(channel)
+
+    async def frames() -> AsyncIterator[dict[str, str]]:
+        async with broadcast.subscribe(channel, since=since, overflow="close") as sub:
+            async for item in sub.iter_items():
+                yield {"id": item.id, "data": chat_frame(item)}
+        # Ended (too slow, or the app is stopping): the EventSource reconnects and resumes.
+
+    ctx.sse(frames())
+
+
+@app.on_event("presence_join")
+async def chat_joined(channel: Data, key: Data) -> None:
+    """Presence events (presence.py) of chat rooms become frames of the room:
+    ``{"id": ..., "type": "join" | "leave", "from": NAME}``, no ``"text"``."""
+    await _announce(channel, key, "join")
+
+
+@app.on_event("presence_leave")
+async def chat_left(channel: Data, key: Data) -> None:
+    await _announce(channel, key, "leave")
+
+
+async def _announce(channel: str, key: str, kind: str) -> None:
+    if channel.startswith(CHAT_CHANNEL) and app.broadcast.started:
+        # Best effort: a join or leave while Redis is down is not announced (the page
+        # also refreshes its list of who is online from /chat/{room}/who).
+        with contextlib.suppress(BroadcastUnavailable):
+            await app.broadcast.publish_json(channel, {"type": kind, "from": key})
+
+
+@app.get("/chat/{room}/who")
+async def chat_who(ctx: HTTPContext, room: Param) -> None:
+    """The names of the room's open connections, on every instance: a JSON list."""
+    members = await app.broadcast.presence.list(_room_channel(room))
+    ctx.json(sorted(str(m.meta.get("name", m.key)) for m in members))
 
 
 CHAT_PAGE = """<!doctype html>

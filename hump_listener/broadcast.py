@@ -75,7 +75,7 @@ from collections import deque
 from collections.abc import Callable
 from time import monotonic
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from .subscription import (
@@ -89,6 +89,9 @@ from .subscription import (
     Subscription,
     SubscriptionClosed,
 )
+
+if TYPE_CHECKING:
+    from .presence import Presence
 
 __all__ = [
     "BACKOFF_INITIAL",
@@ -377,6 +380,7 @@ class Broadcast:
         self._started = False
         self._start_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._presence: Presence | None = None
 
     def __repr__(self) -> str:
         return f"Broadcast({_redacted(self.url)!r})"
@@ -392,6 +396,15 @@ class Broadcast:
         """Started and able to publish now: for Redis, the subscriber connection is up
         and subscribed again after any outage. What a ``/readyz`` route reports."""
         return self._started and self._backend.connected
+
+    @property
+    def presence(self) -> Presence:
+        """Who is in a channel, cluster-wide (presence.py)."""
+        if self._presence is None:
+            from .presence import Presence
+
+            self._presence = Presence(self)
+        return self._presence
 
     @property
     def history(self) -> bool:
@@ -417,6 +430,8 @@ class Broadcast:
         if not self._started:
             return
         self._started = False
+        if self._presence is not None:
+            await self._presence._stop()
         resyncs, self._resyncs = self._resyncs, {}
         for task in resyncs.values():
             task.cancel()
