@@ -336,6 +336,7 @@ CHAT_PAGE = """<!doctype html>
 <body>
 <h1>Chat: <span id="room"></span></h1>
 <p>Status: <span id="chat-status">connecting…</span> · <a href="/page">back to the demo</a></p>
+<p>Online: <span id="who"></span></p>
 <ul id="messages"></ul>
 <form id="chat-form" autocomplete="off">
   <input id="chat-name" size="10" aria-label="your name">
