@@ -547,9 +547,10 @@ class Broadcast:
             if self.history:
                 # Subscribed first, then the history: nothing published in between is
                 # missed (it is held, and de-duplicated by offset).
-                resync = self._resync(channel)
-                await asyncio.wait_for(asyncio.shield(resync), self._backend_timeout())
-        except (asyncio.TimeoutError, BroadcastUnavailable):
+                # Bounded; if it takes longer (Redis down) the catch-up goes on by itself,
+                # and a catch-up cancelled by stop() ends the subscription, not this task.
+                await asyncio.wait([self._resync(channel)], timeout=self._backend_timeout())
+        except BroadcastUnavailable:
             pass  # still catching up: the resync goes on (after an outage, on reconnect)
         except BaseException:
             await self._detach(sub)
