@@ -181,6 +181,9 @@ CHAT_MAX_CHARS = 4000
 CHAT_MAX_ROOM = 64
 #: Longest name (``?name=``), in characters; longer is cut.
 CHAT_MAX_NAME = 40
+#: Frames a chat connection may have queued and not sent: beyond, it is closed with 1013
+#: and resumes with ``since``; below the history's 1000 so that the resume misses nothing.
+CHAT_MAX_QUEUE = 256
 #: Channel prefix: channels are shared by everything on one Redis (docs/channels.md).
 CHAT_CHANNEL = "hump_demo:chat:"
 # Close codes (RFC 6455 §7.4.1, and 1013 from the IANA registry)
@@ -235,7 +238,7 @@ async def chat(ws: WebSocket, room: Param) -> None:
     name = _chat_name(ws.request.query)
     since = ws.request.query.get("since") or None
     broadcast = app.broadcast
-    async with broadcast.subscribe(channel, since=since, overflow="close") as sub, \
+    async with broadcast.subscribe(channel, since=since, max_queue=CHAT_MAX_QUEUE, overflow="close") as sub, \
             broadcast.presence.join(channel, name, {"name": name}):
         await ws.accept()  # subscribed first: the client's first message comes back to it
         relay = asyncio.create_task(_relay(ws, sub), name=f"chat relay {room!r}")
@@ -294,7 +297,7 @@ async def chat_events(ctx: HTTPContext, room: Param) -> None:
         since = await broadcast.position(channel)
 
     async def frames() -> AsyncIterator[dict[str, str]]:
-        async with broadcast.subscribe(channel, since=since, overflow="close") as sub:
+        async with broadcast.subscribe(channel, since=since, max_queue=CHAT_MAX_QUEUE, overflow="close") as sub:
             async for item in sub.iter_items():
                 yield {"id": item.id, "data": chat_frame(item)}
         # Ended (too slow, or the app is stopping): the EventSource reconnects and resumes.

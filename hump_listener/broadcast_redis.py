@@ -13,11 +13,13 @@ rules, in the order a message meets them:
    the history exactly when it was fanned out, with the position it was fanned out with.
 2. **Live fan-out stays on pub/sub.** One subscriber connection per Broadcast, shared by
    its local subscriptions (``SUBSCRIBE`` for a channel's first one, ``UNSUBSCRIBE`` when
-   its last one leaves). Measured (benchmarks/channels.py, "live path"): pub/sub delivers
-   with one write per message per subscribed connection and no per-channel reader state,
-   where a blocking ``XREAD`` over every subscribed stream costs a command per batch per
-   connection, has to be interrupted to change its channel list, and used more Redis CPU
-   per delivered message; the stream is read only to resume and after outages.
+   its last one leaves). Pub/sub costs Redis one write per message per subscribed
+   connection and keeps no per-reader state; a blocking ``XREAD`` over every subscribed
+   stream would cost a command per batch per connection and has to be interrupted to
+   change its channel list. The stream is read only to resume and after outages (the
+   positions in the pub/sub payload tell a subscriber when it missed something).
+   ``benchmarks/broadcast.py`` measures the publish cost of the history beside plain
+   pub/sub ("hump, no history").
 3. **History reads** (``READ_SCRIPT``): the entries after a position are the newest
    ``last - offset`` of the stream (offsets are contiguous), read with one ``XREVRANGE
    ... COUNT``; a position of another epoch, from the future, or older than what the

@@ -308,3 +308,42 @@ def test_signup_needs_a_name(client: TestClient) -> None:
         assert r.status_code == 400 and "give a name" in r.text, kw
     r = client.post("/signup", data={"name": "n" * (http_web.MAX_NAME + 1)})
     assert r.status_code == 400 and "at most" in r.text
+
+
+async def test_a_chat_client_too_slow_for_its_room_is_closed_1013_and_resumes_with_nothing_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 20 item 6: the chat's overflow policy is "close": a client whose queue
+    (CHAT_MAX_QUEUE) fills is closed with 1013, and resuming with since= loses nothing
+    (the history is longer than the queue)."""
+    assert http_web.app.broadcast.history_size > http_web.CHAT_MAX_QUEUE
+    gate = asyncio.Event()
+    real_send = http_web.WebSocket.send
+
+    async def stuck_send(self: http_web.WebSocket, message: str | bytes) -> None:
+        if self.request.query.get("name") == "slow":
+            await gate.wait()  # a client that reads nothing: the relay's writes wait
+        await real_send(self, message)
+
+    monkeypatch.setattr(http_web.WebSocket, "send", stuck_send)
+    channel = http_web.CHAT_CHANNEL + "slow"
+    total = http_web.CHAT_MAX_QUEUE + 50
+    async with AsyncTestClient(http_web.app) as client:
+        async with client.websocket_connect("/ws/chat/slow?name=slow") as ws:
+            for i in range(total):
+                await http_web.app.broadcast.publish_json(channel, {"from": "bot", "text": str(i)})
+            gate.set()
+            frames = []
+            with pytest.raises(WebSocketDisconnect) as info:
+                while True:
+                    frames.append(json.loads(await ws.receive_text()))
+            assert info.value.code == 1013 and "since" in info.value.reason
+        texts = [f["text"] for f in frames if "text" in f]
+        assert texts == [str(i) for i in range(len(texts))] and len(texts) < total
+        async with client.websocket_connect(f"/ws/chat/slow?name=back&since={frames[-1]['id']}") as back:
+            while len(texts) < total:
+                frame = json.loads(await back.receive_text())
+                assert frame.get("type") != "reset"
+                if "text" in frame:
+                    texts.append(frame["text"])
+        assert texts == [str(i) for i in range(total)]
