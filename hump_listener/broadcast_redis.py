@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 from collections import deque
@@ -65,7 +66,7 @@ logger = logging.getLogger("hump_listener.error")
 # Wire format over Redis (rule 4): a type byte before the message.
 _TEXT = b"\x00"
 _BYTES = b"\x01"
-_POSITIONED = 0x02
+_POSITIONED = b"\x02"
 
 
 def _encode(message: Message) -> bytes:
@@ -88,15 +89,22 @@ def _decode(payload: bytes) -> Message:
 
 def _decode_publication(channel: str, payload: bytes) -> Publication:
     """A pub/sub message (rule 4): with its position when it has one."""
-    if payload[:1] and payload[0] == _POSITIONED:
-        try:
-            epoch_end = payload.index(0, 1)
-            offset_end = payload.index(0, epoch_end + 1)
-            position = Position(payload[1:epoch_end].decode("ascii"), int(payload[epoch_end + 1 : offset_end]))
-        except (ValueError, UnicodeDecodeError):
-            return Publication(channel, payload, None)
-        return Publication(channel, _decode(payload[offset_end + 1 :]), position)
+    if payload[:1] == _POSITIONED:
+        parts = payload.split(b"\x00", 2)
+        if len(parts) == 3 and parts[1].isdigit():
+            try:
+                epoch = _epoch(parts[0])
+            except UnicodeDecodeError:
+                return Publication(channel, payload, None)
+            return Publication(channel, _decode(parts[2]), Position(epoch, int(parts[1])))
     return Publication(channel, _decode(payload), None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _epoch(header: bytes) -> str:
+    """The epoch of a positioned payload's header (``0x02`` + epoch): cached, as a channel
+    keeps its epoch, so each message does not decode it again."""
+    return header[1:].decode("ascii")
 
 
 class Script:
@@ -107,32 +115,32 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
-#: Rule 1. KEYS: meta hash, stream. ARGV: channel, payload, epoch if new, history size,
-#: history ttl (ms), meta ttl (ms). Returns {receivers, epoch, offset}.
+#: Rule 1. KEYS: meta hash, stream. ARGV: channel, payload, epoch salt, history size,
+#: history ttl (ms), meta ttl (ms). Returns the receivers. A new epoch is Redis' clock in
+#: hex (seconds and microseconds) and the publisher's salt: never the same twice for a
+#: channel. Age trimming happens exactly at read time (READ_SCRIPT); the stream's expiry
+#: frees an idle channel.
 PUBLISH_SCRIPT = Script("""
 local meta, stream = KEYS[1], KEYS[2]
 local epoch = redis.call('HGET', meta, 'e')
 if not epoch then
-  epoch = ARGV[3]
+  local now = redis.call('TIME')
+  epoch = string.format('%x%05x', tonumber(now[1]), tonumber(now[2])) .. ARGV[3]
   redis.call('DEL', stream)
   redis.call('HSET', meta, 'e', epoch, 'o', 0)
 end
 local offset = redis.call('HINCRBY', meta, 'o', 1)
-local now = redis.call('TIME')
-local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[5])
 redis.call('XADD', stream, 'MAXLEN', '~', ARGV[4], '*', 'o', offset, 'd', ARGV[2])
-redis.call('XTRIM', stream, 'MINID', '~', string.format('%d', oldest))
 redis.call('PEXPIRE', stream, ARGV[5])
 redis.call('PEXPIRE', meta, ARGV[6])
-local receivers = redis.call('PUBLISH', ARGV[1],
-  '\\2' .. epoch .. '\\0' .. string.format('%d', offset) .. '\\0' .. ARGV[2])
-return {receivers, epoch, offset}
+return redis.call('PUBLISH', ARGV[1], '\2' .. epoch .. '\0' .. offset .. '\0' .. ARGV[2])
 """)
 
 #: Rule 3. KEYS: meta hash, stream. ARGV: epoch ('' for the head only), offset, epoch if
-#: new, history ttl (ms), meta ttl (ms), history size. Returns {epoch, last} (head),
-#: {epoch, last, 1, entries newest first} (resumed: the entries after the offset) or
-#: {epoch, last, 0, entries newest first} (reset: all the stream still holds).
+#: new, history ttl (ms), meta ttl (ms), history size. Returns {epoch, last} (the head), or
+#: {epoch, last, resumed, first offset, data...}: resumed (1), the messages after the
+#: offset; else (0) all the stream still holds. Flat, oldest first: one bulk string per
+#: message is the cheapest reply to parse (offsets are contiguous: the first is enough).
 READ_SCRIPT = Script("""
 local meta, stream = KEYS[1], KEYS[2]
 local epoch = redis.call('HGET', meta, 'e')
@@ -151,11 +159,14 @@ redis.call('XTRIM', stream, 'MINID', string.format('%d', oldest))
 local missed = last - since
 -- XADD trims by whole nodes (MAXLEN ~): the history is the newest `size` entries exactly
 local held = math.min(redis.call('XLEN', stream), tonumber(ARGV[6]))
-if ARGV[1] ~= epoch or missed < 0 or missed > held then
-  return {epoch, last, 0, redis.call('XREVRANGE', stream, '+', '-', 'COUNT', ARGV[6])}
-end
-if missed == 0 then return {epoch, last, 1, {}} end
-return {epoch, last, 1, redis.call('XREVRANGE', stream, '+', '-', 'COUNT', missed)}
+local resumed, count = 1, missed
+if ARGV[1] ~= epoch or missed < 0 or missed > held then resumed, count = 0, held end
+local out = {epoch, last, resumed, 0}
+if count == 0 then return out end
+local entries = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', count)
+out[4] = tonumber(entries[#entries][2][2])
+for i = #entries, 1, -1 do out[#out + 1] = entries[i][2][4] end
+return out
 """)
 
 
@@ -227,6 +238,8 @@ class RedisBackend:
         self._history_ms = str(max(1, round(history_ttl * 1000)))
         self._meta_ms = str(max(1, round(meta_ttl * 1000)))
         self.key_prefix = key_prefix
+        #: Ends the epochs this publisher starts (rule 1).
+        self._salt = new_epoch()[:4]
         #: Errors that mean "the connection is gone or Redis is not answering".
         self._lost_errors: tuple[type[BaseException], ...] = (
             redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
@@ -343,13 +356,13 @@ class RedisBackend:
         payload = _encode(message)
         what = f"publish to {channel!r}"
         if not self._history_size:
-            receivers: int = await self.command("PUBLISH", channel, payload, what=what)
-            return receivers
-        reply = await self.run_script(
+            published: int = await self.command("PUBLISH", channel, payload, what=what)
+            return published
+        receivers: int = await self.run_script(
             PUBLISH_SCRIPT, [self.key("m", channel), self.key("h", channel)],
-            [channel, payload, new_epoch(), self._history_size, self._history_ms, self._meta_ms], what,
+            [channel, payload, self._salt, self._history_size, self._history_ms, self._meta_ms], what,
         )
-        return int(reply[0])
+        return receivers
 
     async def read(self, channel: str, since: Position | None) -> Replay:
         epoch, offset = ("", 0) if since is None else (since.epoch, since.offset)
@@ -361,16 +374,15 @@ class RedisBackend:
         head = Position(reply[0].decode("ascii"), int(reply[1]))
         if since is None:
             return head, [], True
-        resumed = bool(reply[2])
-        entries: list[Publication] = []
-        for _, fields in reversed(reply[3]):
-            values = dict(zip(fields[::2], fields[1::2], strict=True))
-            position = Position(head.epoch, int(values[b"o"]))
-            if entries and not position.follows(entries[-1].position or position):
-                entries.clear()  # never, with contiguous offsets: keep the contiguous end
-                resumed = False
-            entries.append(Publication(channel, _decode(values[b"d"]), position, True))
-        if resumed and entries and entries[0].position != Position(head.epoch, since.offset + 1):
+        resumed, first, data = bool(reply[2]), int(reply[3]), reply[4:]
+        epoch = head.epoch
+        entries = [
+            Publication(channel, _decode(payload), Position(epoch, offset), True)
+            for offset, payload in enumerate(data, first)
+        ]
+        if data and first + len(data) - 1 != head.offset:
+            return head, [], False  # never, with contiguous offsets: then it is not resumable
+        if resumed and data and first != since.offset + 1:
             resumed = False
         return head, entries, resumed
 

@@ -41,9 +41,8 @@ import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from .broadcast import Broadcast
@@ -78,10 +77,10 @@ class SubscriptionClosed(Exception):
     by the ``"close"`` overflow policy) with nothing queued. ``async for`` ends instead."""
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(NamedTuple):
     """Where a message sits in its channel: ``offset`` within ``epoch``. ``str()`` gives
-    ``"<epoch>-<offset>"``; ``Position.parse`` reads it back."""
+    ``"<epoch>-<offset>"``; ``Position.parse`` reads it back. (A named tuple: made once per
+    message, it is the cheapest immutable record.)"""
 
     epoch: str
     offset: int
@@ -112,11 +111,10 @@ class Position:
 
     def follows(self, other: Position) -> bool:
         """``self`` is the position right after ``other``."""
-        return self.epoch == other.epoch and self.offset == other.offset + 1
+        return self.offset == other.offset + 1 and self.epoch == other.epoch
 
 
-@dataclass(frozen=True, slots=True)
-class Publication:
+class Publication(NamedTuple):
     """A message as a subscriber receives it: its channel, its data (``str`` or ``bytes``,
     as published), its position (``None`` when the Broadcast keeps no history) and
     whether it was replayed from the history."""
@@ -136,8 +134,7 @@ class Publication:
         return json.loads(self.data)
 
 
-@dataclass(frozen=True, slots=True)
-class Reset:
+class Reset(NamedTuple):
     """The subscription could not resume: what was published up to ``position`` is
     skipped (too old for the history, or of another epoch); what follows is delivered."""
 
@@ -306,7 +303,7 @@ class Subscription:
             held.append(pub)
             return True
         tail = self._tail
-        if tail is None or position.follows(tail):
+        if tail is None or (position[1] == tail[1] + 1 and position[0] == tail[0]):  # follows (hot path)
             self._tail = position
             self._put(pub)
             return True
