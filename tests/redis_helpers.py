@@ -44,6 +44,9 @@ class RedisServer:
     """One redis-server process at a time on a fixed port (chosen at the first start)."""
 
     def __init__(self, executable: str, directory: Path, cpu: int | None = None, persistent: bool = False) -> None:
+        #: Where it listens, and a command prefix (``ip netns exec NAME``) to run it elsewhere.
+        self.bind = "127.0.0.1"
+        self.prefix: list[str] = []
         self.executable = executable
         self.directory = directory
         self.cpu = cpu  # pin with taskset (benchmarks)
@@ -56,14 +59,16 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.bind}:{self.port}/0"
 
     def command(self, port: int) -> list[str]:
         aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         args = [
-            self.executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *aof,
+            *self.prefix, self.executable, "--port", str(port), "--bind", self.bind, "--save", "", *aof,
             "--dir", str(self.directory), "--daemonize", "no", "--databases", "1", "--loglevel", "notice",
         ]
+        if self.bind != "127.0.0.1":  # a namespace's own address: no password, by design
+            args += ["--protected-mode", "no"]
         if self.cpu is not None and shutil.which("taskset"):
             args = ["taskset", "-c", str(self.cpu), *args]
         return args
