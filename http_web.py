@@ -8,13 +8,21 @@ Its routes are a contract other checks rely on (tests, benchmarks):
   ``POST /upload`` (multipart, up to 10 MiB); ``GET /clock`` (SSE, ``?n=`` ticks);
   ``GET /static/...`` (public/).
 - ``WS /ws/echo``: each message back with its own type (text as text, binary as binary).
-- ``WS /ws/chat/{room}``: every text message goes to every connection in the room, the
-  sender included, through ``app.broadcast``: in-process by default, across workers and
-  hosts with ``HUMP_BROADCAST_URL=redis://...``. The 101 is sent once the connection is
-  subscribed, so a client that sees the connection open receives the room's next message.
-  A binary message closes with 1003, a text over ``CHAT_MAX_CHARS`` with 1009, a message
-  that cannot be published (Redis down) with 1013 (try again later). ``GET /chat?room=``
-  is the page where a person chats.
+- ``WS /ws/chat/{room}?name=NAME[&since=ID]``: every text message goes to every
+  connection in the room, the sender included, through ``app.broadcast``: in-process by
+  default, across workers and hosts with ``HUMP_BROADCAST_URL=redis://...``. Each frame
+  the server sends is JSON with its position as ``"id"``: ``{"id", "from", "text"}`` for
+  a chat message, ``{"id", "type": "join" | "leave", "from"}`` for presence and
+  ``{"id", "type": "reset"}`` when missed messages are gone (no ``"text"`` in either).
+  ``since`` first replays the room's frames after that id, in order, once each. The 101
+  is sent once the connection is subscribed, so a client that sees the connection open
+  receives the room's next message. A binary message closes with 1003, a text over
+  ``CHAT_MAX_CHARS`` with 1009, a message that cannot be published (Redis down) with 1013
+  (try again later), a client too slow for the room with 1013 too (it resumes with
+  ``since``). ``GET /chat?room=`` is the page where a person chats;
+  ``GET /chat/{room}/events`` streams the same frames as SSE (``id:`` = position,
+  ``Last-Event-ID`` resumes); ``GET /chat/{room}/who`` lists the names of the room's open
+  connections on every instance (JSON).
 - ``POST /signup`` (``name`` as a form field, JSON ``{"name": ...}`` or ``?name=``)
   answers 202 at once and fires the ``user_created`` background event, which records
   the name; ``GET /signups`` lists the names recorded so far (JSON; per process).
