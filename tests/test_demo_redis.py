@@ -212,6 +212,7 @@ async def test_ws_since_resumes_on_another_instance(instances: tuple[RunningServ
             seen = await chat_frame(bob, lambda f: f.get("text") == "hello bob")
         for i in range(5):
             await ann.send(f"while away {i}")
+        await chat_frame(ann, lambda f: f.get("text") == "while away 4")  # all published
         async with ws_connect(a.url, f"/ws/chat/ws-room?name=bob&since={seen['id']}") as back:
             await back.send("back")
             got = []
