@@ -246,8 +246,15 @@ async def chat(ws: WebSocket, room: Param) -> None:
     name = _chat_name(ws.request.query)
     since = ws.request.query.get("since") or None
     broadcast = app.broadcast
-    async with broadcast.subscribe(channel, since=since, max_queue=CHAT_MAX_QUEUE, overflow="close") as sub, \
-            broadcast.presence.join(channel, name, {"name": name}):
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            sub = await stack.enter_async_context(
+                broadcast.subscribe(channel, since=since, max_queue=CHAT_MAX_QUEUE, overflow="close")
+            )
+            await stack.enter_async_context(broadcast.presence.join(channel, name, {"name": name}))
+        except BroadcastUnavailable:  # Redis is down: the page retries
+            await ws.deny(503, "the chat is unavailable; try again")
+            return
         await ws.accept()  # subscribed first: the client's first message comes back to it
         relay = asyncio.create_task(_relay(ws, sub), name=f"chat relay {room!r}")
         try:
@@ -302,7 +309,10 @@ async def chat_events(ctx: HTTPContext, room: Param) -> None:
     if since is None:
         # From now on: the position is taken before the reply starts, so nothing that is
         # published once the client sees the 200 is missed.
-        since = await broadcast.position(channel)
+        try:
+            since = await broadcast.position(channel)
+        except BroadcastUnavailable:
+            raise HTTPError(503, "the chat is unavailable; try again", {"Retry-After": "1"}) from None
 
     async def frames() -> AsyncIterator[dict[str, str]]:
         async with broadcast.subscribe(channel, since=since, max_queue=CHAT_MAX_QUEUE, overflow="close") as sub:
@@ -336,7 +346,10 @@ async def _announce(channel: str, key: str, kind: str) -> None:
 @app.get("/chat/{room}/who")
 async def chat_who(ctx: HTTPContext, room: Param) -> None:
     """The names of the room's open connections, on every instance: a JSON list."""
-    members = await app.broadcast.presence.list(_room_channel(room))
+    try:
+        members = await app.broadcast.presence.list(_room_channel(room))
+    except BroadcastUnavailable:
+        raise HTTPError(503, "the chat is unavailable; try again", {"Retry-After": "1"}) from None
     ctx.json(sorted(str(m.meta.get("name", m.key)) for m in members))
 
 

@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio
 from redis_helpers import RedisServer, running_redis
 from servers import RunningServer, run_server
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from ws_helpers import WS_WAIT, chat_frame, said, ws_connect
 
 import http_web
@@ -63,6 +63,15 @@ async def wait_numsub(url: str, channel: str, want: int) -> None:
             return
         await asyncio.sleep(0)
     raise AssertionError(f"{channel!r} never had {want} subscribers in Redis")
+
+
+def status_of(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WS_WAIT)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 async def wait_line(server: RunningServer, pattern: str) -> str:
@@ -114,6 +123,14 @@ async def test_a_redis_killed_and_restarted_mid_chat_is_survived(
         # The other chats stay open through the outage (a ping round trip on each).
         for ws in (on_a, on_b):
             await asyncio.wait_for(await ws.ping(), WS_WAIT)
+
+        # New chats, the room's event stream and its presence list say 503 meanwhile.
+        with pytest.raises(InvalidStatus) as refused:
+            async with ws_connect(a.url, f"/ws/chat/{ROOM}?name=late"):
+                pass
+        assert refused.value.response.status_code == 503
+        for path in (f"/chat/{ROOM}/who", f"/chat/{ROOM}/events"):
+            assert await asyncio.to_thread(status_of, a.port, path) == 503
 
         redis_server.start()  # same port
         for server in (a, b):
