@@ -209,6 +209,9 @@ class _Backend(Protocol):
         """The last local subscriber of ``channel`` left."""
 
 
+_new_tuple = tuple.__new__
+
+
 class _MemoryChannel:
     """One channel's history in memory: its epoch, last offset and recent publications."""
 
@@ -256,10 +259,11 @@ class _MemoryBackend:
     async def publish(self, channel: str, message: Message) -> int:
         if not self._size:
             return self._broadcast._deliver(channel, Publication(channel, message, None))
-        state = self._channel(channel)
-        state.last += 1
+        state = self._channels.get(channel) or self._channel(channel)
+        state.last = last = state.last + 1
         now = state.touched = monotonic()
-        pub = Publication(channel, message, Position(state.epoch, state.last))
+        # The hot path: named tuples made without their Python-level __new__.
+        pub = _new_tuple(Publication, (channel, message, _new_tuple(Position, (state.epoch, last)), False))
         state.entries.append((pub, now))
         self._until_sweep -= 1
         if self._until_sweep <= 0:
