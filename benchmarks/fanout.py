@@ -1,11 +1,13 @@
 """Fan-out deliveries per server CPU-second in a room of WebSocket members (issue 20 item
-9): hump_listener's ``app.broadcast`` beside Starlette with encode/broadcaster on uvicorn,
-on the memory backend and on Redis, in one run.
+9): hump_listener's ``app.broadcast`` beside Starlette with encode/broadcaster on uvicorn
+and python-socketio (its AsyncRedisManager for Redis) on uvicorn, on the memory backend
+and on Redis, in one run.
 
     python benchmarks/fanout.py [--members 500] [--messages 200] [--size 64] [--rounds 3]
 
 Each server is one process pinned to CPU 0 with the same contract
-(benchmarks/apps/hump_fanout.py, benchmarks/peers/starlette_fanout.py): ``--members``
+(benchmarks/apps/hump_fanout.py, benchmarks/peers/starlette_fanout.py and
+socketio_fanout.py): ``--members``
 WebSocket clients join ``/room``; ``GET /publish?n=N`` publishes N messages in the server,
 each awaited, and every member receives every message. The harness (the members, a
 ``websockets`` client) and redis-server share CPU 1. Figure: members x messages divided by
@@ -13,7 +15,6 @@ the server process's CPU seconds (utime+stime from /proc) from just before the p
 request to the moment every member holds every message. Rounds interleave the servers;
 the table shows medians [min-max] and the ratio to the best peer on the same backend.
 hump_listener runs with its default history (1000 messages per channel, a Redis Stream).
-python-socketio's Redis manager is not measured yet (see the closing note of issue 20).
 broadcaster 0.3's Redis backend can leave its listener waiting for ever (its
 ``_pubsub_listener`` clears its ready event after a subscription it missed); the peer app
 works around it on each request, and a row whose members never all receive a message is
@@ -33,6 +34,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import common
 
@@ -59,7 +61,8 @@ class Server:
             if self.backend == "redis":
                 env["HUMP_BROADCAST_URL"] = url
             return [*common.tiny_listener(), "--app-dir", str(common.BENCH_DIR / "apps"), "hump_fanout:app"], env
-        argv = [PY, "-m", "uvicorn", "--app-dir", str(common.BENCH_DIR / "peers"), "starlette_fanout:app",
+        module = "socketio_fanout:app" if self.name == "python-socketio" else "starlette_fanout:app"
+        argv = [PY, "-m", "uvicorn", "--app-dir", str(common.BENCH_DIR / "peers"), module,
                 "--host", common.HOST, "--port", str(port), "--http", "h11", "--ws", "websockets",
                 "--loop", "asyncio", "--no-access-log", "--log-level", "warning"]
         return argv, {"FANOUT_BROADCAST_URL": url, "PYTHONPATH": common.pythonpath()}
@@ -98,19 +101,32 @@ async def one_round(server: Server, members: int, messages: int, size: int, redi
         reached = asyncio.Event()
         remaining = [members]
 
+        def received(i: int) -> None:
+            counts[i] += 1
+            if counts[i] == target:
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    reached.set()
+
         async def member(i: int) -> None:
+            if server.name == "python-socketio":
+                import socketio
+
+                client = socketio.AsyncClient(reconnection=False)
+                clients.append(client)
+                client.on("msg", lambda data: received(i))
+                await client.connect(f"http://{common.HOST}:{port}", transports=["websocket"])
+                joined[i].set()
+                await client.wait()
+                return
             async with connect(f"ws://{common.HOST}:{port}/room", max_queue=None, proxy=None) as ws:
                 joined[i].set()
                 async for message in ws:
-                    if message == "ready":
-                        continue
-                    counts[i] += 1
-                    if counts[i] == target:
-                        remaining[0] -= 1
-                        if remaining[0] == 0:
-                            reached.set()
+                    if message != "ready":
+                        received(i)
 
         joined = [asyncio.Event() for _ in range(members)]
+        clients: list[Any] = []  # python-socketio's clients, disconnected at the end
         tasks = [asyncio.create_task(member(i)) for i in range(members)]
         for event in joined:
             await asyncio.wait_for(event.wait(), WAIT)
@@ -137,6 +153,7 @@ async def one_round(server: Server, members: int, messages: int, size: int, redi
         await asyncio.to_thread(get, port, f"/publish?n={messages}&size={size}")
         await asyncio.wait_for(reached.wait(), WAIT)
         cpu = common.cpu_seconds(proc.pid) - cpu
+        await asyncio.gather(*(client.disconnect() for client in clients), return_exceptions=True)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -160,11 +177,14 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {common.CLIENT_CPU})
     servers = [Server(name, backend) for backend in ("memory", "redis")
-               for name in ("hump_listener", "starlette+broadcaster")]
+               for name in ("hump_listener", "starlette+broadcaster", "python-socketio")]
     for s in servers:
-        module = "broadcaster" if s.name != "hump_listener" else None
+        module, package = {
+            "starlette+broadcaster": ("broadcaster", "'broadcaster[redis]' starlette"),
+            "python-socketio": ("socketio", "'python-socketio[asyncio_client]'"),
+        }.get(s.name, (None, ""))
         if module and importlib_missing(module):
-            s.failure = f"skipped: pip install {module} starlette (or -e '.[bench]')"
+            s.failure = f"skipped: pip install {package}"
     executable = redis_server_path()
     with tempfile.TemporaryDirectory(prefix="hump-fanout-redis-") as tmp:
         redis = None
