@@ -8,13 +8,21 @@ Its routes are a contract other checks rely on (tests, benchmarks):
   ``POST /upload`` (multipart, up to 10 MiB); ``GET /clock`` (SSE, ``?n=`` ticks);
   ``GET /static/...`` (public/).
 - ``WS /ws/echo``: each message back with its own type (text as text, binary as binary).
-- ``WS /ws/chat/{room}``: every text message goes to every connection in the room, the
-  sender included, through ``app.broadcast``: in-process by default, across workers and
-  hosts with ``HUMP_BROADCAST_URL=redis://...``. The 101 is sent once the connection is
-  subscribed, so a client that sees the connection open receives the room's next message.
-  A binary message closes with 1003, a text over ``CHAT_MAX_CHARS`` with 1009, a message
-  that cannot be published (Redis down) with 1013 (try again later). ``GET /chat?room=``
-  is the page where a person chats.
+- ``WS /ws/chat/{room}?name=NAME[&since=ID]``: every text message goes to every
+  connection in the room, the sender included, through ``app.broadcast``: in-process by
+  default, across workers and hosts with ``HUMP_BROADCAST_URL=redis://...``. Each frame
+  the server sends is JSON with its position as ``"id"``: ``{"id", "from", "text"}`` for
+  a chat message, ``{"id", "type": "join" | "leave", "from"}`` for presence and
+  ``{"id", "type": "reset"}`` when missed messages are gone (no ``"text"`` in either).
+  ``since`` first replays the room's frames after that id, in order, once each. The 101
+  is sent once the connection is subscribed, so a client that sees the connection open
+  receives the room's next message. A binary message closes with 1003, a text over
+  ``CHAT_MAX_CHARS`` with 1009, a message that cannot be published (Redis down) with 1013
+  (try again later), a client too slow for the room with 1013 too (it resumes with
+  ``since``). ``GET /chat?room=`` is the page where a person chats;
+  ``GET /chat/{room}/events`` streams the same frames as SSE (``id:`` = position,
+  ``Last-Event-ID`` resumes); ``GET /chat/{room}/who`` lists the names of the room's open
+  connections on every instance (JSON).
 - ``POST /signup`` (``name`` as a form field, JSON ``{"name": ...}`` or ``?name=``)
   answers 202 at once and fires the ``user_created`` background event, which records
   the name; ``GET /signups`` lists the names recorded so far (JSON; per process).
@@ -22,6 +30,7 @@ Its routes are a contract other checks rely on (tests, benchmarks):
 
 import asyncio
 import contextlib
+import json
 from collections import deque
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -32,6 +41,7 @@ from hump_listener import (
     Data,
     HTTPContext,
     HTTPError,
+    MultiDict,
     Param,
     UploadFile,
     WebSocket,
@@ -39,7 +49,7 @@ from hump_listener import (
     WebSocketState,
     statuses,
 )
-from hump_listener.broadcast import BroadcastUnavailable, Subscription
+from hump_listener.broadcast import BroadcastUnavailable, Item, Reset, Subscription
 
 app = App()
 app.static("/static", Path(__file__).resolve().parent / "public")
@@ -175,7 +185,12 @@ async def ws_echo(ws: WebSocket) -> None:
 CHAT_MAX_CHARS = 4000
 #: Longest room name: it becomes part of a Redis channel name.
 CHAT_MAX_ROOM = 64
-#: Channel prefix: channels are shared by everything on one Redis (docs/broadcast.md).
+#: Longest name (``?name=``), in characters; longer is cut.
+CHAT_MAX_NAME = 40
+#: Frames a chat connection may have queued and not sent: beyond, it is closed with 1013
+#: and resumes with ``since``; below the history's 1000 so that the resume misses nothing.
+CHAT_MAX_QUEUE = 256
+#: Channel prefix: channels are shared by everything on one Redis (docs/channels.md).
 CHAT_CHANNEL = "hump_demo:chat:"
 # Close codes (RFC 6455 §7.4.1, and 1013 from the IANA registry)
 _UNSUPPORTED_DATA = 1003
@@ -185,21 +200,59 @@ _TRY_AGAIN_LATER = 1013
 _GOING_AWAY = 1001
 
 
+def _room_channel(room: str) -> str:
+    if len(room) > CHAT_MAX_ROOM:
+        raise HTTPError(400, f"a room name has at most {CHAT_MAX_ROOM} characters")
+    return CHAT_CHANNEL + room
+
+
+def _chat_name(query: MultiDict) -> str:
+    return (query.get("name") or "").strip()[:CHAT_MAX_NAME] or "anonymous"
+
+
+def chat_frame(item: Item) -> str:
+    """What a chat client receives for an item of the room's channel: the published JSON
+    object with its position first, ``{"id": ..., "from": ..., "text": ...}`` for a
+    message (``"type": "join"`` / ``"leave"`` frames carry no ``"text"``); a ``Reset``
+    (history lost: messages up to ``id`` are not coming) is ``{"id": ..., "type": "reset"}``."""
+    if isinstance(item, Reset):
+        return f'{{"id":"{item.id}","type":"reset"}}'
+    data = item.data
+    if isinstance(data, str) and data.startswith("{") and item.id:
+        # The id is "<hex epoch>-<digits>": nothing to escape; the rest is as published.
+        return f'{{"id":"{item.id}",{data[1:]}' if data != "{}" else f'{{"id":"{item.id}"}}'
+    return json.dumps({"id": item.id, "type": "other"})
+
+
 @app.websocket("/ws/chat/{room}")
 async def chat(ws: WebSocket, room: Param) -> None:
-    """A chat room: what the client sends is published on the room's channel; what the
-    channel carries is relayed to the client (its own messages too).
+    """A chat room: ``/ws/chat/{room}?name=NAME[&since=ID]``. Each text the client sends
+    is published on the room's channel as ``{"from": NAME, "text": ...}``; every item of
+    the channel is relayed to the client as ``chat_frame`` makes it (its own messages
+    too). ``since`` (the ``id`` of the last frame it saw) first replays what it missed.
 
     Two tasks per connection: this handler reads the client, ``_relay`` writes to it.
     The handler waits on the client, never on the subscription, so when the connection
     ends (the client leaves, or SIGTERM's 1001) it returns at once, and the ``finally``
     cancels the relay: nothing outlives the connection and a graceful drain does not wait.
+    A client too slow for the room is closed with 1013 and resumes with ``since``.
     """
     if len(room) > CHAT_MAX_ROOM:
         await ws.deny(400, f"a room name has at most {CHAT_MAX_ROOM} characters")
         return
     channel = CHAT_CHANNEL + room
-    async with app.broadcast.subscribe(channel) as sub:
+    name = _chat_name(ws.request.query)
+    since = ws.request.query.get("since") or None
+    broadcast = app.broadcast
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            sub = await stack.enter_async_context(
+                broadcast.subscribe(channel, since=since, max_queue=CHAT_MAX_QUEUE, overflow="close")
+            )
+            await stack.enter_async_context(broadcast.presence.join(channel, name, {"name": name}))
+        except BroadcastUnavailable:  # Redis is down: the page retries
+            await ws.deny(503, "the chat is unavailable; try again")
+            return
         await ws.accept()  # subscribed first: the client's first message comes back to it
         relay = asyncio.create_task(_relay(ws, sub), name=f"chat relay {room!r}")
         try:
@@ -211,7 +264,7 @@ async def chat(ws: WebSocket, room: Param) -> None:
                     await ws.close(_TOO_BIG, f"a chat message has at most {CHAT_MAX_CHARS} characters")
                     break
                 try:
-                    await app.broadcast.publish(channel, message)
+                    await broadcast.publish_json(channel, {"from": name, "text": message})
                 except BroadcastUnavailable:
                     # Not sent, and the client must know: it reconnects and sends again.
                     await ws.close(_TRY_AGAIN_LATER, "the chat is unavailable; try again")
@@ -224,12 +277,12 @@ async def chat(ws: WebSocket, room: Param) -> None:
 
 
 async def _relay(ws: WebSocket, sub: Subscription) -> None:
-    """Send the room's messages to the client until the connection or the subscription
+    """Send the room's items to the client until the connection or the subscription
     ends; either way the connection is closed when it returns, so the handler's loop over
     the client's messages ends too."""
     try:
-        async for message in sub:
-            await ws.send(message)
+        async for item in sub.iter_items():
+            await ws.send(chat_frame(item))
     except WebSocketDisconnect:
         return  # the connection is closed: the handler's loop has ended or is ending
     except Exception:  # a bug: close now (the handler re-raises it, so it is logged)
@@ -237,8 +290,65 @@ async def _relay(ws: WebSocket, sub: Subscription) -> None:
             if ws.client_state is WebSocketState.CONNECTED:
                 await ws.close(_INTERNAL_ERROR)
         raise
-    # The subscription ended: the broadcast stopped (the app is shutting down).
-    await ws.close(_GOING_AWAY, "the chat is shutting down")
+    if sub.overflowed:  # too slow for the room: it reconnects with since=<its last id>
+        await ws.close(_TRY_AGAIN_LATER, "too far behind; reconnect with since")
+    else:  # the subscription ended: the broadcast stopped (the app is shutting down)
+        await ws.close(_GOING_AWAY, "the chat is shutting down")
+
+
+@app.get("/chat/{room}/events")
+async def chat_events(ctx: HTTPContext, room: Param) -> None:
+    """The room's frames as Server-Sent Events, each with its position as ``id:`` and
+    ``chat_frame``'s JSON as ``data:``; a reconnecting ``EventSource`` sends
+    ``Last-Event-ID`` and gets exactly what it missed (``?since=`` does the same)."""
+    channel = _room_channel(room)
+    since = ctx.request.headers.get("last-event-id") or ctx.request.query.get("since") or None
+    broadcast = app.broadcast
+    if since is None:
+        # From now on: the position is taken before the reply starts, so nothing that is
+        # published once the client sees the 200 is missed.
+        try:
+            since = await broadcast.position(channel)
+        except BroadcastUnavailable:
+            raise HTTPError(503, "the chat is unavailable; try again", {"Retry-After": "1"}) from None
+
+    async def frames() -> AsyncIterator[dict[str, str]]:
+        async with broadcast.subscribe(channel, since=since, max_queue=CHAT_MAX_QUEUE, overflow="close") as sub:
+            async for item in sub.iter_items():
+                yield {"id": item.id, "data": chat_frame(item)}
+        # Ended (too slow, or the app is stopping): the EventSource reconnects and resumes.
+
+    ctx.sse(frames())
+
+
+@app.on_event("presence_join")
+async def chat_joined(channel: Data, key: Data) -> None:
+    """Presence events (presence.py) of chat rooms become frames of the room:
+    ``{"id": ..., "type": "join" | "leave", "from": NAME}``, no ``"text"``."""
+    await _announce(channel, key, "join")
+
+
+@app.on_event("presence_leave")
+async def chat_left(channel: Data, key: Data) -> None:
+    await _announce(channel, key, "leave")
+
+
+async def _announce(channel: str, key: str, kind: str) -> None:
+    if channel.startswith(CHAT_CHANNEL) and app.broadcast.started:
+        # Best effort: a join or leave while Redis is down is not announced (the page
+        # also refreshes its list of who is online from /chat/{room}/who).
+        with contextlib.suppress(BroadcastUnavailable):
+            await app.broadcast.publish_json(channel, {"type": kind, "from": key})
+
+
+@app.get("/chat/{room}/who")
+async def chat_who(ctx: HTTPContext, room: Param) -> None:
+    """The names of the room's open connections, on every instance: a JSON list."""
+    try:
+        members = await app.broadcast.presence.list(_room_channel(room))
+    except BroadcastUnavailable:
+        raise HTTPError(503, "the chat is unavailable; try again", {"Retry-After": "1"}) from None
+    ctx.json(sorted(str(m.meta.get("name", m.key)) for m in members))
 
 
 CHAT_PAGE = """<!doctype html>
@@ -248,6 +358,7 @@ CHAT_PAGE = """<!doctype html>
 <body>
 <h1>Chat: <span id="room"></span></h1>
 <p>Status: <span id="chat-status">connecting…</span> · <a href="/page">back to the demo</a></p>
+<p>Online: <span id="who"></span></p>
 <ul id="messages"></ul>
 <form id="chat-form" autocomplete="off">
   <input id="chat-name" size="10" aria-label="your name">

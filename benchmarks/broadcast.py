@@ -75,6 +75,27 @@ async def hump_memory(url: str, max_queue: int) -> AsyncIterator[Endpoints]:
 
 
 @asynccontextmanager
+async def hump_memory_no_history(url: str, max_queue: int) -> AsyncIterator[Endpoints]:
+    async with Broadcast(history_size=0) as b, b.subscribe(CHANNEL, max_queue=max_queue) as sub:
+
+        async def receive() -> str:
+            return str(await sub.get())
+
+        yield (lambda m: b.publish(CHANNEL, m)), receive
+
+
+@asynccontextmanager
+async def hump_redis_no_history(url: str, max_queue: int) -> AsyncIterator[Endpoints]:
+    async with Broadcast(url, history_size=0) as pub, Broadcast(url, history_size=0) as side, \
+            side.subscribe(CHANNEL, max_queue=max_queue) as sub:
+
+        async def receive() -> str:
+            return str(await sub.get())
+
+        yield (lambda m: pub.publish(CHANNEL, m)), receive
+
+
+@asynccontextmanager
 async def hump_redis(url: str, max_queue: int) -> AsyncIterator[Endpoints]:
     async with Broadcast(url) as pub, Broadcast(url) as side, side.subscribe(CHANNEL, max_queue=max_queue) as sub:
 
@@ -150,10 +171,15 @@ class Impl:
     module: str | None = None  # a package that must be importable
 
 
+#: "hump_listener" keeps a history (the default: 1000 messages per channel, a Redis Stream
+#: on Redis); "hump, no history" is history_size=0 (plain pub/sub, at most once).
+NO_HISTORY = "hump, no history"
 IMPLS = [
     Impl("memory", "hump_listener", hump_memory),
+    Impl("memory", NO_HISTORY, hump_memory_no_history),
     Impl("memory", "broadcaster", broadcaster_memory, "broadcaster"),
     Impl("redis", "hump_listener", hump_redis, "redis"),
+    Impl("redis", NO_HISTORY, hump_redis_no_history, "redis"),
     Impl("redis", "broadcaster", broadcaster_backend, "broadcaster"),
     Impl("redis", "redis-py pubsub", redis_py, "redis"),
 ]
@@ -255,6 +281,45 @@ async def measure(impl: Impl, url: str, samples: int, messages: int, size: int) 
         cpu_us=cpu / messages * 1e6,
         lost=messages - received,
     )
+
+
+#: Messages a resuming subscriber missed, in the resume measurement (issue 20 item 9).
+RESUMED = 1000
+
+
+async def resume_times(url: str | None, missed: int, runs: int) -> list[float]:
+    """Milliseconds from ``subscribe(since=...)`` to holding the last of ``missed``
+    messages published while the subscriber was away (from the history)."""
+    times = []
+    async with Broadcast(url) as pub, Broadcast(url) if url else pub as side:
+        for run in range(runs):
+            channel = f"resume-{run}"
+            since = await pub.position(channel)
+            for i in range(missed):
+                await pub.publish(channel, f"message {i}")
+            start = time.perf_counter()
+            async with side.subscribe(channel, since=since) as sub:
+                for _ in range(missed):
+                    await sub.get()
+            times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def history_cost(rows: list[Row]) -> str:
+    """Publish CPU with the history beside without it (goal: at most 1.25x)."""
+    lines = []
+    for backend in ("memory", "redis"):
+        cpu = {
+            r.impl.name: statistics.median(s.cpu_us for s in r.samples)
+            for r in rows
+            if r.impl.backend == backend and r.samples and r.impl.name in ("hump_listener", NO_HISTORY)
+        }
+        if len(cpu) == 2:
+            lines.append(
+                f"history cost ({backend}): {cpu['hump_listener']:.1f} CPU us/msg with history, "
+                f"{cpu[NO_HISTORY]:.1f} without: {cpu['hump_listener'] / cpu[NO_HISTORY]:.2f}x"
+            )
+    return "\n".join(lines)
 
 
 def available(impl: Impl) -> str | None:
@@ -370,12 +435,24 @@ def main() -> None:
             server = RedisServer(executable, Path(tmp), REDIS_CPU if pinned else None)
             server.start()
         try:
-            rows = asyncio.run(run(args, server.url if server else None))
+            server_url = server.url if server else None
+            rows = asyncio.run(run(args, server_url))
+            resumes = {}
+            for backend, url in (("memory", None), ("redis", server_url)):
+                if backend != "redis" or url is not None:
+                    resumes[backend] = asyncio.run(resume_times(url, RESUMED, max(3, args.rounds * 3)))
         finally:
             if server is not None:
                 server.kill()
     print()
     print(table(rows, args))
+    print()
+    print(history_cost(rows))
+    for backend, times in resumes.items():
+        print(
+            f"resume {RESUMED} missed messages ({backend}): subscribe(since=...) to the last one held, "
+            f"median {statistics.median(times):.2f} ms [{min(times):.2f}-{max(times):.2f}] over {len(times)} runs"
+        )
 
 
 if __name__ == "__main__":

@@ -206,7 +206,7 @@ class App(Listener[HTTPContext]):
         ``config.broadcast_url`` (``App(broadcast_url=...)``, $HUMP_BROADCAST_URL) names
         Redis; made on first use, started and stopped with the app (a service)."""
         if self._broadcast is None:
-            self._broadcast = Broadcast(self.config.broadcast_url)
+            self._broadcast = Broadcast(self.config.broadcast_url, events=self.trigger_event)
         return self._broadcast
 
     async def _start_broadcast(self) -> None:

@@ -1,5 +1,6 @@
 """A real ``redis-server`` for tests: 127.0.0.1 on a free port, in a temp dir, no
-persistence (no RDB snapshots, no AOF), its own process that the test can kill, stop
+persistence (no RDB snapshots, no AOF; ``persistent=True`` turns on an AOF synced at every
+write), its own process that the test can kill, stop
 (SIGSTOP: alive but silent) and start again on the same port.
 
 The server logs "Ready to accept connections" when it listens; we wait for that line
@@ -42,23 +43,32 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process at a time on a fixed port (chosen at the first start)."""
 
-    def __init__(self, executable: str, directory: Path, cpu: int | None = None) -> None:
+    def __init__(self, executable: str, directory: Path, cpu: int | None = None, persistent: bool = False) -> None:
+        #: Where it listens, and a command prefix (``ip netns exec NAME``) to run it elsewhere.
+        self.bind = "127.0.0.1"
+        self.prefix: list[str] = []
         self.executable = executable
         self.directory = directory
         self.cpu = cpu  # pin with taskset (benchmarks)
+        #: An append-only file synced at every write: what a SIGKILL leaves is what Redis
+        #: acknowledged (the setting docs/channels.md recommends for history across restarts).
+        self.persistent = persistent
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.bind}:{self.port}/0"
 
     def command(self, port: int) -> list[str]:
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         args = [
-            self.executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            *self.prefix, self.executable, "--port", str(port), "--bind", self.bind, "--save", "", *aof,
             "--dir", str(self.directory), "--daemonize", "no", "--databases", "1", "--loglevel", "notice",
         ]
+        if self.bind != "127.0.0.1":  # a namespace's own address: no password, by design
+            args += ["--protected-mode", "no"]
         if self.cpu is not None and shutil.which("taskset"):
             args = ["taskset", "-c", str(self.cpu), *args]
         return args
@@ -136,9 +146,9 @@ def skip_unless_redis_server() -> str:
 
 
 @contextmanager
-def running_redis(directory: Path, cpu: int | None = None) -> Iterator[RedisServer]:
+def running_redis(directory: Path, cpu: int | None = None, persistent: bool = False) -> Iterator[RedisServer]:
     """A started RedisServer, killed on exit; skips the test when redis-server is absent."""
-    server = RedisServer(skip_unless_redis_server(), directory, cpu)
+    server = RedisServer(skip_unless_redis_server(), directory, cpu, persistent)
     server.start()
     try:
         yield server

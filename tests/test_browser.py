@@ -143,7 +143,50 @@ def test_chat_in_two_pages(browser: webdriver.Chrome, demo: RunningServer) -> No
         browser.switch_to.window(second)
         browser.close()
         browser.switch_to.window(first)
-    demo.wait_for_line(r'"GET /ws/chat/browser HTTP/1.1" 101')
+    demo.wait_for_line(r'"GET /ws/chat/browser\?name=one HTTP/1.1" 101')
+
+
+def test_chat_page_resumes_after_a_drop_with_nothing_missing_or_twice(
+    browser: webdriver.Chrome, demo: RunningServer
+) -> None:
+    """Issue 20 item 4: page one loses its connection while page two sends five
+    messages; back, it shows all five, in order, once each, and who is online."""
+    first = browser.current_window_handle
+    browser.get(f"{demo.url}/chat?room=resume&name=one")
+    _wait_connected(browser)
+    browser.switch_to.new_window("window")
+    second = browser.current_window_handle
+    try:
+        browser.get(f"{demo.url}/chat?room=resume&name=two")
+        _wait_connected(browser)
+        WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "who").text == "one, two")
+        box = browser.find_element(By.ID, "chat-input")
+        box.send_keys("before", Keys.ENTER)
+        browser.switch_to.window(first)
+        WebDriverWait(browser, 15).until(lambda b: "two: before" in _messages(b))
+        # The connection drops, and the page stays away (its hook) until told otherwise.
+        browser.execute_script("window.chat.offline = true; window.chat.socket.close();")
+        WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "chat-status").text == "offline")
+
+        browser.switch_to.window(second)
+        box = browser.find_element(By.ID, "chat-input")
+        for i in range(5):
+            box.send_keys(f"missed {i}", Keys.ENTER)
+            WebDriverWait(browser, 15).until(lambda b, i=i: f"two: missed {i}" in _messages(b))
+
+        browser.switch_to.window(first)
+        assert "two: missed 0" not in _messages(browser)  # it really was away
+        browser.execute_script("window.chat.offline = false;")
+        _wait_connected(browser)
+        WebDriverWait(browser, 15).until(lambda b: "two: missed 4" in _messages(b))
+        assert _messages(browser) == ["two: before"] + [f"two: missed {i}" for i in range(5)]
+        resumed = browser.execute_script("return window.chat.lastId")
+        assert resumed and resumed.rsplit("-", 1)[1].isdigit()
+    finally:
+        browser.switch_to.window(second)
+        browser.close()
+        browser.switch_to.window(first)
+    demo.wait_for_line(r'"GET /ws/chat/resume\?name=one&since=[0-9a-f]+-\d+ HTTP/1.1" 101')
 
 
 def test_signup_form_in_the_browser(browser: webdriver.Chrome, demo: RunningServer) -> None:

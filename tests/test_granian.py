@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import websockets
 from test_asgi import http
+from ws_helpers import said
 
 pytest.importorskip("granian")
 pytestmark = [
@@ -158,15 +159,15 @@ def test_websocket_echo_under_granian(demo: int) -> None:
 def test_websocket_chat_through_the_broadcast_under_granian(demo: int) -> None:
     """The chat relays through ``app.broadcast``, which the lifespan startup started."""
 
-    async def go() -> list[str | bytes]:
+    async def go() -> list[tuple[str, str]]:
         url = f"ws://127.0.0.1:{demo}/ws/chat/granian"
-        async with websockets.connect(url) as a, websockets.connect(url) as b:
+        async with websockets.connect(url + "?name=a") as a, websockets.connect(url + "?name=b") as b:
             await a.send("from a")
-            got = [await a.recv(), await b.recv()]
+            got = [await said(a), await said(b)]
             await b.send("from b")
-            return [*got, await a.recv(), await b.recv()]
+            return [*got, await said(a), await said(b)]
 
-    assert asyncio.run(go()) == ["from a", "from a", "from b", "from b"]
+    assert asyncio.run(go()) == [("a", "from a"), ("a", "from a"), ("b", "from b"), ("b", "from b")]
 
 
 def test_lifespan_startup_and_shutdown_callbacks_run_under_granian(tmp_path: Path) -> None:

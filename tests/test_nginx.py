@@ -33,7 +33,7 @@ from process_helpers import Launched, launch, tiny_listener
 from redis_helpers import running_redis
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
-from ws_helpers import recv, ws_connect
+from ws_helpers import recv, said, ws_connect
 
 from hump_listener.config import DEFAULT_WS_PING_INTERVAL, DEFAULT_WS_PING_TIMEOUT
 
@@ -319,11 +319,11 @@ async def test_a_chat_through_nginx_crosses_both_instances(tmp_path: Path) -> No
             )
 
             await on["a"].send("through nginx, from a")
-            assert await recv(on["a"]) == "through nginx, from a"
-            assert await recv(on["b"]) == "through nginx, from a"
+            assert (await said(on["a"]))[1] == "through nginx, from a"
+            assert (await said(on["b"]))[1] == "through nginx, from a"
             await on["b"].send("through nginx, from b")
-            assert await recv(on["b"]) == "through nginx, from b"
-            assert await recv(on["a"]) == "through nginx, from b"
+            assert (await said(on["b"]))[1] == "through nginx, from b"
+            assert (await said(on["a"]))[1] == "through nginx, from b"
 
             # Rolling restart of instance a: its chats get 1001 through nginx.
             a = instances["a"]
@@ -339,5 +339,5 @@ async def test_a_chat_through_nginx_crosses_both_instances(tmp_path: Path) -> No
             back = await clients.enter_async_context(ws_connect(base, "/ws/chat/nginx?client=back"))
             assert await asyncio.to_thread(instance_of, instances, "back") == "b"
             await back.send("reconnected")
-            assert await recv(back) == "reconnected"
-            assert await recv(on["b"]) == "reconnected"
+            assert (await said(back))[1] == "reconnected"
+            assert (await said(on["b"]))[1] == "reconnected"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import socket
 import struct
@@ -381,3 +382,19 @@ def ws_connect(base_url: str, path: str, **kw: Any) -> connect:
 async def recv(ws: ClientConnection) -> str | bytes:
     """The next message, or ``ConnectionClosed``; ``TimeoutError`` after ``WS_WAIT``."""
     return await asyncio.wait_for(ws.recv(), WS_WAIT)
+
+
+async def said(ws: ClientConnection) -> tuple[str, str]:
+    """The demo chat's next message as (from, text): frames are JSON, and presence frames
+    (no "text") are skipped; ``ConnectionClosed`` / ``TimeoutError`` as ``recv``."""
+    frame = await chat_frame(ws, lambda f: "text" in f)
+    return frame["from"], frame["text"]
+
+
+async def chat_frame(ws: ClientConnection, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The demo chat's next JSON frame that ``wanted`` accepts (the others are skipped)."""
+    while True:
+        frame = json.loads(await recv(ws))
+        assert isinstance(frame, dict) and isinstance(frame.get("id"), str), frame
+        if wanted(frame):
+            return frame
