@@ -51,7 +51,7 @@ from .config import (
 
 __all__ = ["build_parser", "main", "serve"]
 
-RELOAD_EXTRA_HINT = "--reload needs the watchfiles package: pip install 'hump_listener[reload]'"
+RELOAD_EXTRA_HINT = "--reload needs the watchfiles package: pip install watchfiles"
 #: The flags that set a ``ServerConfig`` field (argparse dest = field name).
 CONFIG_FLAGS = (
     "host", "port", "workers", "loop", "log_level", "access_log", "ssl_certfile", "ssl_keyfile",

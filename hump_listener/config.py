@@ -165,7 +165,7 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 #: (``hump_listener.proxy.DEFAULT_FORWARDED_ALLOW_IPS`` says the same for the framework).
 DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1"
 #: What the uvloop extra is called, for the messages that need it.
-UVLOOP_HINT = "pip install 'hump_listener[uvloop]'"
+UVLOOP_HINT = "pip install uvloop"
 
 
 @dataclass(frozen=True, slots=True)

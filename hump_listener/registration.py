@@ -158,7 +158,7 @@ class Registration(RequestPath):
         if importlib.util.find_spec("websockets") is None:
             raise RouteDefinitionError(
                 f"route {path!r}: WebSocket routes need the websockets package: "
-                'pip install "hump_listener[websockets]"'
+                "pip install websockets"
             )
         if middleware:
             raise RouteDefinitionError(

@@ -98,7 +98,7 @@ def test_reload_without_watchfiles_names_the_extra(
 ) -> None:
     monkeypatch.setitem(sys.modules, "watchfiles", None)  # import watchfiles → ImportError
     assert cli.reload("http_web:app", {}, ["."]) == 1
-    assert "pip install 'hump_listener[reload]'" in capsys.readouterr().err
+    assert "pip install watchfiles" in capsys.readouterr().err
 
 
 def test_serve_reports_import_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -240,7 +240,7 @@ def test_uvloop_asked_for_but_missing_names_the_extra(workers: str) -> None:
     status, last = start_failing(args, {})
     assert status == 1
     assert last == (
-        "ERROR    loop 'uvloop' (--loop, HUMP_LOOP) needs uvloop: pip install 'hump_listener[uvloop]', "
+        "ERROR    loop 'uvloop' (--loop, HUMP_LOOP) needs uvloop: pip install uvloop, "
         "or use --loop asyncio"
     )
 

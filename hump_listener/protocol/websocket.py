@@ -1,7 +1,7 @@
 """WebSocket (RFC 6455) over an asyncio transport: one ``WebSocketProtocol`` per connection.
 
-The frames are the ``websockets`` package's sans-I/O ``ServerProtocol`` (an optional
-dependency, imported on the first upgrade: ``pip install "hump_listener[websockets]"``):
+The frames are the ``websockets`` package's sans-I/O ``ServerProtocol`` (a dependency,
+imported on the first upgrade):
 it validates the handshake, negotiates permessage-deflate, parses and serialises frames
 (masking in C), answers pings and the closing handshake, and enforces the message size.
 This module is the I/O around it and implements ``seam.WebSocketChannel``; the handshake

@@ -10,8 +10,8 @@ Rule (the protocol's rule 1): the handshake of a request whose ``Upgrade`` names
 Upgrade and Connection tokens, a 16-byte base64 key, and version 13 (else 426 with
 ``Sec-WebSocket-Version: 13``, RFC 6455 §4.4).
 
-websockets is an optional dependency (``pip install "hump_listener[websockets]"``): nothing
-here imports it before the first upgrade (``load_websockets``, ``bind_lib``).
+websockets is a dependency, imported lazily: nothing here imports it before the first upgrade
+(a broken install says ``pip install websockets``) (``load_websockets``, ``bind_lib``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = [
 
 logger = logging.getLogger("hump_listener.error")
 
-EXTRA_HINT = 'WebSockets need the websockets package: pip install "hump_listener[websockets]"'
+EXTRA_HINT = "WebSockets need the websockets package: pip install websockets"
 
 
 def load_websockets() -> Any:
