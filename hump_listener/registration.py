@@ -35,7 +35,7 @@ from .context import HTTPContext
 from .dispatch import RequestPath
 from .endpoints import Endpoint, Handler, Middleware, PlannedHook, check_middleware
 from .errors import HTTPError, RouteDefinitionError
-from .route_templates import Template, parse_event_name
+from .route_templates import Template, check_method, parse_event_name
 from .routing import Router
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ class Registration(RequestPath):
         route (``"GET:/x"``), a WebSocket route (``"WS:/x"``), a plain event, or (no
         path) the not-found fallback. ``middleware=[...]`` and ``max_body_size=`` apply
         to the route; a bad name, template, handler or a duplicate raise here."""
-        middleware: Sequence[Middleware] = opts.pop("middleware", None) or ()
+        middleware = _as_sequence(opts.pop("middleware", None) or ())
+        custom_method = bool(opts.pop("custom_method", False))
         max_body_size = opts.pop("max_body_size", self.max_body_size)
         if path in self.routes:
             raise RouteDefinitionError(f"event {path!r} is already registered")
@@ -95,6 +96,7 @@ class Registration(RequestPath):
                 self.routes[path] = route
                 return
             method, route_path = parsed
+            check_method(method, path, custom_method)
             if method == "WS":
                 self._check_websocket_route(path, fn, middleware)
             # Compiled once: the plan needs param_names, then the router takes the Template.
@@ -183,9 +185,10 @@ class Registration(RequestPath):
         return decorator
 
     def route(self, path: str, methods: Sequence[str] = ("GET",), **opts: Any) -> Callable[[F], F]:
-        """``@app.route("/x", methods=["GET", "POST"])``: one route per method."""
+        """``@app.route("/x", methods=["GET", "POST"])``: one route per method
+        (``methods="GET"``, one method, works too)."""
         def decorator(fn: F) -> F:
-            for method in methods:
+            for method in [methods] if isinstance(methods, str) else methods:
                 self.add_on_event_hook(fn, f"{method.upper()}:{path}", **opts)
             return fn
 
@@ -259,3 +262,13 @@ class Registration(RequestPath):
             if params is not None:
                 return route, params
         raise EventNotFound(f"route `{path}` not found")
+
+
+def _as_sequence(middleware: Any) -> Sequence[Middleware]:
+    """``middleware=`` as a sequence: one middleware (a callable) is a list of one."""
+    if callable(middleware):
+        return (middleware,)
+    try:
+        return tuple(middleware)
+    except TypeError:
+        raise TypeError(f"middleware= takes a middleware or a list of them, got {middleware!r}") from None

@@ -41,9 +41,11 @@ def install_hints() -> list[tuple[str, str]]:
             and isinstance(node.body[0].value, ast.Constant)
         }
         for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-                if "pip install" in node.value:
-                    found.append((f"{path.relative_to(PKG)}:{node.lineno}", node.value))
+            if (
+                isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                and "pip install" in node.value
+            ):
+                found.append((f"{path.relative_to(PKG)}:{node.lineno}", node.value))
     return found
 
 
