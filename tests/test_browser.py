@@ -159,3 +159,11 @@ def test_signup_form_in_the_browser(browser: webdriver.Chrome, demo: RunningServ
         if "browser ann" in browser.find_element(By.TAG_NAME, "body").text:
             break
     assert '"browser ann"' in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_tiny_listener_example_shows_hello_bob(browser: webdriver.Chrome) -> None:
+    """Issue 22 item 2: tiny-listener's own example, ported, says "try this in your
+    browser: /user/bob"; its bytes reply is shown as text, not downloaded as a file."""
+    with run_server("http_web:app", cwd=Path(__file__).resolve().parent.parent / "examples" / "tiny_listener") as ex:
+        browser.get(f"{ex.url}/user/bob")
+        assert browser.find_element(By.TAG_NAME, "body").text == "Hello, bob!"
