@@ -225,7 +225,14 @@ class App(Registration, Lifecycle):
         return self._broadcast
 
     async def _start_broadcast(self) -> None:
-        await self.broadcast.start()
+        from .broadcast import BroadcastUnavailable
+        from .config import ConfigError, how_to_set
+
+        try:
+            await self.broadcast.start()
+        except (BroadcastUnavailable, ImportError) as exc:
+            # Redis down, or the redis package missing: a start-up error, in one line.
+            raise ConfigError(f"the broadcast cannot start: {exc} (check {how_to_set('broadcast_url')})") from None
 
     async def _stop_broadcast(self) -> None:
         if self._broadcast is not None:

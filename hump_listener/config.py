@@ -30,6 +30,7 @@ import ipaddress
 import os
 import socket
 import ssl as ssl_module
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
@@ -44,6 +45,8 @@ __all__ = [
     "ServerConfig",
     "bind_error",
     "code_settings",
+    "command_line_flags",
+    "how_to_set",
     "loop_factory",
     "loop_name",
 ]
@@ -60,8 +63,9 @@ DEFAULT_WRITE_HIGH_WATER = 64 * 1024
 
 class ConfigError(ValueError):
     """A setting that cannot work: a bad value (in code, a flag or the environment), a
-    TLS file that cannot be loaded, an address that cannot be bound. The message is one
-    line saying what is wrong and how to fix it; the runners print it and exit 1."""
+    TLS file that cannot be loaded, an address that cannot be bound, a service it names
+    that cannot be reached at start-up (Redis). The message is one line saying what is
+    wrong and how to fix it; the runners print it, without a traceback, and exit 1."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -448,13 +452,32 @@ def loop_name(loop: asyncio.AbstractEventLoop) -> str:
     return "uvloop" if type(loop).__module__.split(".")[0] == "uvloop" else "asyncio"
 
 
-#: What to do about the bind errors people meet, by errno.
+def command_line_flags() -> bool:
+    """True when this process was started by hump_listener's command line
+    (``hump-listener``, ``python -m hump_listener``, and the workers and reloaded
+    processes it starts, which keep its ``sys.argv``), whose flags a message may name;
+    ``tiny-listener module:app`` and a program calling ``app.run()`` take none."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    name = os.path.basename(argv0)
+    return name.removesuffix(".exe") == "hump-listener" or argv0.endswith(os.path.join("hump_listener", "__main__.py"))
+
+
+def how_to_set(name: str) -> str:
+    """Where a user changes the setting ``name``: ``--port or HUMP_PORT`` under our
+    command line, ``HUMP_PORT`` elsewhere (``tiny-listener`` takes no options)."""
+    variable = ENVIRONMENT[name][0]
+    if command_line_flags():
+        return f"--{name.replace('_', '-')} or {variable}"
+    return variable
+
+
+#: What to do about the bind errors people meet, by errno ({port}, {host}: ``how_to_set``).
 _BIND_HINTS = {
     errno.EADDRINUSE: "another process is listening there: stop it, or choose another port "
-    "with --port or HUMP_PORT (0 picks a free one)",
-    errno.EACCES: "ports below 1024 need privileges: choose a port of 1024 or more with --port or HUMP_PORT",
+    "with {port} (0 picks a free one)",
+    errno.EACCES: "ports below 1024 need privileges: choose a port of 1024 or more with {port}",
     errno.EADDRNOTAVAIL: "this machine has no such address: use 127.0.0.1, 0.0.0.0 or one of its own "
-    "addresses with --host or HUMP_HOST",
+    "addresses with {host}",
 }
 
 
@@ -462,12 +485,12 @@ def bind_error(exc: OSError, host: str, port: int) -> ConfigError:
     """A one-line ``ConfigError`` for a failed bind of ``host:port``: the errno, what it
     means and what to change (uvicorn prints ``[Errno 98] ... address already in use``)."""
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    names = {"host": how_to_set("host"), "port": how_to_set("port")}
     if isinstance(exc, socket.gaierror):
         return ConfigError(
-            f"cannot listen on {where}: cannot resolve host {host!r} ({exc.strerror}): "
-            "check --host or HUMP_HOST"
+            f"cannot listen on {where}: cannot resolve host {host!r} ({exc.strerror}): check {names['host']}"
         )
     code = exc.errno
     reason = os.strerror(code) if code else (str(exc) or type(exc).__name__)
-    hint = _BIND_HINTS.get(code or 0, "check --host/--port or HUMP_HOST/HUMP_PORT")
+    hint = _BIND_HINTS.get(code or 0, "check {host}, and {port}").format(**names)
     return ConfigError(f"cannot listen on {where}: [Errno {code}] {reason}; {hint}")

@@ -174,10 +174,16 @@ def console_script(*args: str) -> list[str]:
     return [str(exe), *args]
 
 
-def start_failing(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+def start_failing(args: list[str], env: dict[str, str], pythonpath: tuple[str, ...] = ()) -> tuple[int, str]:
     """Run a command that must fail to start: ``(exit status, last stderr line)``."""
+    status, lines = start_failing_lines(args, env, pythonpath)
+    return status, lines[-1]
+
+
+def start_failing_lines(args: list[str], env: dict[str, str], pythonpath: tuple[str, ...] = ()) -> tuple[int, list[str]]:
+    """Run a command that must fail to start: ``(exit status, every stderr line)``."""
     full_env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES or k == "HUMP_LOOP"}
-    full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    full_env["PYTHONPATH"] = os.pathsep.join([*pythonpath, str(ROOT), str(ROOT / "tests")])
     full_env["HUMP_PORT"] = "0"  # should a case get as far as binding, no fixed port
     full_env.update(env)
     done = subprocess.run(
@@ -185,7 +191,7 @@ def start_failing(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines, f"nothing on stderr (stdout: {done.stdout!r})"
-    return done.returncode, lines[-1]
+    return done.returncode, lines
 
 
 @pytest.fixture
@@ -209,7 +215,36 @@ def test_a_busy_port_is_one_line_and_exit_1(command: str, workers: str, busy_por
     status, last = start_failing(COMMANDS[command]("http_web:app"), env)
     assert status == 1
     assert last.startswith(f"ERROR    cannot listen on 127.0.0.1:{busy_port}: [Errno {errno.EADDRINUSE}] ")
-    assert "choose another port with --port or HUMP_PORT" in last
+    if command == "tiny-listener":  # it takes no options: the message names none (issue 22 item 4)
+        assert "choose another port with HUMP_PORT (0 picks a free one)" in last and "--port" not in last
+    else:
+        assert "choose another port with --port or HUMP_PORT" in last
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_redis_unreachable_at_start_up_is_one_line_and_exit_1(command: str) -> None:
+    """Issue 22 item 4: one line (42 before), no private names, exit 1."""
+    with socket.socket() as closed:  # bound, not listening: connection refused at once
+        closed.bind(("127.0.0.1", 0))
+        env = {"HUMP_BROADCAST_URL": f"redis://127.0.0.1:{closed.getsockname()[1]}/0"}
+    status, lines = start_failing_lines(COMMANDS[command]("http_web:app"), env)
+    assert status == 1
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("ERROR    the broadcast cannot start: Redis at 127.0.0.1:")
+    assert "_start_broadcast" not in lines[0] and "Traceback" not in lines[0]
+    assert lines[0].endswith("(check HUMP_BROADCAST_URL)" if command == "tiny-listener"
+                             else "(check --broadcast-url or HUMP_BROADCAST_URL)")
+
+
+def test_the_redis_extra_missing_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """Issue 22 item 4: one line (26 before) that names a command that works."""
+    (tmp_path / "redis").mkdir()  # a redis package that is not there, as in a venv without it
+    (tmp_path / "redis" / "__init__.py").write_text("raise ImportError(\"No module named 'redis'\")\n")
+    env = {"HUMP_BROADCAST_URL": "redis://127.0.0.1:6379/0"}
+    status, lines = start_failing_lines(COMMANDS["tiny-listener"]("http_web:app"), env, (str(tmp_path),))
+    assert (status, len(lines)) == (1, 1), lines
+    assert lines[0].startswith("ERROR    the broadcast cannot start: ")
+    assert "pip install redis" in lines[0] and "hump_listener[" not in lines[0]
 
 
 @pytest.mark.parametrize(
