@@ -180,7 +180,9 @@ def start_failing(args: list[str], env: dict[str, str], pythonpath: tuple[str, .
     return status, lines[-1]
 
 
-def start_failing_lines(args: list[str], env: dict[str, str], pythonpath: tuple[str, ...] = ()) -> tuple[int, list[str]]:
+def start_failing_lines(
+    args: list[str], env: dict[str, str], pythonpath: tuple[str, ...] = ()
+) -> tuple[int, list[str]]:
     """Run a command that must fail to start: ``(exit status, every stderr line)``."""
     full_env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES or k == "HUMP_LOOP"}
     full_env["PYTHONPATH"] = os.pathsep.join([*pythonpath, str(ROOT), str(ROOT / "tests")])
