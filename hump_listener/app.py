@@ -47,6 +47,7 @@ from .replies import error_response as error_response  # re-exported: app.reconc
 from .replies import reconcile as reconcile
 from .replies import to_response as to_response
 from .routing import Router
+from .templating import Templates
 from .threads import DEFAULT_SYNC_WORKERS, SyncPool
 
 if TYPE_CHECKING:
@@ -152,6 +153,8 @@ class App(Registration, Lifecycle):
         self._config: ServerConfig | None = None
         self._trusted: TrustedProxies | None = None
         self.max_body_size = max_body_size
+        #: The HTML templates ``ctx.render`` uses (templating.py): ./templates unless set.
+        self.templates = Templates()
         #: A bound listening socket to serve instead of binding host:port (set in workers).
         self.sock: socket.socket | None = None
         #: ``"module:attr"`` to re-import the app in worker processes (found when None).

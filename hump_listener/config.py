@@ -32,7 +32,7 @@ import socket
 import ssl as ssl_module
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 __all__ = [
@@ -225,11 +225,19 @@ class ServerConfig:
     #: Where ``app.broadcast`` fans out: None (in-process memory) or ``redis://host:port/db``
     #: (``rediss://`` for TLS); see ``hump_listener.broadcast``.
     broadcast_url: str | None = None
+    #: Development mode: templates are re-read when they change and ``Sessions`` may run
+    #: without ``secret_key`` (a throw-away one per process). ``--reload`` turns it on.
+    #: Off, the app is in production mode, where a missing secret stops the start-up.
+    debug: bool = False
+    #: The key that signs session cookies (``hump_listener.sessions``): long and random,
+    #: kept out of the code (``HUMP_SECRET_KEY``). Never shown in ``repr``.
+    secret_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check(self.port, "port", _is_port, PORT_RULE)
         _check(self.workers, "workers", _is_workers, WORKERS_RULE)
         _check(self.access_log, "access_log", lambda v: isinstance(v, bool), BOOL_RULE)
+        _check(self.debug, "debug", lambda v: isinstance(v, bool), BOOL_RULE)
         _check(self.host, "host", lambda v: isinstance(v, str) and bool(v.strip()), HOST_RULE)
         _check(self.loop, "loop", lambda v: v in LOOPS, LOOP_RULE)
         level = self.log_level.lower() if isinstance(self.log_level, str) else self.log_level
@@ -419,6 +427,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "ssl_keyfile": ("HUMP_SSL_KEYFILE", str, "a path"),
     "forwarded_allow_ips": ("HUMP_FORWARDED_ALLOW_IPS", _proxies_from_env, PROXIES_RULE),
     "broadcast_url": ("HUMP_BROADCAST_URL", _broadcast_url, BROADCAST_RULE),
+    "debug": ("HUMP_DEBUG", _flag, BOOL_RULE),
+    "secret_key": ("HUMP_SECRET_KEY", str, "a secret string"),
 }
 
 

@@ -60,9 +60,18 @@ def test_every_flag_becomes_an_env_var_and_an_override(captured: dict[str, objec
         "HUMP_HOST": "0.0.0.0", "HUMP_PORT": "9001", "HUMP_LOG_LEVEL": "debug", "HUMP_ACCESS_LOG": "0",
         "HUMP_SSL_CERTFILE": "c.pem", "HUMP_SSL_KEYFILE": "k.pem", "HUMP_WORKERS": "3",
         "HUMP_LOOP": "asyncio", "HUMP_FORWARDED_ALLOW_IPS": "10.0.0.0/8,10.1.1.1",
-        "HUMP_BROADCAST_URL": "redis://127.0.0.1:6379/2",
+        "HUMP_BROADCAST_URL": "redis://127.0.0.1:6379/2", "HUMP_DEBUG": None, "HUMP_SECRET_KEY": None,
     }
     assert sys.path[0] == str(tmp_path)
+
+
+def test_reload_is_development_mode(captured: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """--reload turns ``debug`` on (templates re-read, sessions may run without a secret)."""
+    runs: list[tuple[str, dict[str, object]]] = []
+    monkeypatch.setattr(cli, "reload", lambda app, overrides, dirs: runs.append((app, dict(overrides))) or 0)
+    assert cli.main(["http_web:app", "--reload"]) == 0
+    assert runs == [("http_web:app", {"debug": True})]
+    assert os.environ["HUMP_DEBUG"] == "1"
 
 
 def test_flags_not_given_leave_code_and_environment_alone(captured: dict[str, object]) -> None:
@@ -315,7 +324,8 @@ def test_the_readme_cli_table_lists_every_flag_and_variable() -> None:
     documented = {flag for line in table for flag in re.findall(r"`(--[a-z-]+)", line.split("|")[1])}
     assert documented == parser_flags()
     variables = {variable for variable, _, _ in ENVIRONMENT.values()}
-    assert {v for line in table for v in re.findall(r"HUMP_[A-Z_]+", line)} == variables
+    # HUMP_SECRET_KEY has no flag on purpose: a command line is visible in `ps`.
+    assert {v for line in table for v in re.findall(r"HUMP_[A-Z_]+", line)} == variables - {"HUMP_SECRET_KEY"}
 
 
 def test_the_readme_configuration_table_and_the_cli_docstring_list_every_variable() -> None:

@@ -33,7 +33,7 @@ def test_every_variable_is_read_into_its_field() -> None:
         "HUMP_HOST": " 0.0.0.0 ", "HUMP_PORT": "9001", "HUMP_WORKERS": "3", "HUMP_ACCESS_LOG": "off",
         "HUMP_LOG_LEVEL": "DEBUG", "HUMP_LOOP": "asyncio", "HUMP_SSL_CERTFILE": "c.pem",
         "HUMP_SSL_KEYFILE": "k.pem", "HUMP_FORWARDED_ALLOW_IPS": "10.0.0.0/8, ::1",
-        "HUMP_BROADCAST_URL": " redis://127.0.0.1:6379/1 ",
+        "HUMP_BROADCAST_URL": " redis://127.0.0.1:6379/1 ", "HUMP_DEBUG": "yes", "HUMP_SECRET_KEY": "s3cret",
     }
     assert set(environ) == {variable for variable, _, _ in ENVIRONMENT.values()}
     config = ServerConfig.from_env(environ)
@@ -42,6 +42,8 @@ def test_every_variable_is_read_into_its_field() -> None:
     assert (config.ssl_certfile, config.ssl_keyfile) == ("c.pem", "k.pem")
     assert config.forwarded_allow_ips == "10.0.0.0/8,::1"
     assert config.broadcast_url == "redis://127.0.0.1:6379/1"
+    assert (config.debug, config.secret_key) == (True, "s3cret")
+    assert "s3cret" not in repr(config)  # a secret is never logged with the config
 
 
 def test_an_empty_environment_gives_the_defaults() -> None:
