@@ -167,3 +167,16 @@ def test_tiny_listener_example_shows_hello_bob(browser: webdriver.Chrome) -> Non
     with run_server("http_web:app", cwd=Path(__file__).resolve().parent.parent / "examples" / "tiny_listener") as ex:
         browser.get(f"{ex.url}/user/bob")
         assert browser.find_element(By.TAG_NAME, "body").text == "Hello, bob!"
+
+
+def test_page_has_a_viewport_and_its_favicon_loads(browser: webdriver.Chrome, demo: RunningServer) -> None:
+    browser.get(f"{demo.url}/page")
+    viewport = browser.find_element(By.CSS_SELECTOR, 'meta[name="viewport"]').get_attribute("content")
+    assert viewport == "width=device-width, initial-scale=1"
+    icon = browser.find_element(By.CSS_SELECTOR, 'link[rel="icon"]').get_attribute("href")
+    assert icon == f"{demo.url}/static/favicon.svg"
+    loaded = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0]).then(r => done([r.status, r.headers.get('content-type')]));", icon
+    )
+    assert loaded == [200, "image/svg+xml"]

@@ -225,3 +225,21 @@ def test_signup_needs_a_name(client: TestClient) -> None:
         assert r.status_code == 400 and "give a name" in r.text, kw
     r = client.post("/signup", data={"name": "n" * (http_web.MAX_NAME + 1)})
     assert r.status_code == 400 and "at most" in r.text
+
+
+@pytest.mark.parametrize("path", ["/page", "/chat?room=lobby"])
+def test_pages_have_a_viewport_and_a_favicon(client: TestClient, path: str) -> None:
+    """Issue 22 item 5: phones lay the pages out at their width; the tab has an icon."""
+    html = client.get(path).text
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    icon = re.search(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">', html)
+    assert icon is not None
+    r = client.get(icon.group(1))
+    assert (r.status_code, r.headers["content-type"]) == (200, "image/svg+xml")
+    assert r.content.startswith(b"<svg")
+
+
+def test_the_page_is_a_template(client: TestClient) -> None:
+    """Issue 22 item 6: the demo's non-chat pages are Jinja2 templates (templates/)."""
+    assert http_web.app.templates.directory == http_web.HERE / "templates"
+    assert '<a id="user" href="/user/bob">Greet bob</a>' in client.get("/page").text
