@@ -113,11 +113,14 @@ class App(Registration, Lifecycle):
         broadcast_url: str | None = None,
         sync_workers: int = DEFAULT_SYNC_WORKERS,
         server_options: Mapping[str, Any] | None = None,
+        redirect_slashes: bool = True,
     ) -> None:
         """``config`` and the keyword arguments are the settings written in code; the
         environment (``HUMP_*``) applies to the others, and the command line wins over
         both (see ``config``). ``server_options`` is the deprecated spelling of
-        ``config=ServerConfig(...)``."""
+        ``config=ServerConfig(...)``. ``redirect_slashes``: a request for ``/docs`` that
+        only ``/docs/`` answers (or the other way round) is redirected there (307), as
+        Starlette does; ``False`` answers 404."""
         super().__init__()
         # Server-lifetime configuration: what the code says, resolved into ``config``
         # (with the environment) on first use, so that a bad HUMP_* variable is a
@@ -163,6 +166,7 @@ class App(Registration, Lifecycle):
         # Routing state (registration.py fills it, dispatch.py reads it)
         self.router: Router[Endpoint] = Router()
         self.fallback: Endpoint | None = None
+        self.redirect_slashes = redirect_slashes
         self.plain_routes: list[Route] = []  # non-HTTP tiny-listener events
         self._middleware: list[Middleware] = []
         self._entry = self._routed  # the global middleware chain (chain.compose) around it

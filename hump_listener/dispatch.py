@@ -83,6 +83,8 @@ class RequestPath(Listener[HTTPContext]):
     router: Router[Endpoint]
     #: The not-found fallback (``@app.on_event()``), or None.
     fallback: Endpoint | None
+    #: A 404 whose path answers with(out) a trailing slash redirects there (307).
+    redirect_slashes: bool
     #: The global middleware chain around ``_routed`` (chain.compose).
     _entry: Callable[[HTTPContext], Awaitable[Response]]
     _ctx_cls: type[HTTPContext]
@@ -229,7 +231,13 @@ class RequestPath(Listener[HTTPContext]):
         try:
             endpoint, params = self.router.match(request.method, request.path)
         except HTTPError as exc:
-            if exc.status != 404 or self.fallback is None:
+            if exc.status != 404:
+                raise
+            if self.redirect_slashes:
+                location = _slash_redirect(self.router, request)
+                if location is not None:
+                    return ctx.redirect(location)  # 307: the method and body are kept
+            if self.fallback is None:
                 raise
             endpoint, params = self.fallback, {"_": request.path}
         ctx.endpoint = endpoint
@@ -331,3 +339,19 @@ class RequestPath(Listener[HTTPContext]):
     def _event_context(self) -> HTTPContext:
         self._next_cid += 1
         return self._ctx_cls(self, f"event-{self._next_cid}")
+
+
+def _slash_redirect(router: Router[Endpoint], request: Request) -> str | None:
+    """Where a 404 redirects when ``redirect_slashes`` is on: the request's own target
+    (percent-encoding and query kept) with the trailing slash toggled, if a route answers
+    there."""
+    if router.slash_alternative(request.method, request.path) is None:
+        return None
+    raw = request.raw_path.decode("latin-1")
+    if request.path.endswith("/"):
+        if not raw.endswith("/"):
+            return None
+        raw = raw[:-1]
+    else:
+        raw += "/"
+    return raw + ("?" + request.query_string.decode("latin-1") if request.query_string else "")
