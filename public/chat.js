@@ -21,6 +21,9 @@ const RETRY_FIRST = 500;
 const RETRY_MAX = 10000;
 let retry = RETRY_FIRST;
 let socket = null;
+// The last text sent and not yet seen coming back from the room: a send the server
+// refused (1013, the chat cannot publish) puts it back in the box, to send again.
+let unconfirmed = null;
 
 function show(text, kind) {
   const li = document.createElement("li");
@@ -39,10 +42,18 @@ function connect() {
     statusEl.textContent = "connected";
   });
   ws.addEventListener("message", (e) => {
-    if (typeof e.data === "string") show(e.data);
+    if (typeof e.data !== "string") return;
+    if (e.data === unconfirmed) unconfirmed = null;
+    show(e.data);
   });
   ws.addEventListener("close", (e) => {
     socket = null;
+    if (e.code === 1013 && unconfirmed !== null) {
+      const text = unconfirmed.slice(unconfirmed.indexOf(": ") + 2);
+      if (!input.value) input.value = nameInput.value.trim() ? text : unconfirmed;
+      unconfirmed = null;
+      show("not sent: the chat is unavailable; your text is back in the box, send it again", "error");
+    }
     statusEl.textContent = `disconnected (${e.code}${e.reason ? ": " + e.reason : ""}); reconnecting…`;
     setTimeout(connect, retry);
     retry = Math.min(retry * 2, RETRY_MAX);
@@ -54,7 +65,8 @@ form.addEventListener("submit", (e) => {
   const text = input.value.trim();
   if (!text || socket === null || socket.readyState !== WebSocket.OPEN) return;
   const name = nameInput.value.trim();
-  socket.send(name ? `${name}: ${text}` : text);
+  unconfirmed = name ? `${name}: ${text}` : text;
+  socket.send(unconfirmed);
   input.value = "";
 });
 

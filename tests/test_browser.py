@@ -180,3 +180,19 @@ def test_page_has_a_viewport_and_its_favicon_loads(browser: webdriver.Chrome, de
         "fetch(arguments[0]).then(r => done([r.status, r.headers.get('content-type')]));", icon
     )
     assert loaded == [200, "image/svg+xml"]
+
+
+def test_chat_keeps_the_text_when_a_send_fails(browser: webdriver.Chrome, demo: RunningServer) -> None:
+    """Issue 22 item 5: a send the server refuses (close 1013: the chat cannot publish,
+    Redis down) puts the typed text back in the box, to send again."""
+    browser.get(f"{demo.url}/chat?room=retry&name=ann")
+    WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "chat-status").text == "connected")
+    # The publish fails: the message never comes back and the server closes with 1013.
+    browser.execute_script("socket.send = () => {};")
+    box = browser.find_element(By.ID, "chat-input")
+    box.send_keys("hello again")
+    browser.find_element(By.ID, "chat-send").click()
+    assert box.get_attribute("value") == ""
+    browser.execute_script("socket.dispatchEvent(new CloseEvent('close', {code: 1013}));")
+    assert box.get_attribute("value") == "hello again"
+    assert "send it again" in browser.find_element(By.ID, "messages").text
