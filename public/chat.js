@@ -14,6 +14,12 @@ document.getElementById("room").textContent = room;
 document.title = `${room} · hump_listener chat`;
 nameInput.value = params.get("name") || `guest-${Math.floor(Math.random() * 9000) + 1000}`;
 
+// A room is one path segment of at most 64 characters (the server's CHAT_MAX_ROOM): a
+// name with a "/" can never match /ws/chat/{room}, so the page refuses it instead of
+// reconnecting to a 404 for ever.
+const ROOM_MAX = 64;
+const roomProblem = room.includes("/") ? 'a room name cannot contain "/"'
+  : room.length > ROOM_MAX ? `a room name has at most ${ROOM_MAX} characters` : null;
 const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws/chat/${encodeURIComponent(room)}`;
 // Reconnect after a lost connection (a restart behind nginx sends 1001, Redis down 1013):
 // 0.5 s, doubling up to 10 s; a connection that opened starts again from 0.5 s.
@@ -70,4 +76,10 @@ form.addEventListener("submit", (e) => {
   input.value = "";
 });
 
-connect();
+if (roomProblem === null) {
+  connect();
+} else {
+  statusEl.textContent = `not connected: ${roomProblem}; pick another room (?room=lobby)`;
+  input.disabled = true;
+  document.getElementById("chat-send").disabled = true;
+}

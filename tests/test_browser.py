@@ -196,3 +196,13 @@ def test_chat_keeps_the_text_when_a_send_fails(browser: webdriver.Chrome, demo: 
     browser.execute_script("socket.dispatchEvent(new CloseEvent('close', {code: 1013}));")
     assert box.get_attribute("value") == "hello again"
     assert "send it again" in browser.find_element(By.ID, "messages").text
+
+
+@pytest.mark.parametrize("room", ["a/b", "x" * 65])
+def test_chat_refuses_a_room_the_server_cannot_have(browser: webdriver.Chrome, demo: RunningServer, room: str) -> None:
+    """Issue 22 item 5: ?room=a/b is refused on the page, not retried against a 404 for ever."""
+    browser.get(f"{demo.url}/chat?room={room}")
+    status = browser.find_element(By.ID, "chat-status").text
+    assert status.startswith("not connected: a room name ") and "pick another room" in status
+    assert browser.find_element(By.ID, "chat-input").get_attribute("disabled") == "true"
+    assert browser.execute_script("return socket") is None  # no connection was tried
