@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import builtins
 import logging
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from process_helpers import ROOT, get, launch
+from process_helpers import cli as cli_cmd
 from tiny_listener import Param
 
 from hump_listener import App, HTTPContext
@@ -71,8 +75,6 @@ def test_a_handlers_template_error_is_a_logged_500(app: App, tmp_path: Path, cap
 def test_templates_are_reread_only_in_development_mode(tmp_path: Path, debug: bool) -> None:
     """--reload restarts the process for .py changes only: a changed template must be
     read again in development mode (config.debug), and cached in production."""
-    import os
-
     page = tmp_path / "page.html"
     page.write_text("first")
     templates = Templates(tmp_path)
@@ -83,8 +85,6 @@ def test_templates_are_reread_only_in_development_mode(tmp_path: Path, debug: bo
 
 
 def test_the_app_renders_in_its_configured_mode(app: App, tmp_path: Path) -> None:
-    import os
-
     app.configure(debug=True)
     with TestClient(app) as client:
         assert "Hello, bob!" in client.get("/hello/bob").text
@@ -92,6 +92,42 @@ def test_the_app_renders_in_its_configured_mode(app: App, tmp_path: Path) -> Non
         page.write_text("changed {{ name }}")
         os.utime(page, (page.stat().st_atime, page.stat().st_mtime + 10))
         assert client.get("/hello/bob").text == "changed bob"
+
+
+RELOAD_APP = """
+from pathlib import Path
+
+from hump_listener import App, HTTPContext
+from hump_listener.templating import Templates
+
+app = App(access_log=False)
+app.templates = Templates(Path(__file__).parent / "templates")
+
+
+@app.get("/")
+async def index(ctx: HTTPContext) -> None:
+    ctx.render("index.html", name="bob")
+"""
+
+
+def test_a_changed_template_is_served_under_reload_without_a_restart(tmp_path: Path) -> None:
+    """Issue 22 item 6, end to end: ``--reload`` restarts the process for ``.py`` changes;
+    an edited template shows on the next request of the same process."""
+    pytest.importorskip("watchfiles")
+    (tmp_path / "reload_templates.py").write_text(RELOAD_APP)
+    (tmp_path / "templates").mkdir()
+    page = tmp_path / "templates" / "index.html"
+    page.write_text("<p>Hello, {{ name }}!</p>")
+    args = cli_cmd("reload_templates:app", "--reload", "--app-dir", str(tmp_path), "--port", "0")
+    with launch(args, env={"PYTHONDONTWRITEBYTECODE": "1"}, cwd=ROOT) as proc:
+        port = proc.serving_port()
+        assert get(port, "/") == (200, "<p>Hello, bob!</p>")
+        page.write_text("<p>Goodbye, {{ name }}!</p>")
+        os.utime(page, (page.stat().st_atime, page.stat().st_mtime + 10))  # a later mtime, surely
+        assert get(port, "/") == (200, "<p>Goodbye, bob!</p>")  # the same port: the same process
+        assert len([line for line in proc.lines if "Serving on" in line]) == 1
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(timeout=30) == 0
 
 
 def test_without_jinja2_the_error_names_a_command_that_works(
