@@ -90,7 +90,12 @@ async def teapot(ctx: HTTPContext) -> None:
 
 @app.on_event("GET:/page")
 async def page(ctx: HTTPContext) -> None:
-    ctx.render("page.html", user="bob")
+    try:
+        ctx.render("page.html", user="bob")
+    except ImportError as exc:  # installed without the templates extra (pip install -e .)
+        # The demo's own choice, for the person at the browser: the 500 says what to run
+        # (the framework logs it either way; an app would let the error propagate).
+        ctx.response(500, f"{exc}\n(./scripts/demo installs it)\n")
 
 
 @app.on_event("POST:/upload", max_body_size=10 * 1024 * 1024)

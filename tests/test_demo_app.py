@@ -243,3 +243,16 @@ def test_the_page_is_a_template(client: TestClient) -> None:
     """Issue 22 item 6: the demo's non-chat pages are Jinja2 templates (templates/)."""
     assert http_web.app.templates.directory == http_web.HERE / "templates"
     assert '<a id="user" href="/user/bob">Greet bob</a>' in client.get("/page").text
+
+
+def test_without_jinja2_the_page_says_what_to_install(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installed with ``pip install -e .`` alone (no templates extra), /page tells the
+    person at the browser the command, not just "Internal Server Error"."""
+    from hump_listener.templating import JINJA2_HINT, Templates
+
+    def no_jinja2(*args: object, **kwargs: object) -> str:
+        raise ImportError(JINJA2_HINT)
+
+    monkeypatch.setattr(Templates, "render", no_jinja2)
+    r = client.get("/page")
+    assert (r.status_code, r.text) == (500, f"{JINJA2_HINT}\n(./scripts/demo installs it)\n")
