@@ -44,8 +44,17 @@ from tiny_listener import Listener, Route
 from . import tiny_internals
 from .asgi import ASGIAdapter
 from .background import DEFAULT_MAX_BACKGROUND_EVENTS, BackgroundEvents
-from .broadcast import Broadcast
-from .config import ConfigError, ServerConfig, bind_error, code_settings, field_names, loop_factory, loop_name
+from .broadcast import Broadcast, BroadcastUnavailable
+from .config import (
+    ConfigError,
+    ServerConfig,
+    bind_error,
+    code_settings,
+    field_names,
+    how_to_set,
+    loop_factory,
+    loop_name,
+)
 from .context import Contexts, HTTPContext
 from .dispatch import RequestPath, Settings
 from .endpoints import Handler, check_middleware
@@ -55,6 +64,7 @@ from .logs import configure_default_logging, startup_failed
 from .proxy import TrustedProxies
 from .registration import FALLBACK, RouteTable
 from .staticfiles import PATH_PARAM, StaticFiles, static_handler
+from .templating import Templates
 from .threads import DEFAULT_SYNC_WORKERS, SyncPool
 from .tls import server_ssl_context
 from .workers import Supervisor
@@ -97,10 +107,13 @@ class App(Listener[HTTPContext]):
         broadcast_url: str | None = None,
         sync_workers: int = DEFAULT_SYNC_WORKERS,
         max_background_events: int = DEFAULT_MAX_BACKGROUND_EVENTS,
+        redirect_slashes: bool = True,
     ) -> None:
         """``config`` and the keyword arguments are the settings written in code; the
         environment (``HUMP_*``) applies to the others, and the command line wins over
-        both (see ``config``)."""
+        both (see ``config``). ``redirect_slashes``: a request for ``/docs`` that only
+        ``/docs/`` answers (or the other way round) is redirected there (307), as
+        Starlette does; ``False`` answers 404."""
         super().__init__()
         # Server-lifetime configuration: what the code says, resolved into ``config``
         # (with the environment) on first use, so that a bad HUMP_* variable is a
@@ -137,7 +150,9 @@ class App(Listener[HTTPContext]):
         #: Threads for plain ``def`` handlers (threads.py): started on first use, closed
         #: with the app (a service).
         self.sync_pool = SyncPool(sync_workers)
-        self.route_table = RouteTable(self.routes, self.sync_pool.run, max_body_size)
+        self.route_table = RouteTable(self.routes, self.sync_pool.run, max_body_size, redirect_slashes)
+        #: The HTML templates ``ctx.render`` uses (templating.py): ./templates unless set.
+        self.templates = Templates()
         self.hooks = Hooks(
             tiny_internals.before_event_hooks(self),
             tiny_internals.after_event_hooks(self),
@@ -210,7 +225,11 @@ class App(Listener[HTTPContext]):
         return self._broadcast
 
     async def _start_broadcast(self) -> None:
-        await self.broadcast.start()
+        try:
+            await self.broadcast.start()
+        except (BroadcastUnavailable, ImportError) as exc:
+            # Redis down, or the redis package missing: a start-up error, in one line.
+            raise ConfigError(f"the broadcast cannot start: {exc} (check {how_to_set('broadcast_url')})") from None
 
     async def _stop_broadcast(self) -> None:
         if self._broadcast is not None:
@@ -271,10 +290,11 @@ class App(Listener[HTTPContext]):
         return self.on_event(f"WS:{path}", **opts)
 
     def route(self, path: str, methods: Sequence[str] = ("GET",), **opts: Any) -> Callable[[F], F]:
-        """``@app.route("/x", methods=["GET", "POST"])``: one route per method."""
+        """``@app.route("/x", methods=["GET", "POST"])``: one route per method
+        (``methods="GET"``, one method, works too)."""
 
         def decorator(fn: F) -> F:
-            for method in methods:
+            for method in [methods] if isinstance(methods, str) else methods:
                 self.add_on_event_hook(fn, f"{method.upper()}:{path}", **opts)
             return fn
 

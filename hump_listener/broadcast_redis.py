@@ -192,7 +192,7 @@ def _redis() -> Any:
         import redis.exceptions
     except ImportError as exc:
         raise ImportError(
-            "Broadcast('redis://...') needs the redis package: pip install 'hump_listener[redis]'"
+            "Broadcast('redis://...') needs the redis package: pip install redis"
         ) from exc
     return redis
 

@@ -19,7 +19,8 @@ wins over the environment, which wins over the default.
     --ssl-keyfile           HUMP_SSL_KEYFILE          (the key is in the certificate file)
     --forwarded-allow-ips   HUMP_FORWARDED_ALLOW_IPS  127.0.0.1
     --broadcast-url         HUMP_BROADCAST_URL        (in-process memory)
-    --reload                                          off (needs the ``reload`` extra)
+                            HUMP_SECRET_KEY           (none; no flag: a command line shows in ps)
+    --reload                HUMP_DEBUG=1 (implied)    off (needs the ``reload`` extra)
     --app-dir                                         . (put first on sys.path)
 
 Exit status: 0 after a clean shutdown; 1 for a start-up error (a bad setting, a port in
@@ -57,7 +58,7 @@ from .logs import log_startup_error
 
 __all__ = ["build_parser", "main", "serve"]
 
-RELOAD_EXTRA_HINT = "--reload needs the watchfiles package: pip install 'hump_listener[reload]'"
+RELOAD_EXTRA_HINT = "--reload needs the watchfiles package: pip install watchfiles"
 #: The flags that set a ``ServerConfig`` field (argparse dest = field name).
 CONFIG_FLAGS = (
     "host", "port", "workers", "loop", "log_level", "access_log", "ssl_certfile", "ssl_keyfile",
@@ -166,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, app_dir)
 
     if args.reload:
+        # --reload is development mode: templates re-read, sessions without a secret.
+        overrides["debug"] = True
+        os.environ[_env("debug")] = "1"
         return reload(args.app, overrides, args.reload_dirs or [app_dir])
     return serve(args.app, overrides)
 

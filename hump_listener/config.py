@@ -30,8 +30,9 @@ import ipaddress
 import os
 import socket
 import ssl as ssl_module
+import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "ServerConfig",
     "bind_error",
     "code_settings",
+    "command_line_flags",
+    "how_to_set",
     "loop_factory",
     "loop_name",
 ]
@@ -60,8 +63,9 @@ DEFAULT_WRITE_HIGH_WATER = 64 * 1024
 
 class ConfigError(ValueError):
     """A setting that cannot work: a bad value (in code, a flag or the environment), a
-    TLS file that cannot be loaded, an address that cannot be bound. The message is one
-    line saying what is wrong and how to fix it; the runners print it and exit 1."""
+    TLS file that cannot be loaded, an address that cannot be bound, a service it names
+    that cannot be reached at start-up (Redis). The message is one line saying what is
+    wrong and how to fix it; the runners print it, without a traceback, and exit 1."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -170,7 +174,7 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 #: (``hump_listener.proxy.DEFAULT_FORWARDED_ALLOW_IPS`` says the same for the framework).
 DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1"
 #: What the uvloop extra is called, for the messages that need it.
-UVLOOP_HINT = "pip install 'hump_listener[uvloop]'"
+UVLOOP_HINT = "pip install uvloop"
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,11 +231,19 @@ class ServerConfig:
     #: Where ``app.broadcast`` fans out: None (in-process memory) or ``redis://host:port/db``
     #: (``rediss://`` for TLS); see ``hump_listener.broadcast``.
     broadcast_url: str | None = None
+    #: Development mode: templates are re-read when they change and ``Sessions`` may run
+    #: without ``secret_key`` (a throw-away one per process). ``--reload`` turns it on.
+    #: Off, the app is in production mode, where a missing secret stops the start-up.
+    debug: bool = False
+    #: The key that signs session cookies (``hump_listener.sessions``): long and random,
+    #: kept out of the code (``HUMP_SECRET_KEY``). Never shown in ``repr``.
+    secret_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check(self.port, "port", _is_port, PORT_RULE)
         _check(self.workers, "workers", _is_workers, WORKERS_RULE)
         _check(self.access_log, "access_log", lambda v: isinstance(v, bool), BOOL_RULE)
+        _check(self.debug, "debug", lambda v: isinstance(v, bool), BOOL_RULE)
         _check(self.host, "host", lambda v: isinstance(v, str) and bool(v.strip()), HOST_RULE)
         _check(self.loop, "loop", lambda v: v in LOOPS, LOOP_RULE)
         level = self.log_level.lower() if isinstance(self.log_level, str) else self.log_level
@@ -421,6 +433,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "ssl_keyfile": ("HUMP_SSL_KEYFILE", str, "a path"),
     "forwarded_allow_ips": ("HUMP_FORWARDED_ALLOW_IPS", _proxies_from_env, PROXIES_RULE),
     "broadcast_url": ("HUMP_BROADCAST_URL", _broadcast_url, BROADCAST_RULE),
+    "debug": ("HUMP_DEBUG", _flag, BOOL_RULE),
+    "secret_key": ("HUMP_SECRET_KEY", str, "a secret string"),
 }
 
 
@@ -454,13 +468,32 @@ def loop_name(loop: asyncio.AbstractEventLoop) -> str:
     return "uvloop" if type(loop).__module__.split(".")[0] == "uvloop" else "asyncio"
 
 
-#: What to do about the bind errors people meet, by errno.
+def command_line_flags() -> bool:
+    """True when this process was started by hump_listener's command line
+    (``hump-listener``, ``python -m hump_listener``, and the workers and reloaded
+    processes it starts, which keep its ``sys.argv``), whose flags a message may name;
+    ``tiny-listener module:app`` and a program calling ``app.run()`` take none."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    name = os.path.basename(argv0)
+    return name.removesuffix(".exe") == "hump-listener" or argv0.endswith(os.path.join("hump_listener", "__main__.py"))
+
+
+def how_to_set(name: str) -> str:
+    """Where a user changes the setting ``name``: ``--port or HUMP_PORT`` under our
+    command line, ``HUMP_PORT`` elsewhere (``tiny-listener`` takes no options)."""
+    variable = ENVIRONMENT[name][0]
+    if command_line_flags():
+        return f"--{name.replace('_', '-')} or {variable}"
+    return variable
+
+
+#: What to do about the bind errors people meet, by errno ({port}, {host}: ``how_to_set``).
 _BIND_HINTS = {
     errno.EADDRINUSE: "another process is listening there: stop it, or choose another port "
-    "with --port or HUMP_PORT (0 picks a free one)",
-    errno.EACCES: "ports below 1024 need privileges: choose a port of 1024 or more with --port or HUMP_PORT",
+    "with {port} (0 picks a free one)",
+    errno.EACCES: "ports below 1024 need privileges: choose a port of 1024 or more with {port}",
     errno.EADDRNOTAVAIL: "this machine has no such address: use 127.0.0.1, 0.0.0.0 or one of its own "
-    "addresses with --host or HUMP_HOST",
+    "addresses with {host}",
 }
 
 
@@ -468,12 +501,12 @@ def bind_error(exc: OSError, host: str, port: int) -> ConfigError:
     """A one-line ``ConfigError`` for a failed bind of ``host:port``: the errno, what it
     means and what to change (uvicorn prints ``[Errno 98] ... address already in use``)."""
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    names = {"host": how_to_set("host"), "port": how_to_set("port")}
     if isinstance(exc, socket.gaierror):
         return ConfigError(
-            f"cannot listen on {where}: cannot resolve host {host!r} ({exc.strerror}): "
-            "check --host or HUMP_HOST"
+            f"cannot listen on {where}: cannot resolve host {host!r} ({exc.strerror}): check {names['host']}"
         )
     code = exc.errno
     reason = os.strerror(code) if code else (str(exc) or type(exc).__name__)
-    hint = _BIND_HINTS.get(code or 0, "check --host/--port or HUMP_HOST/HUMP_PORT")
+    hint = _BIND_HINTS.get(code or 0, "check {host}, and {port}").format(**names)
     return ConfigError(f"cannot listen on {where}: [Errno {code}] {reason}; {hint}")

@@ -283,6 +283,22 @@ class HTTPContext(ConnectionContext):
         reads)."""
         return self.set_reply(Response(dump_json(data), status, headers, JSON))
 
+    def render(self, template: str, /, **values: Any) -> Response:
+        """Reply with the HTML of ``template`` rendered with ``values`` (Jinja2,
+        autoescaped; the template also sees ``request``): ``ctx.render("page.html",
+        user=user)``. The templates are ``app.templates`` (``hump_listener.templating``)."""
+        from .templating import render
+
+        return self.html(render(self, template, values))
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """This request's session, a dict kept in a signed cookie: set up with
+        ``Sessions(app)`` (``hump_listener.sessions``); changes are sent with the reply."""
+        from .sessions import session_of
+
+        return session_of(self)
+
     def redirect(self, url: str, status: int = 307, headers: Mapping[str, str] | None = None) -> Response:
         """Reply with a redirect to ``url`` (``Location``): 307 by default, which keeps the
         method; 303 after a POST."""

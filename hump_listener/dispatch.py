@@ -44,6 +44,7 @@ from .errors import ClientDisconnect, HTTPError
 from .logs import log_access
 from .models import Headers, Request, Response
 from .proxy import TrustedProxies, effective_peer
+from .registration import SlashRedirect
 from .replies import error_response
 from .targets import decode_path, split_target
 from .websocket import WebSocket, serve
@@ -174,7 +175,13 @@ class RequestPath:
         """Routing (404/405, the fallback), then the route's chain: hooks, route
         middleware, handler."""
         request = ctx.request
-        endpoint, params = self.routes.match(request.method, request.path)
+        try:
+            endpoint, params = self.routes.match(request.method, request.path)
+        except SlashRedirect:
+            location = _slash_redirect(request)
+            if location is not None:
+                return ctx.redirect(location)  # 307: the method and body are kept
+            endpoint, params = self.routes.not_found(request.path)
         ctx.endpoint = endpoint
         ctx.params = params
         ctx.max_body_size = endpoint.max_body_size
@@ -240,3 +247,16 @@ def _log_handshake(
     head: RequestHead, target: str, started: float, client: tuple[str, int] | None, status: int
 ) -> None:
     log_access(head, target, status, started, client)
+
+
+def _slash_redirect(request: Request) -> str | None:
+    """Where a ``SlashRedirect`` goes: the request's own target (percent-encoding and
+    query kept) with the trailing slash toggled; None when the slash was percent-encoded."""
+    raw = request.raw_path.decode("latin-1")
+    if request.path.endswith("/"):
+        if not raw.endswith("/"):
+            return None
+        raw = raw[:-1]
+    else:
+        raw += "/"
+    return raw + ("?" + request.query_string.decode("latin-1") if request.query_string else "")

@@ -1,7 +1,8 @@
 """Endpoints: a handler, its route and its injection plan, computed once.
 
 tiny-listener injects handler arguments by annotation (``ctx: HTTPContext``,
-``event: Event``, ``name: Param``, ``x: Data``, ``dep=Depends(fn)``) but re-reads the
+``event: Event``, ``name: Param``, ``x: Data``, ``dep=Depends(fn)``; and here also
+``request: Request``, the context's request, as Hump's handlers take it) but re-reads the
 signature on every call (~10 µs) and, under ``from __future__ import annotations``,
 silently passes ``None`` for everything. Here the signature is read once, with string
 annotations evaluated, and anything we cannot inject is a ``RouteDefinitionError`` at
@@ -27,6 +28,7 @@ from tiny_listener import Context, Data, Depends, Event, Param, Route
 from . import tiny_internals
 from .context import HTTPContext
 from .errors import RouteDefinitionError
+from .models import Request
 from .route_templates import WS, Template, parse_event_name
 from .tiny_internals import init_route_without_regex
 
@@ -55,7 +57,7 @@ Middleware = Callable[["HTTPContext", CallNext], Awaitable[Any]]
 RunSync = Callable[[Callable[..., Any], Sequence[Any], Mapping[str, Any]], Awaitable[Any]]
 
 # Plan step kinds (small ints: the plan is a tuple walked on every request)
-_CTX, _EVENT, _PARAM, _DATA, _DEPENDS = range(5)
+_CTX, _EVENT, _PARAM, _DATA, _DEPENDS, _REQUEST = range(6)
 Step = tuple[int, Any, str | None]  # (kind, key, keyword name or None for positional)
 #: A handler's injection steps. A ``Depends`` step's key is ``(dependency, its fn, its
 #: plan)``: plans nest, so no registry outlives the routes that use them.
@@ -128,6 +130,8 @@ def build_plan(
             steps.append((_CTX, None, keyword))
         elif inspect.isclass(anno) and issubclass(anno, Event):
             steps.append((_EVENT, None, keyword))
+        elif anno is Request:
+            steps.append((_REQUEST, None, keyword))
         elif anno is Param:
             if param_names is not None and name not in param_names:
                 raise RouteDefinitionError(
@@ -142,7 +146,7 @@ def build_plan(
         else:
             raise RouteDefinitionError(
                 f"{where}: cannot inject parameter {name!r} of {_name(fn)}: annotate it with a "
-                "Context subclass (HTTPContext), Event, Param or Data, or give it Depends(...)"
+                "Context subclass (HTTPContext), Request, Event, Param or Data, or give it Depends(...)"
             )
     return tuple(steps)
 
@@ -165,6 +169,8 @@ async def call_plan(
                 from tiny_listener import PathParamsError
 
                 raise PathParamsError(f"path param `{key}` is missing, allowed: {list(params)}") from None
+        elif kind == _REQUEST:
+            value = ctx.request
         elif kind == _EVENT:
             value = ctx.event if event is None else event
         elif kind == _DATA:
@@ -222,14 +228,28 @@ def run_in_pool(fn: Callable[..., Any], run_sync: RunSync, where: str) -> Handle
 
 
 def check_middleware(mw: Any, where: str) -> None:
-    """Refuse a plain ``def`` middleware function at registration: middleware runs on
-    the event loop and must be ``async def mw(ctx, call_next)``."""
+    """Refuse at registration what cannot be middleware, instead of a 500 on every
+    request: something not callable, a plain ``def`` function (middleware runs on the
+    event loop), and a signature that cannot take ``(ctx, call_next)`` (``async def
+    mw(next)``, a PyMicroHTTP habit). Raises ``TypeError``."""
+    usage = "`async def mw(ctx, call_next): return await call_next()`"
+    if not callable(mw):
+        raise TypeError(f"{where}: middleware must be callable, got {mw!r}: {usage}")
     if (inspect.isfunction(mw) or inspect.ismethod(mw)) and not asyncio.iscoroutinefunction(mw):
         raise TypeError(
             f"{where}: middleware {_name(mw)} must be an `async def` function: "
-            "`async def mw(ctx, call_next): return await call_next()` (sync middleware is "
-            "not supported: it would block the event loop)"
+            f"{usage} (sync middleware is not supported: it would block the event loop)"
         )
+    try:
+        signature = inspect.signature(mw)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to read
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise TypeError(
+            f"{where}: middleware {_name(mw)}{signature} cannot be called as mw(ctx, call_next): {usage}"
+        ) from None
 
 
 class PlannedHook:

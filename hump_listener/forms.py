@@ -56,7 +56,7 @@ DEFAULT_MAX_FIELD_SIZE = 1024 * 1024
 MAX_PART_HEADER_BYTES = 16 * 1024
 
 MISSING_EXTRA = (
-    "multipart/form-data needs the python-multipart package: pip install hump_listener[multipart]"
+    "multipart/form-data needs the python-multipart package: pip install python-multipart"
 )
 
 

@@ -6,7 +6,8 @@ ASGI lifespan, the test client, the workers, which run ``App.main()``), with one
 
 1. Startup runs the services' starts (``add_service``), then the ``@app.startup``
    callbacks, in order. The first that raises stops startup: it is logged once on
-   ``hump_listener.error`` ("Application startup failed: ..."), background events it
+   ``hump_listener.error`` ("Application startup failed: ..." with the traceback, or
+   only its one-line message for a ``ConfigError``, such as Redis unreachable), background events it
    started are cancelled, services already started are stopped, and the exception
    propagates: the server exits 1, the ASGI adapter sends ``lifespan.startup.failed``,
    the test client raises it. Shutdown callbacks do not run after a failed startup
@@ -116,10 +117,15 @@ class Lifecycle:
             for callback in list(self.startup_callbacks):
                 await callback()
         except Exception as exc:
-            error_log.error(
-                "Application startup failed: %s %s raised %s: %s",
-                step, _callable_name(callback), type(exc).__name__, exc, exc_info=exc,
-            )
+            from .config import ConfigError
+
+            if isinstance(exc, ConfigError):  # its message says what to fix: one line
+                error_log.error("%s", exc)
+            else:
+                error_log.error(
+                    "Application startup failed: %s %s raised %s: %s",
+                    step, _callable_name(callback), type(exc).__name__, exc, exc_info=exc,
+                )
             await self.background.drain(0, "startup failed")
             await self._stop_services()
             raise

@@ -9,6 +9,7 @@ nothing for it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "MutableHeaders",
     "Request",
     "Response",
+    "bytes_type",
     "parse_cookies",
 ]
 
@@ -265,10 +267,34 @@ def with_charset(content_type: str) -> str:
     return content_type
 
 
+#: Bytes that make a body binary for a browser: the WHATWG MIME Sniffing standard's
+#: "binary data bytes" (C0 controls but TAB, LF, FF, CR and ESC).
+_BINARY_BYTES = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+
+
+def bytes_type(body: bytes) -> str:
+    """The media type of a ``bytes`` body the handler gave none for: ``text/plain;
+    charset=utf-8`` when it is UTF-8 text (valid UTF-8 without the bytes the WHATWG
+    sniffing standard calls binary), else ``application/octet-stream``.
+
+    So tiny-listener's own example, ``ctx.response(200, f"Hello, {name}!".encode())``,
+    shows as text in a browser instead of downloading a file; ``b"\\x00\\x01"`` or a PNG
+    stays octets. A ``content_type=`` (or a Content-Type header) always wins."""
+    if _BINARY_BYTES.search(body) is not None:
+        return OCTETS
+    if not body.isascii():
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return OCTETS
+    return TEXT
+
+
 class Response:
     """A complete response: ``Response(data, status, headers)``.
 
-    ``data`` may be ``str`` (text/plain), ``bytes`` (application/octet-stream),
+    ``data`` may be ``str`` (text/plain), ``bytes`` (text/plain when it is UTF-8 text,
+    else application/octet-stream: ``bytes_type``),
     a ``dict``/``list`` (JSON) or ``None`` (empty). ``content_type`` overrides the guess.
     Content-Length and Content-Type are added when the response is sent, so middleware
     may still change ``body`` and ``headers`` after the handler.
@@ -293,7 +319,7 @@ class Response:
         if type(data) is str:
             body, guessed = data.encode("utf-8"), TEXT
         elif type(data) is bytes:
-            body, guessed = data, (OCTETS if data else None)
+            body, guessed = data, (bytes_type(data) if data else None)
         else:
             body, guessed = self.render(data)
         self.body: bytes = body
@@ -301,9 +327,9 @@ class Response:
 
     @staticmethod
     def render(data: Any) -> tuple[bytes, str | None]:
-        """Encode ``data`` and guess its media type."""
+        """Encode ``data`` and guess its media type (``bytes``: see ``bytes_type``)."""
         if isinstance(data, bytes):
-            return data, (OCTETS if data else None)
+            return data, (bytes_type(data) if data else None)
         if isinstance(data, str):
             return data.encode("utf-8"), TEXT
         if data is None:

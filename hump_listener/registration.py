@@ -31,7 +31,7 @@ from tiny_listener import EventNotFound, Route
 from .chain import call_handler, compose
 from .endpoints import Endpoint, Handler, Middleware, RunSync, check_middleware
 from .errors import HTTPError, RouteDefinitionError
-from .route_templates import Template, parse_event_name
+from .route_templates import Template, check_method, parse_event_name
 from .routing import Router
 
 __all__ = ["FALLBACK", "RouteTable"]
@@ -46,7 +46,9 @@ class RouteTable:
     not-found fallback, plain events. Filled by ``add``, read by the request path
     (``match``, ``match_websocket``) and by events fired by name (``match_route``)."""
 
-    def __init__(self, by_name: dict[str, Route], run_sync: RunSync, max_body_size: int | None) -> None:
+    def __init__(
+        self, by_name: dict[str, Route], run_sync: RunSync, max_body_size: int | None, redirect_slashes: bool = True
+    ) -> None:
         #: tiny-listener's ``Listener.routes``: every route by its event name.
         self.by_name = by_name
         #: Runs a plain ``def`` handler in the app's thread pool (``threads.SyncPool.run``).
@@ -60,6 +62,8 @@ class RouteTable:
         self.plain_routes: list[Route] = []
         #: Some ``WS:`` route exists: only then does an upgrade request look for one.
         self.websocket_routes = False
+        #: A 404 whose path answers with(out) a trailing slash is ``SlashRedirect`` (307).
+        self.redirect_slashes = redirect_slashes
 
     # -- registering -----------------------------------------------------------------------
 
@@ -68,7 +72,8 @@ class RouteTable:
         WebSocket route (``"WS:/x"``), a plain event, or (``FALLBACK``) the not-found
         fallback. ``middleware=[...]`` and ``max_body_size=`` apply to the route; a bad
         name, template, handler or a duplicate raise here."""
-        middleware: Sequence[Middleware] = opts.pop("middleware", None) or ()
+        middleware = _as_sequence(opts.pop("middleware", None) or ())
+        custom_method = bool(opts.pop("custom_method", False))
         max_body_size = opts.pop("max_body_size", self.max_body_size)
         if path in self.by_name:
             raise RouteDefinitionError(f"event {path!r} is already registered")
@@ -87,6 +92,7 @@ class RouteTable:
                 self.by_name[path] = route
                 return
             method, route_path = parsed
+            check_method(method, path, custom_method)
             if method == "WS":
                 self._check_websocket_route(path, fn, middleware)
             # Compiled once: the plan needs param_names, then the router takes the Template.
@@ -125,7 +131,7 @@ class RouteTable:
         if importlib.util.find_spec("websockets") is None:
             raise RouteDefinitionError(
                 f"route {path!r}: WebSocket routes need the websockets package: "
-                'pip install "hump_listener[websockets]"'
+                "pip install websockets"
             )
         if middleware:
             raise RouteDefinitionError(
@@ -142,9 +148,20 @@ class RouteTable:
         try:
             return self.router.match(method, path)
         except HTTPError as exc:
-            if exc.status != 404 or self.fallback is None:
+            if exc.status != 404:
+                raise
+            if self.redirect_slashes and self.router.slash_alternative(method, path) is not None:
+                raise SlashRedirect() from None
+            if self.fallback is None:
                 raise
             return self.fallback, {"_": path}
+
+    def not_found(self, path: str) -> tuple[Endpoint, dict[str, Any]]:
+        """The fallback for ``path``, or ``HTTPError`` 404 (a ``SlashRedirect`` that could
+        not be made, for a path whose slash was percent-encoded)."""
+        if self.fallback is None:
+            raise HTTPError(404)
+        return self.fallback, {"_": path}
 
     def match_websocket(self, path: str) -> tuple[Endpoint, dict[str, Any]] | None:
         """The ``WS:`` route at ``path`` and its parameters, or None (the upgrade request
@@ -176,3 +193,18 @@ class RouteTable:
             if params is not None:
                 return route, params
         raise EventNotFound(f"route `{path}` not found")
+
+
+class SlashRedirect(Exception):
+    """``RouteTable.match``: no route, but one with(out) the trailing slash; the request
+    path redirects there (307), as Starlette's ``redirect_slashes``."""
+
+
+def _as_sequence(middleware: Any) -> Sequence[Middleware]:
+    """``middleware=`` as a sequence: one middleware (a callable) is a list of one."""
+    if callable(middleware):
+        return (middleware,)
+    try:
+        return tuple(middleware)
+    except TypeError:
+        raise TypeError(f"middleware= takes a middleware or a list of them, got {middleware!r}") from None

@@ -46,6 +46,7 @@ __all__ = [
     "Convertor",
     "ParamSegment",
     "Template",
+    "check_method",
     "parse_event_name",
     "parse_template",
 ]
@@ -314,6 +315,27 @@ KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", WS}
 )
 _KNOWN = "|".join(sorted(KNOWN_METHODS))
+_TOKEN = re.compile(r"[A-Za-z]+\Z")
+
+
+def check_method(method: str, route: str, custom: bool = False) -> None:
+    """Refuse a route's method that is not an HTTP method we know (``"GTE:/x"`` would
+    otherwise register and answer 405 with ``Allow: GTE``): ``*``, ``KNOWN_METHODS``, or
+    a method declared with ``custom=True`` (``@app.on_event("PURGE:/cache",
+    custom_method=True)``; WebDAV's PROPFIND, Varnish's PURGE). Raises
+    ``RouteDefinitionError``."""
+    if method == "*" or method in KNOWN_METHODS:
+        return
+    if not custom:
+        close = [m for m in sorted(KNOWN_METHODS - {WS}) if sorted(m) == sorted(method)]
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise RouteDefinitionError(
+            f"route {route!r}: unknown HTTP method {method!r}{hint}; known: "
+            f"{', '.join(sorted(KNOWN_METHODS - {WS}))}. A custom method is declared "
+            f"explicitly: on_event({route!r}, custom_method=True)"
+        )
+    if not _TOKEN.match(method):
+        raise RouteDefinitionError(f"route {route!r}: a custom method is ASCII letters, got {method!r}")
 _ROUTE_LIKE = re.compile(rf"/|\*|[A-Za-z]+[:\s]\s*/|(?:{_KNOWN})(?:[:\s/]|\Z)")
 # METHOD ":" PATH | METHOD SP PATH | PATH; PATH without whitespace or control characters
 _ROUTE_NAME = re.compile(r"(?:(\*|[A-Za-z]+)[: ])?(/[^\s\x00-\x1f\x7f]*)\Z")

@@ -141,6 +141,19 @@ class Router(Generic[E]):
             raise HTTPError(405, headers={"Allow": _allow_header(allowed)})
         raise HTTPError(404)
 
+    def slash_alternative(self, method: str, path: str) -> str | None:
+        """``path`` with its trailing slash removed (or one added) when a route answers
+        ``method`` there, else ``None``: what a 404 redirects to (Starlette's
+        ``redirect_slashes``; the caller decides whether to)."""
+        if path == "/" or path[:1] != "/":
+            return None
+        other = path[:-1] if path.endswith("/") else path + "/"
+        try:
+            self.match(method, other)
+        except HTTPError:
+            return None
+        return other
+
     def _walk(
         self, node: _Node[E], segs: list[str], i: int, method: str, params: Params, allowed: set[str]
     ) -> tuple[E, Params] | None:

@@ -675,7 +675,7 @@ class AsyncWebSocketSession:
             from websockets.uri import parse_uri
         except ImportError as exc:
             raise RuntimeError(
-                'websocket_connect needs the websockets package: pip install "hump_listener[websockets]"'
+                'websocket_connect needs the websockets package: pip install websockets'
             ) from exc
         self._loop = loop
         self._timeout = timeout

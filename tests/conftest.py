@@ -40,7 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
             import uvloop
         except ImportError:
             raise pytest.UsageError(
-                "HUMP_TEST_LOOP=uvloop needs uvloop: pip install 'hump_listener[uvloop]'"
+                "HUMP_TEST_LOOP=uvloop needs uvloop: pip install uvloop"
             ) from None
         with warnings.catch_warnings():
             # Python 3.14 deprecates event-loop policies; uvloop's is still how

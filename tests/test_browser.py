@@ -202,3 +202,53 @@ def test_signup_form_in_the_browser(browser: webdriver.Chrome, demo: RunningServ
         if "browser ann" in browser.find_element(By.TAG_NAME, "body").text:
             break
     assert '"browser ann"' in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_tiny_listener_example_shows_hello_bob(browser: webdriver.Chrome) -> None:
+    """Issue 22 item 2: tiny-listener's own example, ported, says "try this in your
+    browser: /user/bob"; its bytes reply is shown as text, not downloaded as a file."""
+    with run_server("http_web:app", cwd=Path(__file__).resolve().parent.parent / "examples" / "tiny_listener") as ex:
+        browser.get(f"{ex.url}/user/bob")
+        assert browser.find_element(By.TAG_NAME, "body").text == "Hello, bob!"
+
+
+def test_page_has_a_viewport_and_its_favicon_loads(browser: webdriver.Chrome, demo: RunningServer) -> None:
+    browser.get(f"{demo.url}/page")
+    viewport = browser.find_element(By.CSS_SELECTOR, 'meta[name="viewport"]').get_attribute("content")
+    assert viewport == "width=device-width, initial-scale=1"
+    icon = browser.find_element(By.CSS_SELECTOR, 'link[rel="icon"]').get_attribute("href")
+    assert icon == f"{demo.url}/static/favicon.svg"
+    loaded = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0]).then(r => done([r.status, r.headers.get('content-type')]));", icon
+    )
+    assert loaded == [200, "image/svg+xml"]
+
+
+def test_chat_keeps_the_text_when_a_send_fails(browser: webdriver.Chrome, demo: RunningServer) -> None:
+    """Issue 22 item 5: a send the server refuses (close 1013: the chat cannot publish,
+    Redis down) puts the typed text back in the box, to send again."""
+    browser.get(f"{demo.url}/chat?room=retry&name=ann")
+    WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "chat-status").text == "connected")
+    # The publish fails: the message never comes back and the server closes with 1013.
+    browser.execute_script("socket.send = () => {};")
+    box = browser.find_element(By.ID, "chat-input")
+    box.send_keys("hello again")
+    browser.find_element(By.ID, "chat-send").click()
+    assert box.get_attribute("value") == ""
+    # The server's words for it (http_web.py); a 1013 "too far behind" is a resume instead.
+    browser.execute_script(
+        "socket.dispatchEvent(new CloseEvent('close', {code: 1013, reason: 'the chat is unavailable; try again'}));"
+    )
+    assert box.get_attribute("value") == "hello again"
+    assert "send it again" in browser.find_element(By.ID, "messages").text
+
+
+@pytest.mark.parametrize("room", ["a/b", "x" * 65])
+def test_chat_refuses_a_room_the_server_cannot_have(browser: webdriver.Chrome, demo: RunningServer, room: str) -> None:
+    """Issue 22 item 5: ?room=a/b is refused on the page, not retried against a 404 for ever."""
+    browser.get(f"{demo.url}/chat?room={room}")
+    status = browser.find_element(By.ID, "chat-status").text
+    assert status.startswith("not connected: a room name ") and "pick another room" in status
+    assert browser.find_element(By.ID, "chat-input").get_attribute("disabled") == "true"
+    assert browser.execute_script("return socket") is None  # no connection was tried

@@ -60,9 +60,18 @@ def test_every_flag_becomes_an_env_var_and_an_override(captured: dict[str, objec
         "HUMP_HOST": "0.0.0.0", "HUMP_PORT": "9001", "HUMP_LOG_LEVEL": "debug", "HUMP_ACCESS_LOG": "0",
         "HUMP_SSL_CERTFILE": "c.pem", "HUMP_SSL_KEYFILE": "k.pem", "HUMP_WORKERS": "3",
         "HUMP_LOOP": "asyncio", "HUMP_FORWARDED_ALLOW_IPS": "10.0.0.0/8,10.1.1.1",
-        "HUMP_BROADCAST_URL": "redis://127.0.0.1:6379/2",
+        "HUMP_BROADCAST_URL": "redis://127.0.0.1:6379/2", "HUMP_DEBUG": None, "HUMP_SECRET_KEY": None,
     }
     assert sys.path[0] == str(tmp_path)
+
+
+def test_reload_is_development_mode(captured: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """--reload turns ``debug`` on (templates re-read, sessions may run without a secret)."""
+    runs: list[tuple[str, dict[str, object]]] = []
+    monkeypatch.setattr(cli, "reload", lambda app, overrides, dirs: runs.append((app, dict(overrides))) or 0)
+    assert cli.main(["http_web:app", "--reload"]) == 0
+    assert runs == [("http_web:app", {"debug": True})]
+    assert os.environ["HUMP_DEBUG"] == "1"
 
 
 def test_flags_not_given_leave_code_and_environment_alone(captured: dict[str, object]) -> None:
@@ -98,7 +107,7 @@ def test_reload_without_watchfiles_names_the_extra(
 ) -> None:
     monkeypatch.setitem(sys.modules, "watchfiles", None)  # import watchfiles → ImportError
     assert cli.reload("http_web:app", {}, ["."]) == 1
-    assert "pip install 'hump_listener[reload]'" in capsys.readouterr().err
+    assert "pip install watchfiles" in capsys.readouterr().err
 
 
 def test_serve_reports_import_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -174,10 +183,18 @@ def console_script(*args: str) -> list[str]:
     return [str(exe), *args]
 
 
-def start_failing(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+def start_failing(args: list[str], env: dict[str, str], pythonpath: tuple[str, ...] = ()) -> tuple[int, str]:
     """Run a command that must fail to start: ``(exit status, last stderr line)``."""
+    status, lines = start_failing_lines(args, env, pythonpath)
+    return status, lines[-1]
+
+
+def start_failing_lines(
+    args: list[str], env: dict[str, str], pythonpath: tuple[str, ...] = ()
+) -> tuple[int, list[str]]:
+    """Run a command that must fail to start: ``(exit status, every stderr line)``."""
     full_env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES or k == "HUMP_LOOP"}
-    full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    full_env["PYTHONPATH"] = os.pathsep.join([*pythonpath, str(ROOT), str(ROOT / "tests")])
     full_env["HUMP_PORT"] = "0"  # should a case get as far as binding, no fixed port
     full_env.update(env)
     done = subprocess.run(
@@ -185,7 +202,7 @@ def start_failing(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines, f"nothing on stderr (stdout: {done.stdout!r})"
-    return done.returncode, lines[-1]
+    return done.returncode, lines
 
 
 @pytest.fixture
@@ -209,7 +226,36 @@ def test_a_busy_port_is_one_line_and_exit_1(command: str, workers: str, busy_por
     status, last = start_failing(COMMANDS[command]("http_web:app"), env)
     assert status == 1
     assert last.startswith(f"ERROR    cannot listen on 127.0.0.1:{busy_port}: [Errno {errno.EADDRINUSE}] ")
-    assert "choose another port with --port or HUMP_PORT" in last
+    if command == "tiny-listener":  # it takes no options: the message names none (issue 22 item 4)
+        assert "choose another port with HUMP_PORT (0 picks a free one)" in last and "--port" not in last
+    else:
+        assert "choose another port with --port or HUMP_PORT" in last
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_redis_unreachable_at_start_up_is_one_line_and_exit_1(command: str) -> None:
+    """Issue 22 item 4: one line (42 before), no private names, exit 1."""
+    with socket.socket() as closed:  # bound, not listening: connection refused at once
+        closed.bind(("127.0.0.1", 0))
+        env = {"HUMP_BROADCAST_URL": f"redis://127.0.0.1:{closed.getsockname()[1]}/0"}
+    status, lines = start_failing_lines(COMMANDS[command]("http_web:app"), env)
+    assert status == 1
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("ERROR    the broadcast cannot start: Redis at 127.0.0.1:")
+    assert "_start_broadcast" not in lines[0] and "Traceback" not in lines[0]
+    assert lines[0].endswith("(check HUMP_BROADCAST_URL)" if command == "tiny-listener"
+                             else "(check --broadcast-url or HUMP_BROADCAST_URL)")
+
+
+def test_the_redis_extra_missing_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """Issue 22 item 4: one line (26 before) that names a command that works."""
+    (tmp_path / "redis").mkdir()  # a redis package that is not there, as in a venv without it
+    (tmp_path / "redis" / "__init__.py").write_text("raise ImportError(\"No module named 'redis'\")\n")
+    env = {"HUMP_BROADCAST_URL": "redis://127.0.0.1:6379/0"}
+    status, lines = start_failing_lines(COMMANDS["tiny-listener"]("http_web:app"), env, (str(tmp_path),))
+    assert (status, len(lines)) == (1, 1), lines
+    assert lines[0].startswith("ERROR    the broadcast cannot start: ")
+    assert "pip install redis" in lines[0] and "hump_listener[" not in lines[0]
 
 
 @pytest.mark.parametrize(
@@ -240,7 +286,7 @@ def test_uvloop_asked_for_but_missing_names_the_extra(workers: str) -> None:
     status, last = start_failing(args, {})
     assert status == 1
     assert last == (
-        "ERROR    loop 'uvloop' (--loop, HUMP_LOOP) needs uvloop: pip install 'hump_listener[uvloop]', "
+        "ERROR    loop 'uvloop' (--loop, HUMP_LOOP) needs uvloop: pip install uvloop, "
         "or use --loop asyncio"
     )
 
@@ -278,7 +324,8 @@ def test_the_readme_cli_table_lists_every_flag_and_variable() -> None:
     documented = {flag for line in table for flag in re.findall(r"`(--[a-z-]+)", line.split("|")[1])}
     assert documented == parser_flags()
     variables = {variable for variable, _, _ in ENVIRONMENT.values()}
-    assert {v for line in table for v in re.findall(r"HUMP_[A-Z_]+", line)} == variables
+    # HUMP_SECRET_KEY has no flag on purpose: a command line is visible in `ps`.
+    assert {v for line in table for v in re.findall(r"HUMP_[A-Z_]+", line)} == variables - {"HUMP_SECRET_KEY"}
 
 
 def test_the_readme_configuration_table_and_the_cli_docstring_list_every_variable() -> None:

@@ -19,6 +19,8 @@ from hump_listener.config import (
     ServerConfig,
     bind_error,
     code_settings,
+    command_line_flags,
+    how_to_set,
     loop_factory,
 )
 from hump_listener.testing import AsyncTestClient
@@ -31,7 +33,7 @@ def test_every_variable_is_read_into_its_field() -> None:
         "HUMP_HOST": " 0.0.0.0 ", "HUMP_PORT": "9001", "HUMP_WORKERS": "3", "HUMP_ACCESS_LOG": "off",
         "HUMP_LOG_LEVEL": "DEBUG", "HUMP_LOOP": "asyncio", "HUMP_SSL_CERTFILE": "c.pem",
         "HUMP_SSL_KEYFILE": "k.pem", "HUMP_FORWARDED_ALLOW_IPS": "10.0.0.0/8, ::1",
-        "HUMP_BROADCAST_URL": " redis://127.0.0.1:6379/1 ",
+        "HUMP_BROADCAST_URL": " redis://127.0.0.1:6379/1 ", "HUMP_DEBUG": "yes", "HUMP_SECRET_KEY": "s3cret",
     }
     assert set(environ) == {variable for variable, _, _ in ENVIRONMENT.values()}
     config = ServerConfig.from_env(environ)
@@ -40,6 +42,8 @@ def test_every_variable_is_read_into_its_field() -> None:
     assert (config.ssl_certfile, config.ssl_keyfile) == ("c.pem", "k.pem")
     assert config.forwarded_allow_ips == "10.0.0.0/8,::1"
     assert config.broadcast_url == "redis://127.0.0.1:6379/1"
+    assert (config.debug, config.secret_key) == (True, "s3cret")
+    assert "s3cret" not in repr(config)  # a secret is never logged with the config
 
 
 def test_an_empty_environment_gives_the_defaults() -> None:
@@ -207,7 +211,7 @@ def test_loop_factories() -> None:
 def test_without_uvloop_auto_is_asyncio_and_uvloop_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop → ImportError
     assert loop_factory("auto") is asyncio.SelectorEventLoop
-    with pytest.raises(ConfigError, match=r"needs uvloop: pip install 'hump_listener\[uvloop\]'"):
+    with pytest.raises(ConfigError, match=r"needs uvloop: pip install uvloop"):
         loop_factory("uvloop")
 
 
@@ -244,7 +248,8 @@ def test_a_flag_beats_the_code_in_every_worker(tmp_path: Path) -> None:
 # -- bind errors --------------------------------------------------------------------------------
 
 
-def test_bind_errors_say_what_to_change() -> None:
+def test_bind_errors_say_what_to_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/hump-listener", "http_web:app"])
     busy = bind_error(OSError(errno.EADDRINUSE, "address already in use"), "127.0.0.1", 8000)
     assert str(busy).startswith("cannot listen on 127.0.0.1:8000: [Errno 98] Address already in use;")
     assert "--port or HUMP_PORT" in str(busy)
@@ -254,3 +259,22 @@ def test_bind_errors_say_what_to_change() -> None:
     assert str(bind_error(OSError(errno.EADDRNOTAVAIL, "x"), "::2", 1)).startswith("cannot listen on [::2]:1:")
     for error in (busy, unknown):
         assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("argv0", "flags"),
+    [
+        ("/venv/bin/hump-listener", True),
+        (str(Path("/src/hump_listener/__main__.py")), True),  # python -m hump_listener
+        ("/venv/bin/tiny-listener", False),
+        ("serve.py", False),  # a program calling app.run(): no flags of ours
+    ],
+)
+def test_messages_name_flags_only_under_our_command_line(
+    monkeypatch: pytest.MonkeyPatch, argv0: str, flags: bool
+) -> None:
+    monkeypatch.setattr(sys, "argv", [argv0, "http_web:app"])
+    assert command_line_flags() is flags
+    assert how_to_set("broadcast_url") == ("--broadcast-url or HUMP_BROADCAST_URL" if flags else "HUMP_BROADCAST_URL")
+    busy = str(bind_error(OSError(errno.EADDRINUSE, "in use"), "127.0.0.1", 8000))
+    assert ("--port" in busy) is flags and "HUMP_PORT" in busy

@@ -352,3 +352,34 @@ async def test_a_chat_client_too_slow_for_its_room_is_closed_1013_and_resumes_wi
                 if "text" in frame:
                     texts.append(frame["text"])
         assert texts == [str(i) for i in range(total)]
+
+
+@pytest.mark.parametrize("path", ["/page", "/chat?room=lobby"])
+def test_pages_have_a_viewport_and_a_favicon(client: TestClient, path: str) -> None:
+    """Issue 22 item 5: phones lay the pages out at their width; the tab has an icon."""
+    html = client.get(path).text
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    icon = re.search(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">', html)
+    assert icon is not None
+    r = client.get(icon.group(1))
+    assert (r.status_code, r.headers["content-type"]) == (200, "image/svg+xml")
+    assert r.content.startswith(b"<svg")
+
+
+def test_the_page_is_a_template(client: TestClient) -> None:
+    """Issue 22 item 6: the demo's non-chat pages are Jinja2 templates (templates/)."""
+    assert http_web.app.templates.directory == http_web.HERE / "templates"
+    assert '<a id="user" href="/user/bob">Greet bob</a>' in client.get("/page").text
+
+
+def test_without_jinja2_the_page_says_what_to_install(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installed with ``pip install -e .`` alone (no templates extra), /page tells the
+    person at the browser the command, not just "Internal Server Error"."""
+    from hump_listener.templating import JINJA2_HINT, Templates
+
+    def no_jinja2(*args: object, **kwargs: object) -> str:
+        raise ImportError(JINJA2_HINT)
+
+    monkeypatch.setattr(Templates, "render", no_jinja2)
+    r = client.get("/page")
+    assert (r.status_code, r.text) == (500, f"{JINJA2_HINT}\n(./scripts/demo installs it)\n")

@@ -117,3 +117,39 @@ async def test_trigger_event_runs_in_a_fresh_context_or_a_live_one(app: App) -> 
 def test_trigger_event_threadsafe_needs_the_app_running(app: App) -> None:
     with pytest.raises(RuntimeError, match="the app is not running"):
         app.trigger_event_threadsafe("tick")
+
+
+# -- redirect_slashes (issue 22 item 5) -----------------------------------------------------
+
+
+async def ok() -> str:
+    return "ok"
+
+
+async def test_a_path_that_exists_only_with_a_trailing_slash_redirects() -> None:
+    app = App(access_log=False)
+    app.get("/docs/")(ok)
+    app.post("/items")(ok)
+    app.get("/%C3%A9t%C3%A9/")(ok)
+    channel = await call(app, "GET", "/docs?page=2")
+    assert (channel.status, channel.header("location")) == (307, "/docs/?page=2")
+    channel = await call(app, "POST", "/items/")
+    assert (channel.status, channel.header("location")) == (307, "/items")  # 307 keeps the method
+    channel = await call(app, "GET", "/%C3%A9t%C3%A9")
+    assert channel.header("location") == "/%C3%A9t%C3%A9/"  # the target as sent, still encoded
+    assert (await call(app, "GET", "/items/")).status == 404  # only POST answers /items
+    assert (await call(app, "GET", "/nowhere/")).status == 404
+
+
+async def test_redirect_slashes_comes_before_the_fallback_and_can_be_turned_off() -> None:
+    app = App(access_log=False)
+    app.get("/docs/")(ok)
+
+    @app.on_event()
+    async def not_found(ctx: HTTPContext) -> None:
+        ctx.response(404, "custom")
+
+    assert (await call(app, "GET", "/docs")).status == 307
+    off = App(access_log=False, redirect_slashes=False)
+    off.get("/docs/")(ok)
+    assert (await call(off, "GET", "/docs")).status == 404

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from tiny_listener import Data, Depends, Event, Param, PathParamsError
 
-from hump_listener import App, HTTPContext, WebSocket
+from hump_listener import App, Headers, HTTPContext, Request, WebSocket
 from hump_listener.endpoints import (
     Endpoint,
     PlannedHook,
@@ -192,3 +192,33 @@ def test_the_fallback_endpoint_has_no_template_and_answers_every_http_event() ->
     endpoint = Endpoint("{_:path}", "*", None, fallback)
     assert (endpoint.template, endpoint.param_names, endpoint.route_path) == (None, ("_",), "/{_:path}")
     assert endpoint.match("DELETE:/any/where") == {"_": "/any/where"}
+
+
+async def test_a_request_annotation_gets_the_contexts_request() -> None:
+    """Hump's habit (issue 22 item 2): ``async def index(request: Request)``."""
+    async def index(request: Request, *, again: Request) -> tuple[Request, Request]:
+        return request, again
+
+    plan = build_plan(index, (), "route")
+    ctx = context()
+    ctx.request = Request("GET", "/", b"/", b"", "1.1", Headers())
+    assert await call_plan(index, plan, ctx, {}) == (ctx.request, ctx.request)
+
+
+def test_check_middleware_refuses_what_cannot_take_ctx_and_call_next() -> None:
+    async def one(next: Any) -> Any: ...
+
+    async def three(ctx: Any, call_next: Any, extra: Any) -> Any: ...
+
+    async def flexible(*args: Any) -> Any: ...
+
+    class Wrapping:
+        async def __call__(self, ctx: Any, call_next: Any) -> Any: ...
+
+    for bad in (one, three):
+        with pytest.raises(TypeError, match=r"cannot be called as mw\(ctx, call_next\)"):
+            check_middleware(bad, "app.middleware")
+    with pytest.raises(TypeError, match="must be callable"):
+        check_middleware("auth", "app.middleware")
+    check_middleware(flexible, "app.middleware")
+    check_middleware(Wrapping(), "app.middleware")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hump_listener.models import Headers, MultiDict, MutableHeaders, Request, Response, parse_cookies
+from hump_listener.models import Headers, MultiDict, MutableHeaders, Request, Response, bytes_type, parse_cookies
 
 
 def test_headers_are_case_insensitive_and_multi_valued() -> None:
@@ -60,7 +60,8 @@ def test_response_content_length_except_no_body_statuses(status: int, has_length
 
 def test_response_content_types_and_charset() -> None:
     assert Response("x").content_type == "text/plain; charset=utf-8"
-    assert Response(b"x").content_type == "application/octet-stream"
+    assert Response(b"\x00x").content_type == "application/octet-stream"
+    assert Response(b"x", content_type="application/octet-stream").content_type == "application/octet-stream"
     assert Response(b"").content_type is None
     assert Response({"a": 1}).body == b'{"a":1}'
     assert Response("x", content_type="text/csv").content_type == "text/csv; charset=utf-8"
@@ -89,3 +90,21 @@ def test_response_body_and_type_are_what_render_gives(data: object) -> None:
     assert (response.body, response.content_type) == Response.render(data)
     with pytest.raises(ValueError):
         Response("x", 600)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"Hello, bob!", "text/plain; charset=utf-8"),  # tiny-listener's own example
+        ("\u00e9t\u00e9\n\ttab\r\n".encode(), "text/plain; charset=utf-8"),  # UTF-8, whitespace
+        (b"\x1b[1mbold\x1b[0m", "text/plain; charset=utf-8"),  # ESC is text for WHATWG sniffing
+        (b"\x00\x01", "application/octet-stream"),
+        (b"\x89PNG\r\n\x1a\n", "application/octet-stream"),  # a PNG signature
+        (b"\xff\xfe", "application/octet-stream"),  # not UTF-8
+        ("caf\u00e9".encode("latin-1"), "application/octet-stream"),  # latin-1 is not UTF-8
+    ],
+)
+def test_bytes_that_are_utf8_text_go_out_as_text(body: bytes, expected: str) -> None:
+    """Issue 22 item 2: a browser shows ``ctx.response(200, "Hello, bob!".encode())``."""
+    assert bytes_type(body) == expected
+    assert Response(body).content_type == expected

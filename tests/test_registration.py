@@ -173,3 +173,52 @@ def test_match_route_finds_http_and_plain_events_through_the_tree(app: App) -> N
         app.match_route("tock")
     app.on_event()(ok)
     assert app.match_route("GET:/nope") == (app.route_table.fallback, {"_": "/nope"})
+
+
+# -- what registration catches (issue 22 item 3) --------------------------------------------
+
+
+def test_an_unknown_method_is_refused_unless_declared(app: App) -> None:
+    with pytest.raises(RouteDefinitionError, match=r"unknown HTTP method 'GTE' \(did you mean GET\?\)"):
+        app.on_event("GTE:/x")(ok)
+    with pytest.raises(RouteDefinitionError, match=r"unknown HTTP method 'PURGE'.*custom_method=True"):
+        app.route("/cache", methods=["PURGE"])(ok)
+    assert "GTE:/x" not in app.routes
+    app.on_event("PURGE:/cache", custom_method=True)(ok)  # declared: accepted
+    assert app.routes["PURGE:/cache"].method == "PURGE"  # type: ignore[attr-defined]
+    app.on_event("get:/lower")(ok)  # known methods in any case, upper-cased
+    assert app.routes["get:/lower"].method == "GET"  # type: ignore[attr-defined]
+
+
+async def test_a_custom_method_is_served_and_listed_in_allow(app: App) -> None:
+    app.on_event("PURGE:/cache", custom_method=True)(ok)
+    assert (await call(app, "PURGE", "/cache")).status == 200
+    channel = await call(app, "GET", "/cache")
+    assert (channel.status, channel.header("allow")) == (405, "PURGE")
+
+
+async def test_middleware_with_the_wrong_signature_is_refused_at_registration(app: App) -> None:
+    async def one_argument(next: CallNext) -> Any:  # PyMicroHTTP's habit, async
+        return await next()
+
+    with pytest.raises(TypeError, match=r"cannot be called as mw\(ctx, call_next\)"):
+        app.middleware(one_argument)
+    with pytest.raises(TypeError, match=r"cannot be called as mw\(ctx, call_next\)"):
+        app.get("/a", middleware=[one_argument])(ok)
+    with pytest.raises(TypeError, match="must be callable"):
+        app.get("/b", middleware=["auth"])(ok)
+    with pytest.raises(TypeError, match="a middleware or a list of them"):
+        app.get("/c", middleware=3)(ok)
+    assert "GET:/a" not in app.routes
+
+
+async def test_one_middleware_is_accepted_where_a_list_is_expected(app: App) -> None:
+    async def tag(ctx: HTTPContext, call_next: CallNext) -> Any:
+        response = await call_next()
+        response.headers["X-Tag"] = "one"
+        return response
+
+    app.get("/x", middleware=tag)(ok)
+    app.route("/y", methods="POST")(ok)  # one method, not the letters P, O, S, T
+    assert (await call(app, "GET", "/x")).header("x-tag") == "one"
+    assert "POST:/y" in app.routes

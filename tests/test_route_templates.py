@@ -146,3 +146,15 @@ def test_a_route_like_name_that_is_not_valid_says_what_to_fix(name: str, problem
     with pytest.raises(RouteDefinitionError) as info:
         parse_event_name(name)
     assert str(info.value) == f"event name {name!r} looks like an HTTP route but is not valid: {problem}"
+
+
+def test_check_method_knows_http_methods_and_takes_declared_custom_ones() -> None:
+    from hump_listener.route_templates import check_method
+
+    for method in ("GET", "POST", "PATCH", "*", "WS"):
+        check_method(method, f"{method}:/x")
+    with pytest.raises(RouteDefinitionError, match=r"'GTE' \(did you mean GET\?\)"):
+        check_method("GTE", "GTE:/x")
+    with pytest.raises(RouteDefinitionError, match="custom_method=True"):
+        check_method("PROPFIND", "PROPFIND:/dav")
+    check_method("PROPFIND", "PROPFIND:/dav", custom=True)

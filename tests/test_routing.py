@@ -396,3 +396,17 @@ def test_ws_uses_the_same_convertors() -> None:
     with pytest.raises(HTTPError) as info:
         router.match("WS", "/ws/abc")
     assert info.value.status == 404
+
+
+def test_slash_alternative_finds_the_other_spelling_of_a_path() -> None:
+    router: Router[str] = Router()
+    router.add("GET", "/docs/", "docs")
+    router.add("GET", "/user/{name}", "user")
+    router.add("GET", "/files/{rest:path}", "files")
+    assert router.slash_alternative("GET", "/docs") == "/docs/"
+    assert router.slash_alternative("GET", "/user/bob/") == "/user/bob"
+    assert router.slash_alternative("HEAD", "/docs") == "/docs/"  # HEAD is served by GET
+    assert router.slash_alternative("POST", "/docs") is None  # a 405 there: no redirect
+    assert router.slash_alternative("GET", "/") is None
+    assert router.slash_alternative("GET", "/files") == "/files/"
+    assert router.slash_alternative("GET", "/nothing") is None

@@ -1,7 +1,7 @@
 """WebSocket (RFC 6455) over an asyncio transport: one ``WebSocketProtocol`` per connection.
 
-The frames are the ``websockets`` package's sans-I/O ``ServerProtocol`` (imported on the
-first upgrade): it parses and serialises frames (masking in C), answers pings and the
+The frames are the ``websockets`` package's sans-I/O ``ServerProtocol`` (a dependency,
+imported on the first upgrade): it parses and serialises frames (masking in C), answers pings and the
 closing handshake, and enforces the message size. This module is the I/O around it and
 implements ``seam.WebSocketChannel`` after the 101: the handshake was the offer's
 (``ws_upgrade.WebSocketOffer``, which built this connection and handed it the transport,

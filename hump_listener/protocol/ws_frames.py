@@ -34,7 +34,7 @@ __all__ = [
 
 logger = logging.getLogger("hump_listener.error")
 
-EXTRA_HINT = 'WebSockets need the websockets package: pip install "hump_listener[websockets]"'
+EXTRA_HINT = "WebSockets need the websockets package: pip install websockets"
 
 
 def load_websockets() -> Any:
