@@ -39,6 +39,7 @@ from . import tiny_internals
 from .background import BackgroundEvents
 from .broadcast import Broadcast
 from .context import HTTPContext
+from .durable import DurableEvents
 from .endpoints import Endpoint, Middleware
 from .lifecycle import Callback, Lifecycle
 from .proxy import TrustedProxies
@@ -178,6 +179,9 @@ class App(Registration, Lifecycle):
         self._started_services: list[Callback | None] = []
         self._broadcast: Broadcast | None = None
         self.add_service(self._start_broadcast, self._stop_broadcast)
+        #: Durable events (durable.py): stored in Redis (or in-process), run on any worker.
+        self.durable = DurableEvents(self)
+        self.add_service(self.durable.start, self.durable.stop)
         #: Threads for plain ``def`` handlers (threads.py): started on first use, closed
         #: with the app (a service).
         self.sync_pool = SyncPool(sync_workers)

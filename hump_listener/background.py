@@ -81,9 +81,11 @@ class BackgroundEvents:
     # -- triggering -------------------------------------------------------------------
 
     def trigger(
-        self, ctx: EventContext, path: str, *, timeout: float | None = None, data: Mapping[str, Any] | None = None
+        self, ctx: EventContext, path: str, *, timeout: float | None = None, data: Mapping[str, Any] | None = None,
+        key: str | None = None, delay: float | None = None,
     ) -> asyncio.Task[Any]:
-        """Run event ``path`` in ``ctx`` as a task of its own (see the module rules)."""
+        """Run event ``path`` in ``ctx`` as a task of its own (see the module rules). A
+        durable event (``key``, ``delay``: durable.py) is stored instead; the task gives its id."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -96,6 +98,8 @@ class BackgroundEvents:
             raise ValueError(
                 f"{path!r} is an HTTP route: requests come from the server, they are not triggered"
             )
+        if key is not None or delay is not None or self.app.durable.handles(route):
+            return self.app.durable.trigger(route, path, data, timeout=timeout, key=key, delay=delay)
         fn, plan = self._plan(route)
         self.loop = loop
         ctx.hold()
@@ -112,7 +116,7 @@ class BackgroundEvents:
 
     def trigger_threadsafe(
         self, ctx_factory: Callable[[], EventContext], path: str, *, timeout: float | None = None,
-        data: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None, key: str | None = None, delay: float | None = None,
     ) -> concurrent.futures.Future[Any]:
         """``trigger`` from any thread: scheduled onto the app's loop; the future gets the
         handler's return value (``None`` if it failed: the error was reported there), or
@@ -137,7 +141,7 @@ class BackgroundEvents:
             if not future.set_running_or_notify_cancel():
                 return  # the caller cancelled before it started
             try:
-                task = self.trigger(ctx_factory(), path, timeout=timeout, data=data)
+                task = self.trigger(ctx_factory(), path, timeout=timeout, data=data, key=key, delay=delay)
             except Exception as exc:
                 future.set_exception(exc)
                 return

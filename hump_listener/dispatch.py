@@ -302,6 +302,9 @@ class RequestPath(Listener[HTTPContext]):
         cid: str | None = None,
         timeout: float | None = None,
         data: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        delay: float | None = None,
     ) -> asyncio.Task[Any]:
         """Run the (non-HTTP) event ``path`` in the background on the running loop.
 
@@ -309,7 +312,8 @@ class RequestPath(Listener[HTTPContext]):
         callback, a timer). ``cid``: in that live context (``ContextNotFound`` if it has
         been dropped). Same guarantees as ``ctx.trigger_event`` (see background.py): the task
         is kept, errors go to ``on_error`` hooks or the log, shutdown drains it; awaiting
-        it gives the handler's return value (``None`` if it failed)."""
+        it gives the handler's return value (``None`` if it failed). A durable event is
+        stored instead (its id, once stored), with ``key=`` and ``delay=`` (durable.py)."""
         if cid is None:
             ctx = self._event_context()
         else:
@@ -317,16 +321,19 @@ class RequestPath(Listener[HTTPContext]):
             if found is None:
                 raise ContextNotFound(f"context {cid!r} is not alive (its request and events have finished)")
             ctx = found
-        return self.background.trigger(ctx, path, timeout=timeout, data=data)
+        return self.background.trigger(ctx, path, timeout=timeout, data=data, key=key, delay=delay)
 
     def trigger_event_threadsafe(
-        self, path: str, *, timeout: float | None = None, data: dict[str, Any] | None = None
+        self, path: str, *, timeout: float | None = None, data: dict[str, Any] | None = None,
+        key: str | None = None, delay: float | None = None,
     ) -> concurrent.futures.Future[Any]:
         """``trigger_event`` from any thread, in a fresh context, on the app's loop. The
         future gets the handler's return value (``None`` if it failed; the error went to
         the hooks or the log), or the error that kept it from starting. ``RuntimeError``
-        if the app is not running."""
-        return self.background.trigger_threadsafe(self._event_context, path, timeout=timeout, data=data)
+        if the app is not running. A durable event: its id, once stored."""
+        return self.background.trigger_threadsafe(
+            self._event_context, path, timeout=timeout, data=data, key=key, delay=delay
+        )
 
     def _event_context(self) -> HTTPContext:
         self._next_cid += 1

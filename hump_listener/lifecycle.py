@@ -41,6 +41,7 @@ from .context import HTTPContext
 
 if TYPE_CHECKING:
     from .background import BackgroundEvents
+    from .durable import DurableEvents
 
 __all__ = ["Callback", "Lifecycle", "Stoppable"]
 
@@ -64,6 +65,8 @@ class Lifecycle(Listener[HTTPContext]):
     # Set by App.__init__ (app.py); declared here, where the lifecycle uses them.
     #: Background events: their tasks, their loop, the shutdown drain (background.py).
     background: BackgroundEvents
+    #: Durable events: their workers, drained with the background events (durable.py).
+    durable: DurableEvents
     #: ``add_service`` pairs, in order; the stops of those started, for the shutdown.
     _services: list[tuple[Callback | None, Callback | None]]
     _started_services: list[Callback | None]
@@ -121,7 +124,8 @@ class Lifecycle(Listener[HTTPContext]):
         loop = asyncio.get_running_loop()
         timeout = self.drain_timeout if timeout is None else timeout
         deadline = loop.time() + timeout
-        await self.background.drain(timeout)
+        await self.durable.drain(timeout)  # durable.py: hands back (or, in-process, runs) its events
+        await self.background.drain(max(deadline - loop.time(), 0.0))
         for callback in list(tiny_internals.shutdown_callbacks(self)):
             try:
                 await callback()
@@ -178,6 +182,7 @@ class Lifecycle(Listener[HTTPContext]):
         if self._stopping:
             error_log.info("Second signal (%s): skipping the rest of the drain", sig)
             self.background.cut()
+            self.durable.cut()
             if self.server is not None:
                 await self.server.shutdown(0)
             return
@@ -186,6 +191,7 @@ class Lifecycle(Listener[HTTPContext]):
             error_log.info("Signal %s during startup: shutting down once it has finished", sig)
             return  # main() sees _stopping after run_startup and shuts down instead of serving
         error_log.info("Shutting down (signal %s)", sig)
+        self.durable.stop_taking()  # durable.py: no new durable events from now on
         loop = asyncio.get_running_loop()
         timeout = self.drain_timeout
         deadline = loop.time() + timeout

@@ -39,6 +39,7 @@ from .route_templates import Template, parse_event_name
 from .routing import Router
 
 if TYPE_CHECKING:
+    from .durable import DurableEvents
     from .threads import SyncPool
 
 __all__ = ["FALLBACK", "Registration"]
@@ -61,6 +62,8 @@ class Registration(RequestPath):
     max_body_size: int | None
     #: Threads for plain ``def`` handlers.
     sync_pool: SyncPool
+    #: Durable events (durable.py): ``on_event(..., durable=True)`` registers there.
+    durable: DurableEvents
 
     # -- registration ------------------------------------------------------------------
 
@@ -75,13 +78,17 @@ class Registration(RequestPath):
         """Register ``fn`` for the event ``path`` (what every decorator calls): an HTTP
         route (``"GET:/x"``), a WebSocket route (``"WS:/x"``), a plain event, or (no
         path) the not-found fallback. ``middleware=[...]`` and ``max_body_size=`` apply
-        to the route; a bad name, template, handler or a duplicate raise here."""
+        to the route, ``durable=True`` (or a ``Durable``) to a plain event; a bad name,
+        template, handler or a duplicate raise here."""
         middleware: Sequence[Middleware] = opts.pop("middleware", None) or ()
         max_body_size = opts.pop("max_body_size", self.max_body_size)
+        durable = opts.pop("durable", None)  # durable.py: True or a Durable policy
         if path in self.routes:
             raise RouteDefinitionError(f"event {path!r} is already registered")
         for mw in middleware:
             check_middleware(mw, f"route {path!r}")
+        if durable and (path == FALLBACK or parse_event_name(path) is not None):
+            raise RouteDefinitionError(f"route {path!r}: durable= is for named events fired with trigger_event")
         run_sync = self._sync_runner(fn)
         if path == FALLBACK:
             endpoint = Endpoint(path, "*", None, fn, middleware, max_body_size, opts, run_sync)
@@ -91,6 +98,8 @@ class Registration(RequestPath):
             if parsed is None:
                 # Not an HTTP route: keep tiny-listener's own behaviour for plain events.
                 route = Route(path=path, fn=fn, opts=opts)
+                if durable:
+                    self.durable.register(route, durable)
                 self.plain_routes.append(route)
                 self.routes[path] = route
                 return
