@@ -58,7 +58,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -541,7 +541,8 @@ class DurableEvents:
             elif busy:
                 logger.info("%s: the running durable event(s) finished; handed back 0", why)
             return len(back)
-        lost = len(back) + _pending(queue)
+        lost = _pending(queue)  # the cancelled runs included: still out
+        await queue.close()  # forget them; stop() reports what shutdown callbacks queue after
         if lost:
             logger.warning("%s: %d durable event(s) lost (in-process queue, not durable)", why, lost)
         return lost
@@ -782,12 +783,14 @@ def decode(payload: str | bytes) -> dict[str, Any]:
 
 class MemoryQueue:
     """The queue in this process (no Redis): the same API and rules, minus durability:
-    what it holds is lost when the process stops. Time is the loop's clock."""
+    what it holds is lost when the process stops. ``clock``: seconds, the running loop's
+    ``time()`` by default (tests give a manual one, then ``wake()`` after moving it)."""
 
     durable = False
 
-    def __init__(self, key_retention: float = DEFAULT_KEY_RETENTION) -> None:
+    def __init__(self, key_retention: float = DEFAULT_KEY_RETENTION, clock: Callable[[], float] | None = None) -> None:
         self._key_retention = key_retention
+        self._clock = clock
         self._ready: deque[dict[str, Any]] = deque()
         self._delayed: list[tuple[float, int, dict[str, Any]]] = []  # heap: (due, seq, message)
         self._seq = itertools.count()
@@ -907,6 +910,9 @@ class MemoryQueue:
         if key is not None and key in self._keys:
             self._keys[key] = (message["id"], self._now() + self._key_retention)
 
-    @staticmethod
-    def _now() -> float:
-        return asyncio.get_running_loop().time()
+    def wake(self) -> None:
+        """Make a waiting ``fetch`` look at the clock again."""
+        self._wake.set()
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
