@@ -25,7 +25,7 @@ import redis.asyncio
 from redis_helpers import RedisServer, free_port, running_redis
 from tiny_listener import Param
 
-from hump_listener import App
+from hump_listener import App, HTTPContext
 from hump_listener.durable import Durable, DurableEvent, DurableUnavailable, WorkerLost, encode
 from hump_listener.durable_redis import (
     BLOCK,
@@ -38,7 +38,7 @@ from hump_listener.durable_redis import (
     TRIM_EVERY,
     RedisQueue,
 )
-from hump_listener.testing import AsyncTestClient
+from hump_listener.testing import AsyncTestClient, TestClient
 
 #: Bound on any wait for a worker to do something (a busy CI machine is slow, not stuck).
 WAIT = 20.0
@@ -160,6 +160,56 @@ async def test_a_delayed_event_waits_in_a_sorted_set_by_redis_clock(
         await asyncio.wait_for(worker.started.get(), WAIT)
         assert loop.time() - before >= 0.3
         assert await client.zcard(f"{prefix}:delayed") == 0
+
+
+async def test_a_request_s_trigger_is_in_redis_before_the_answer_and_runs_fresh_elsewhere(
+    redis_server: RedisServer, prefix: str, client: Any
+) -> None:
+    # The web app takes the Redis URL from its broadcast_url (item 1) and runs no events.
+    web = App(access_log=False, broadcast_url=redis_server.url)
+    web.durable.configure(prefix=prefix, concurrency=0)
+    stored_at_answer: list[int] = []
+
+    @web.on_event("resize {w:int}", durable=True)
+    async def resize_stub() -> None: ...
+
+    @web.post("/resize")
+    async def post(ctx: HTTPContext) -> dict[str, Any]:
+        event_id = await ctx.trigger_event("resize 640", data={"name": "cat.png"})
+        stored_at_answer.append(await client.xlen(f"{prefix}:stream"))
+        return {"id": event_id}
+
+    worker = App(access_log=False, broadcast_url=redis_server.url)
+    worker.durable.configure(prefix=prefix)
+    seen: list[tuple[str, int, int, str, bool]] = []
+    done = asyncio.Event()
+
+    @worker.on_event("resize {w:int}", durable=True)
+    async def resize(event: DurableEvent, w: Param) -> None:
+        seen.append((event.id, event.attempt, w, event.data["name"], hasattr(event.ctx, "request")))
+        done.set()
+
+    async with AsyncTestClient(web) as http:
+        answer = (await http.post("/resize")).json()
+        assert stored_at_answer == [1]  # stored before the handler answered
+        async with AsyncTestClient(worker):
+            await asyncio.wait_for(done.wait(), WAIT)
+    assert seen == [(answer["id"], 1, 640, "cat.png", False)]  # Param converted; a fresh context
+
+
+def test_the_threadsafe_trigger_stores_in_redis(redis_server: RedisServer, prefix: str) -> None:
+    app = App(access_log=False, broadcast_url=redis_server.url)
+    app.durable.configure(prefix=prefix)
+    ran: list[str] = []
+
+    @app.on_event("mail {to}", durable=True)
+    async def mail(event: DurableEvent, to: Param) -> None:
+        ran.append(f"{event.id} {to}")
+
+    with TestClient(app):
+        event_id = app.trigger_event_threadsafe("mail ann", key="welcome-ann").result(timeout=WAIT)
+        again = app.trigger_event_threadsafe("mail ann", key="welcome-ann").result(timeout=WAIT)
+    assert again == event_id and ran == [f"{event_id} ann"]  # leaving the block waited for it
 
 
 # -- retries and dead letters ---------------------------------------------------------------
