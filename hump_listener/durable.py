@@ -608,13 +608,23 @@ class DurableEvents:
         """Take events while there are free slots, each run as a task of its own."""
         assert self._slot_free is not None
         loop = asyncio.get_running_loop()
+        backoff = _FETCH_BACKOFF
         while not self._stopping:
             free = self.concurrency - len(self._running)
             if free <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
-            for delivery in await queue.fetch(free):
+            try:
+                deliveries = await queue.fetch(free)
+            except Exception as exc:  # the queue's own outage handling missed it: keep consuming
+                logger.error("durable events: taking events failed (%s: %s): trying again in %.3g s",
+                             type(exc).__name__, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _FETCH_BACKOFF_MAX)
+                continue
+            backoff = _FETCH_BACKOFF
+            for delivery in deliveries:
                 task = loop.create_task(self._run(queue, delivery), name=f"hump-durable {delivery.message['name']}")
                 self._running[task] = delivery
                 task.add_done_callback(self._finished)
@@ -733,6 +743,11 @@ class DurableEvents:
                 logger.error("on_error hook %r failed handling %r in durable event %r",
                              hook, exc, message["name"], exc_info=hook_exc)
 
+
+#: After an unexpected error taking events, the consumer waits this long before trying
+#: again, doubling up to the max (the Redis queue's reconnection backoff: 0.1 s to 5 s).
+_FETCH_BACKOFF = 0.1
+_FETCH_BACKOFF_MAX = 5.0
 
 #: After cancelling the runs the drain left, how long they get to unwind (background.py's
 #: CANCEL_GRACE: the server gives cancelled requests 1 s too).

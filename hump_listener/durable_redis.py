@@ -433,7 +433,8 @@ class RedisQueue:
             reply = await client.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=n, block=BLOCK)
             self._recovered()
         except self._redis.exceptions.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            # NOGROUP: the stream was deleted before the read; UNBLOCKED: while it waited
+            if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
                 raise
             logger.warning("durable events: the group of %s was gone (stream deleted?): made again", self.stream)
             await self._ensure_group(client)

@@ -75,6 +75,7 @@ async def held_by(client: Any, stream: str, pid: int) -> list[int]:
     return held
 
 
+@pytest.mark.timeout(RUN_TIMEOUT + 60)  # the suite's 60 s per test is too short here
 async def test_every_event_completes_and_duplicates_are_only_events_held_at_a_kill(tmp_path: Path) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
