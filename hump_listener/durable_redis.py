@@ -300,7 +300,7 @@ class RedisQueue:
     async def close(self) -> None:
         """Stop maintenance, flush the writes, hand back what this worker still has,
         leave the group, disconnect (policy 4). Never raises."""
-        client, self._client = self._client, None
+        client = self._client
         if client is None:
             return
         maintainer, self._maintainer = self._maintainer, None
@@ -308,9 +308,10 @@ class RedisQueue:
             maintainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await maintainer
-        if self._flusher is not None:
+        if self._flusher is not None:  # the writes already made go out first
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._flusher), REDIS_TIMEOUT)
+        self._client = None
         if self._consumer:
             try:
                 handed = await client.evalsha(self._shas["leave"], 1, self.stream, GROUP, self.consumer)
