@@ -27,6 +27,13 @@ Its routes are a contract other checks rely on (tests, benchmarks):
 - ``POST /signup`` (``name`` as a form field, JSON ``{"name": ...}`` or ``?name=``)
   answers 202 at once and fires the ``user_created`` background event, which records
   the name; ``GET /signups`` lists the names recorded so far (JSON; per process).
+- ``POST /jobs?count=N&ms=M`` queues N durable events (``job``) that each take M ms,
+  and answers 202 ``{"queued": N, "ms": M}`` once they are stored; ``GET /jobs`` is
+  ``{"done", "runs", "pending", "dead", "queued", "running", "delayed"}``: distinct
+  jobs completed, handler completions (duplicates after a crash included), jobs not
+  finished yet (queued, running, delayed), dead letters. With
+  ``HUMP_BROADCAST_URL=redis://...`` the jobs and the counts are in Redis, shared by
+  every worker and host; otherwise they are this process's.
 """
 
 import asyncio
@@ -36,6 +43,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from hump_listener import (
     App,
@@ -51,6 +59,7 @@ from hump_listener import (
     statuses,
 )
 from hump_listener.broadcast import BroadcastUnavailable, Item, Reset, Subscription
+from hump_listener.durable import DurableEvent
 from hump_listener.templating import Templates
 
 HERE = Path(__file__).resolve().parent
@@ -390,3 +399,96 @@ async def _signup_name(ctx: HTTPContext) -> str:
     if len(name) > MAX_NAME:
         raise HTTPError(400, f"a name has at most {MAX_NAME} characters")
     return name
+
+
+# -- durable events: POST /jobs, GET /jobs --------------------------------------------------
+
+#: Most jobs one ``POST /jobs`` queues, and the longest a job may take (ms).
+MAX_JOBS = 10_000
+MAX_JOB_MS = 60_000
+#: Where the job counts live in Redis (with ``HUMP_BROADCAST_URL``).
+JOBS_KEY = "hump:demo:jobs"
+
+
+class JobCounts:
+    """What ``GET /jobs`` reports of the jobs' runs: distinct jobs done and runs, in Redis
+    (every worker and host) when the app has a Redis URL, else in this process."""
+
+    def __init__(self) -> None:
+        self.done: set[str] = set()
+        self.runs = 0
+        self.redis: Any = None
+
+    async def start(self, url: str) -> None:
+        if url.startswith(("redis://", "rediss://")):
+            import redis.asyncio
+
+            self.redis = redis.asyncio.Redis.from_url(url)
+
+    async def stop(self) -> None:
+        client, self.redis = self.redis, None
+        if client is not None:
+            await client.aclose()
+
+    async def record(self, job_id: str) -> None:
+        if self.redis is None:
+            self.done.add(job_id)
+            self.runs += 1
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.sadd(f"{JOBS_KEY}:done", job_id).incr(f"{JOBS_KEY}:runs").execute()
+
+    async def counts(self) -> tuple[int, int]:
+        if self.redis is None:
+            return len(self.done), self.runs
+        done, runs = await self.redis.pipeline(transaction=False).scard(f"{JOBS_KEY}:done").get(
+            f"{JOBS_KEY}:runs"
+        ).execute()
+        return int(done), int(runs or 0)
+
+
+job_counts = JobCounts()
+
+
+@app.startup
+async def start_job_counts() -> None:
+    await job_counts.start(app.durable.url)
+
+
+@app.shutdown
+async def stop_job_counts() -> None:
+    await job_counts.stop()
+
+
+@app.on_event("job", durable=True)
+async def job(event: DurableEvent, ms: Data) -> None:
+    """A durable job: takes ``ms`` milliseconds, then counts itself done."""
+    await asyncio.sleep(ms / 1000)
+    await job_counts.record(event.id)
+
+
+@app.post("/jobs")
+async def queue_jobs(ctx: HTTPContext) -> None:
+    count = _int_param(ctx, "count", 1, MAX_JOBS)
+    ms = _int_param(ctx, "ms", 0, MAX_JOB_MS)
+    # Awaited: the answer says the jobs are stored (in Redis, when configured).
+    await asyncio.gather(*(ctx.trigger_event("job", data={"ms": ms}) for _ in range(count)))
+    ctx.json({"queued": count, "ms": ms}, status=statuses.ACCEPTED)
+
+
+@app.get("/jobs")
+async def list_jobs(ctx: HTTPContext) -> None:
+    done, runs = await job_counts.counts()
+    stats = await app.durable.stats()
+    ctx.json({"done": done, "runs": runs, **stats})
+
+
+def _int_param(ctx: HTTPContext, name: str, low: int, high: int) -> int:
+    raw = ctx.request.query.get(name)
+    try:
+        value = int(raw) if raw is not None else -1
+    except ValueError:
+        value = -1
+    if not low <= value <= high:
+        raise HTTPError(400, f"?{name}= must be an integer from {low} to {high}")
+    return value

@@ -57,12 +57,15 @@ from .config import (
 )
 from .context import Contexts, HTTPContext
 from .dispatch import RequestPath, Settings
+from .durable import DurableEvents
 from .endpoints import Handler, check_middleware
+from .errors import RouteDefinitionError
 from .hooks import Hooks
 from .lifecycle import Callback, Lifecycle
 from .logs import configure_default_logging, startup_failed
 from .proxy import TrustedProxies
 from .registration import FALLBACK, RouteTable
+from .route_templates import parse_event_name
 from .staticfiles import PATH_PARAM, StaticFiles, static_handler
 from .templating import Templates
 from .threads import DEFAULT_SYNC_WORKERS, SyncPool
@@ -163,17 +166,21 @@ class App(Listener[HTTPContext]):
         #: The seam entry (``seam.seam_entry`` finds it): one bound method, no hop.
         self.handle: SeamApp = self.request_path.handle
         #: Background events: their tasks, their loop, the limit, the drain (background.py).
+        #: Durable events (durable.py): stored in Redis (or in-process), run on any worker.
+        self.durable = DurableEvents(self.route_table, self.hooks, self.contexts, lambda: self.config.broadcast_url)
         self.background = BackgroundEvents(
-            self.route_table, self.hooks, self.contexts, self.ctxs, max_background_events
+            self.route_table, self.hooks, self.contexts, self.ctxs, max_background_events, self.durable
         )
         self.lifecycle = Lifecycle(
             tiny_internals.startup_callbacks(self),
             tiny_internals.shutdown_callbacks(self),
             self.background,
             lambda: self.config.shutdown_timeout,
+            self.durable,
         )
         self._broadcast: Broadcast | None = None
         self.add_service(self._start_broadcast, self._stop_broadcast)
+        self.add_service(self.durable.start, self.durable.stop)
         self.add_service(None, self.sync_pool.aclose)
 
     # -- configuration -------------------------------------------------------------------
@@ -248,8 +255,18 @@ class App(Listener[HTTPContext]):
         """Register ``fn`` for the event ``path`` (what every decorator calls): an HTTP
         route (``"GET:/x"``), a WebSocket route (``"WS:/x"``), a plain event, or (no
         path) the not-found fallback. ``middleware=[...]`` and ``max_body_size=`` apply
-        to the route; a bad name, template, handler or a duplicate raise here."""
+        to the route, ``durable=True`` (or a ``Durable``) to a plain event; a bad name,
+        template, handler or a duplicate raise here."""
+        durable = opts.pop("durable", None)  # durable.py: True or a Durable policy
+        if durable and (path == FALLBACK or parse_event_name(path) is not None):
+            raise RouteDefinitionError(f"route {path!r}: durable= is for named events fired with trigger_event")
         self.route_table.add(fn, path, **opts)
+        if durable:
+            try:
+                self.durable.register(self.route_table.by_name[path], durable)
+            except BaseException:
+                self.route_table.remove(path)  # a refused durable event registers nothing
+                raise
 
     def remove_on_event_hook(self, name: str | Callable[..., Any]) -> bool:
         """Remove the routes registered as ``name`` (an event name or the handler);
@@ -349,6 +366,9 @@ class App(Listener[HTTPContext]):
         cid: str | None = None,
         timeout: float | None = None,
         data: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        delay: float | None = None,
     ) -> asyncio.Task[Any]:
         """Run the (non-HTTP) event ``path`` in the background on the running loop.
 
@@ -356,18 +376,26 @@ class App(Listener[HTTPContext]):
         callback, a timer). ``cid``: in that live context (``ContextNotFound`` if it has
         been dropped). Same guarantees as ``ctx.trigger_event`` (see background.py): the
         task is kept, errors go to ``on_error`` hooks or the log, shutdown drains it;
-        awaiting it gives the handler's return value (``None`` if it failed)."""
+        awaiting it gives the handler's return value (``None`` if it failed). A durable
+        event is stored instead (its id, once stored), with ``key=`` and ``delay=``
+        (durable.py)."""
         ctx = None if cid is None else self.background.live_context(cid)
-        return self.background.trigger(path, ctx, timeout=timeout, data=data)
+        return self.background.trigger(path, ctx, timeout=timeout, data=data, key=key, delay=delay)
 
     def trigger_event_threadsafe(
-        self, path: str, *, timeout: float | None = None, data: Mapping[str, Any] | None = None
+        self,
+        path: str,
+        *,
+        timeout: float | None = None,
+        data: Mapping[str, Any] | None = None,
+        key: str | None = None,
+        delay: float | None = None,
     ) -> concurrent.futures.Future[Any]:
         """``trigger_event`` from any thread, in a fresh context, on the app's loop. The
         future gets the handler's return value (``None`` if it failed; the error went to
         the hooks or the log), or the error that kept it from starting. ``RuntimeError``
-        if the app is not running."""
-        return self.background.trigger_threadsafe(path, timeout=timeout, data=data)
+        if the app is not running. A durable event: its id, once stored."""
+        return self.background.trigger_threadsafe(path, timeout=timeout, data=data, key=key, delay=delay)
 
     # -- starting and stopping (lifecycle.py) ----------------------------------------------
 

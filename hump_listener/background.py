@@ -54,6 +54,7 @@ from .errors import HTTPError
 
 if TYPE_CHECKING:
     from .context import Contexts, EventContext
+    from .durable import DurableEvents
     from .events import Event
     from .hooks import Hooks
     from .registration import RouteTable
@@ -101,6 +102,7 @@ class BackgroundEvents:
         contexts: Contexts,
         ctxs: Mapping[str, EventContext],
         limit: int = DEFAULT_MAX_BACKGROUND_EVENTS,
+        durable: DurableEvents | None = None,
     ) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"max_background_events must be a positive integer, got {limit!r}")
@@ -108,6 +110,8 @@ class BackgroundEvents:
         self.hooks = hooks
         self.contexts = contexts
         self.ctxs = ctxs
+        #: Durable events (durable.py): a trigger of one is stored there instead of run here.
+        self.durable = durable
         #: Most events running at once (rule 3).
         self.limit = limit
         #: Every running background event's task; each is removed by its done-callback.
@@ -129,10 +133,14 @@ class BackgroundEvents:
         *,
         timeout: float | None = None,
         data: Mapping[str, Any] | None = None,
+        key: str | None = None,
+        delay: float | None = None,
     ) -> asyncio.Task[Any]:
         """Run event ``path`` as a task of its own (see the module rules), in ``ctx``, or
         in a fresh context dropped when it is done. ``EventNotFound`` for an unknown
-        name, ``ValueError`` for an HTTP route, ``BackgroundEventsFull`` beyond the limit."""
+        name, ``ValueError`` for an HTTP route, ``BackgroundEventsFull`` beyond the limit.
+        A durable event (``key``, ``delay``: durable.py) is stored instead; the task
+        gives its id."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -145,6 +153,9 @@ class BackgroundEvents:
             raise ValueError(
                 f"{path!r} is an HTTP route: requests come from the server, they are not triggered"
             )
+        durable = self.durable
+        if durable is not None and (key is not None or delay is not None or durable.handles(route)):
+            return durable.trigger(route, path, data, timeout=timeout, key=key, delay=delay)
         if len(self.tasks) >= self.limit:
             raise BackgroundEventsFull(path, self.limit)
         fn, plan = self._plan(route)
@@ -172,7 +183,13 @@ class BackgroundEvents:
         return found
 
     def trigger_threadsafe(
-        self, path: str, *, timeout: float | None = None, data: Mapping[str, Any] | None = None
+        self,
+        path: str,
+        *,
+        timeout: float | None = None,
+        data: Mapping[str, Any] | None = None,
+        key: str | None = None,
+        delay: float | None = None,
     ) -> concurrent.futures.Future[Any]:
         """``trigger`` from any thread, in a fresh context: scheduled onto the app's loop;
         the future gets the handler's return value (``None`` if it failed: the error was
@@ -198,7 +215,7 @@ class BackgroundEvents:
             if not future.set_running_or_notify_cancel():
                 return  # the caller cancelled before it started
             try:
-                task = self.trigger(path, timeout=timeout, data=data)
+                task = self.trigger(path, timeout=timeout, data=data, key=key, delay=delay)
             except Exception as exc:
                 future.set_exception(exc)
                 return

@@ -69,6 +69,8 @@ class _Trigger(Protocol):
         *,
         timeout: float | None = None,
         data: Mapping[str, Any] | None = None,
+        key: str | None = None,
+        delay: float | None = None,
     ) -> asyncio.Task[Any]: ...
 
 
@@ -148,13 +150,23 @@ class EventContext(Context):
         return event
 
     def trigger_event(
-        self, path: str, timeout: float | None = None, data: dict[str, Any] | None = None
+        self,
+        path: str,
+        timeout: float | None = None,
+        data: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        delay: float | None = None,
     ) -> asyncio.Task[Any]:
         """Run the event ``path`` in the background, in this context (which stays alive
         until it has finished). Awaiting the task gives the handler's return value, or
-        ``None`` if it failed (the error went to ``on_error`` hooks or the log)."""
+        ``None`` if it failed (the error went to ``on_error`` hooks or the log).
+
+        A durable event (``on_event(..., durable=True)``) is stored instead, to run in a
+        fresh context on any worker: awaiting the task gives its id once stored;
+        ``key=`` (idempotency) and ``delay=`` (seconds) are for those (durable.py)."""
         listener: _Fires = self.listener  # type: ignore[assignment]  # an App
-        return listener.background.trigger(path, self, timeout=timeout, data=data)
+        return listener.background.trigger(path, self, timeout=timeout, data=data, key=key, delay=delay)
 
     def prune_events(self) -> int:
         """Remove finished events from ``events`` (for long-lived contexts that keep

@@ -40,6 +40,7 @@ from .logs import log_startup_error
 
 if TYPE_CHECKING:
     from .background import BackgroundEvents
+    from .durable import DurableEvents
 
 __all__ = ["Callback", "Lifecycle", "Stoppable"]
 
@@ -66,11 +67,14 @@ class Lifecycle:
         shutdown_callbacks: list[Callback],
         background: BackgroundEvents,
         drain_timeout: Callable[[], float],
+        durable: DurableEvents | None = None,
     ) -> None:
         #: tiny-listener's lists (``@app.startup`` / ``@app.shutdown`` append to them).
         self.startup_callbacks = startup_callbacks
         self.shutdown_callbacks = shutdown_callbacks
         self.background = background
+        #: Durable events: drained first, their running events handed back (durable.py).
+        self.durable = durable
         #: Seconds a shutdown waits for requests and background events together
         #: (``config.shutdown_timeout``, read when a shutdown starts).
         self.drain_timeout = drain_timeout
@@ -136,7 +140,9 @@ class Lifecycle:
         loop = asyncio.get_running_loop()
         timeout = self.drain_timeout() if timeout is None else timeout
         deadline = loop.time() + timeout
-        await self.background.drain(timeout)
+        if self.durable is not None:
+            await self.durable.drain(timeout)  # hands back (or, in-process, runs) its events
+        await self.background.drain(max(deadline - loop.time(), 0.0))
         for callback in list(self.shutdown_callbacks):
             try:
                 await callback()
@@ -221,6 +227,8 @@ class Lifecycle:
         if self._stopping:
             error_log.info("Second signal (%s): skipping the rest of the drain", sig)
             self.background.cut()
+            if self.durable is not None:
+                self.durable.cut()
             if self.server is not None:
                 await self.server.shutdown(0)
             return
@@ -228,6 +236,8 @@ class Lifecycle:
         if self._starting:
             error_log.info("Signal %s during startup: shutting down once it has finished", sig)
             return  # serve() sees _stopping after startup and shuts down instead of serving
+        if self.durable is not None:
+            self.durable.stop_taking()  # no new durable events from now on
         loop = asyncio.get_running_loop()
         timeout = self.drain_timeout()
         error_log.info(
