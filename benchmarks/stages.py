@@ -120,11 +120,11 @@ def server_stages(name: str, raw: bytes) -> list[Stage]:
     from hump_listener.protocol.head import _read_request as read_request
     from hump_listener.protocol.parser import h11
     from hump_listener.protocol.writer import serialise_head
-    from hump_listener.proxy import effective_peer
+    from hump_listener.proxy import TrustedProxies, effective_peer
     from hump_listener.targets import decode_path, split_target
 
     app = inproc.http_web.app
-    app.access_log = False
+    app.configure(access_log=False)
     config = ServerConfig()
     client, server = ("127.0.0.1", 40000), ("127.0.0.1", 8000)
     head_bytes, body = _split(raw)
@@ -133,8 +133,8 @@ def server_stages(name: str, raw: bytes) -> list[Stage]:
     request = parsed.head
     raw_path, query = split_target(request.target)
     path = decode_path(raw_path)
-    endpoint, params = app.router.match(request.method, path)
-    trusted = app.forwarded_allow_ips
+    endpoint, params = app.route_table.router.match(request.method, path)
+    trusted = TrustedProxies(app.config.forwarded_allow_ips)
 
     def whole() -> Callable[[], Awaitable[None]]:
         _, proto, sink = inproc.connect(app)
@@ -228,7 +228,7 @@ def server_stages(name: str, raw: bytes) -> list[Stage]:
         ("    (h11.Connection + next_event, for reference)", h11_connection),
         ("  App.handle (recording channel)", handle),
         ("    targets: split_target + decode_path", lambda: lambda: decode_path(split_target(request.target)[0])),
-        ("    routing: Router.match", lambda: lambda: app.router.match(request.method, path)),
+        ("    routing: Router.match", lambda: lambda: app.route_table.router.match(request.method, path)),
         ("    HTTPContext + Request + peer", new_context),
         ("    handler with injection (call_plan)", handler),
         ("    Response.header_list", header_list),
@@ -266,7 +266,7 @@ def asgi_stages(name: str, raw: bytes) -> list[Stage]:
     import http_web
     from hump_listener.asgi import head_from_scope
 
-    http_web.app.access_log = False
+    http_web.app.configure(access_log=False)
     scope, body = asgi_scope(raw)
     request = {"type": "http.request", "body": body, "more_body": False}
 

@@ -319,7 +319,8 @@ class Response:
         if type(data) is str:
             body, guessed = data.encode("utf-8"), TEXT
         elif type(data) is bytes:
-            body, guessed = data, (bytes_type(data) if data else None)
+            # Sniffing reads the whole body: only when no content_type was given.
+            body, guessed = data, (bytes_type(data) if data and not content_type else None)
         else:
             body, guessed = self.render(data)
         self.body: bytes = body
