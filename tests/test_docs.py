@@ -11,12 +11,16 @@ code (methods inherited unchanged from tiny-listener are tiny-listener's to docu
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import tiny_listener
+from doc_blocks import programs
 
 import hump_listener
 import hump_listener.testing
@@ -138,3 +142,37 @@ def test_the_issue_topics_have_a_page() -> None:
                  "streaming", "websockets", "events", "broadcast", "testing", "deployment",
                  "configuration", "http", "reference"):
         assert (ROOT / "docs" / f"{name}.md").exists(), name
+
+
+# -- followed literally (issue 22 item 8) ---------------------------------------------------
+
+
+def run_pytest_as_a_user(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Plain pytest in ``work``, as a reader runs it: no plugin of ours, no options."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:asyncio", "-p", "no:cacheprovider", *args],
+        cwd=work, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_a_first_test_runs_when_followed_literally(tmp_path: Path) -> None:
+    """docs/index.md: ``http_web.py``, then ``test_http_web.py`` beside it, then ``pytest``
+    with no argument collects and passes the test (a file not named test_*.py would not)."""
+    found = {p.name: p for p in programs(ROOT / "docs" / "index.md")}
+    page = (ROOT / "docs" / "index.md").read_text()
+    assert "Save this as `http_web.py`" in page and "`test_http_web.py`" in page
+    (tmp_path / "http_web.py").write_text(found["http_web"].source)
+    (tmp_path / "test_http_web.py").write_text(found["first_test"].source)
+    proc = run_pytest_as_a_user(tmp_path)
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_readme_tests_run_as_the_readme_says(tmp_path: Path) -> None:
+    """README.md: its blocks in ``http_web.py``, then ``pytest http_web.py``."""
+    text = (ROOT / "README.md").read_text()
+    assert "$ pytest http_web.py" in text and "# http_web.py" in text
+    [readme] = programs(ROOT / "README.md")
+    (tmp_path / "http_web.py").write_text(readme.source)
+    proc = run_pytest_as_a_user(tmp_path, "http_web.py")
+    assert proc.returncode == 0 and f"{len(readme.test_names)} passed" in proc.stdout, proc.stdout

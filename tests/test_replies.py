@@ -185,7 +185,7 @@ async def test_second_reply_raises_at_the_call_caught_first_stands_uncaught_500(
 
 
 def test_readme_states_what_a_second_reply_does() -> None:
-    readme = (PKG.parent / "README.md").read_text()
+    readme = (PKG.parent / "docs" / "responses.md").read_text()  # the README's reference moved there
     assert "the first one is what is sent" not in readme
     assert "uncaught, the request is answered 500" in readme
 
