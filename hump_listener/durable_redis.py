@@ -306,8 +306,10 @@ class RedisQueue:
         maintainer, self._maintainer = self._maintainer, None
         if maintainer is not None:
             maintainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await maintainer
+            # Its end is not ours to raise: whatever it ended with, the client is let go below.
+            await asyncio.wait((maintainer,))
+            if not maintainer.cancelled() and (exc := maintainer.exception()) is not None:
+                logger.error("durable events: maintenance had stopped: %r", exc, exc_info=exc)
         if self._flusher is not None:  # the writes already made go out first
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._flusher), REDIS_TIMEOUT)
@@ -596,6 +598,18 @@ class RedisQueue:
             except self._maintenance_errors as exc:
                 await self._outage(exc)
                 continue
+            except self._redis.exceptions.ResponseError as exc:
+                # NOGROUP: the stream (and its group) was deleted under this worker; the
+                # consumer makes the group again too. Any other refusal: said, and tried
+                # again next turn. Maintenance never dies of it (leases, delays, trimming).
+                if str(exc).startswith("NOGROUP") and self._client is not None:
+                    logger.warning("durable events: the group of %s was gone (stream deleted?): made again",
+                                   self.stream)
+                    with contextlib.suppress(Exception):
+                        await self._ensure_group(self._client)
+                else:
+                    logger.error("durable events: maintenance of %s failed: %s", self.stream, exc)
+                wait = PROMOTE_EVERY
             self._wake.clear()
             wait = min(wait, max(next_lease - loop.time(), 0.0))
             with contextlib.suppress(asyncio.TimeoutError):
