@@ -17,9 +17,11 @@ import asyncio
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis_helpers import RedisServer, running_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -51,3 +53,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"event loop: {TEST_LOOP} (HUMP_TEST_LOOP)"
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own on a loopback port (skipped when redis-server is not
+    installed); a module that shares one across its tests overrides this fixture."""
+    with running_redis(tmp_path) as server:
+        yield server

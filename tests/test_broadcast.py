@@ -74,12 +74,6 @@ def logs() -> Iterator[LogWatch]:
         logger.setLevel(level)
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of the test's own (skipped when redis-server is not installed)."""
-    with running_redis(tmp_path) as server:
-        yield server
-
 
 @pytest.fixture(params=["memory", "redis"])
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Broadcast, Broadcast]]:

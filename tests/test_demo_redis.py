@@ -11,11 +11,10 @@ import http.client
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 import redis.asyncio
-from redis_helpers import RedisServer, running_redis
+from redis_helpers import RedisServer
 from servers import RunningServer, run_server
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from ws_helpers import WS_WAIT, chat_frame, said, ws_connect
@@ -29,11 +28,6 @@ LOG_WAIT = 30.0
 #: Bound on polls of Redis' own state (each poll is one round trip).
 MAX_POLLS = 2000
 
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path) as server:
-        yield server
 
 
 @pytest.fixture

@@ -9,12 +9,11 @@ import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from redis_helpers import RedisServer, running_redis
+from redis_helpers import RedisServer
 from servers import RunningServer, run_server
 
 import http_web
@@ -45,11 +44,6 @@ def test_post_jobs_checks_its_query(query: str) -> None:
         response = client.post(f"/jobs{query}")
     assert response.status_code == 400 and "must be an integer from" in response.text
 
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path) as server:
-        yield server
 
 
 @pytest.fixture

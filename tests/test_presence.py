@@ -7,12 +7,10 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_helpers import RedisServer, running_redis
+from redis_helpers import RedisServer
 
 from hump_listener.broadcast import Broadcast
 from hump_listener.presence import MAX_META_SIZE, Member, Presence
@@ -21,11 +19,6 @@ from hump_listener.presence import MAX_META_SIZE, Member, Presence
 DEADLINE = 30.0
 FAST: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.1, "timeout": 1.0}
 
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path) as server:
-        yield server
 
 
 def names(members: list[Member]) -> list[str]:
