@@ -21,19 +21,17 @@ A failure prints the seed and the case; to replay:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import os
 import random
 import re
-import socket
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fuzz_helpers import NotClosed, connection, play
 from process_helpers import Launched, launch, open_files, tiny_listener, until
 
 pytestmark = [
@@ -229,38 +227,14 @@ def demo() -> Iterator[tuple[Launched, int, int]]:
 
 async def run_case(port: int, case: Case) -> str | None:
     """None if the case went as it must, else what went wrong."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    sock = writer.get_extra_info("socket")
-    got = bytearray()
-    try:
+    async with connection(port) as (reader, writer):
         try:
-            for piece in case.pieces:
-                writer.write(piece)
-                await writer.drain()
-            if case.ending == "reset":
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                return None
-            if case.ending == "close":
-                return None
-            if case.ending == "half-close":
-                writer.write_eof()
-        except (ConnectionError, OSError):
-            return None  # the server answered and closed while we were sending: allowed
-        try:
-            async with asyncio.timeout(ANSWER_WITHIN):
-                while chunk := await reader.read(65536):
-                    got += chunk
-        except TimeoutError:
-            return f"neither answered nor closed within {ANSWER_WITHIN} s (read {bytes(got[:200])!r})"
-        except ConnectionError:
-            pass  # a close, if not a graceful one
+            got = await play(reader, writer, case.pieces, case.ending, ANSWER_WITHIN)
+        except NotClosed as exc:
+            return f"neither answered nor closed within {ANSWER_WITHIN} s ({exc})"
         if got and not got.startswith(b"HTTP/1.1 "):
-            return f"answered with something that is not HTTP/1.1: {bytes(got[:200])!r}"
+            return f"answered with something that is not HTTP/1.1: {got[:200]!r}"
         return None
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
 
 
 OUR_LINE = re.compile(r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) +\S")

@@ -26,18 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import random
 import re
-import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fuzz_helpers import NotClosed, connection, play
 from process_helpers import Launched, launch, open_files, tiny_listener, until
 
 pytestmark = [
@@ -237,45 +236,23 @@ CODES: set[int] = set()
 
 async def run_case(port: int, case: Case) -> str | None:
     """None if the case went as it must, else what went wrong."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    sock = writer.get_extra_info("socket")
-    got = bytearray()
-    try:
+    async with connection(port) as (reader, writer):
         writer.write(handshake())
         async with asyncio.timeout(CLOSED_WITHIN):
             head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101 "):
             return f"the handshake was answered {head[:100]!r}"
         try:
-            for piece in case.pieces:
-                writer.write(piece)
-                await writer.drain()
-            if case.ending == "reset":
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                return None
-            if case.ending == "close":
-                return None
-            if case.ending == "half-close":
-                writer.write_eof()
-        except (ConnectionError, OSError):
-            return None  # the server closed while we were sending: allowed
-        try:
-            async with asyncio.timeout(CLOSED_WITHIN):
-                while chunk := await reader.read(65536):
-                    got += chunk
-        except TimeoutError:
-            return f"not closed within {CLOSED_WITHIN} s (read {bytes(got[:200])!r})"
-        except ConnectionError:
-            pass  # a close, if not a graceful one
-        code = close_code(bytes(got))
+            got = await play(reader, writer, case.pieces, case.ending, CLOSED_WITHIN)
+        except NotClosed as exc:
+            return f"not closed within {CLOSED_WITHIN} s ({exc})"
+        if got is None:
+            return None
+        code = close_code(got)
         if code == -1:
-            return f"read something that is not server frames: {bytes(got[:200])!r}"
+            return f"read something that is not server frames: {got[:200]!r}"
         CODES.add(code)
         return None
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
 
 
 OUR_LINE = re.compile(r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) +\S")
