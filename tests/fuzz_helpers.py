@@ -34,9 +34,10 @@ async def connection(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asy
 async def play(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pieces: Sequence[bytes], ending: str, within: float
 ) -> bytes | None:
-    """Send ``pieces``, then end as ``ending`` says; return what the server sent until it
-    closed ("half-close" and any other ending read; "close" and "reset" leave). None when there is nothing to check: the client closed or reset, or the server
-    closed while the bytes were going out (allowed). ``NotClosed`` after ``within`` s."""
+    """Send ``pieces``, then end as ``ending`` says ("close" and "reset" leave; any other
+    ending reads, "half-close" after a FIN); return what the server sent until it closed.
+    None when there is nothing to check: the client closed or reset, or the server closed
+    while the bytes were going out (allowed). ``NotClosed`` after ``within`` s."""
     try:
         for piece in pieces:
             writer.write(piece)
