@@ -46,8 +46,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
+from common import spread  # noqa: E402
 from redis_helpers import RedisServer, redis_server_path  # noqa: E402
 
 from hump_listener.broadcast import Broadcast  # noqa: E402
@@ -363,13 +364,6 @@ async def run(args: argparse.Namespace, url: str | None) -> list[Row]:
 
 
 # -- the table ----------------------------------------------------------------------------
-
-
-def spread(values: list[float], fmt: str) -> str:
-    med = statistics.median(values)
-    if len(values) == 1:
-        return format(med, fmt)
-    return f"{format(med, fmt)} [{format(min(values), fmt)}-{format(max(values), fmt)}]"
 
 
 def table(rows: list[Row], args: argparse.Namespace) -> str:

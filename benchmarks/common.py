@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import socket
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -125,3 +126,11 @@ def rss_kib(root: int) -> int:
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
     return total
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """The median of ``values``, then ``[min-max]`` when there is more than one."""
+    med = statistics.median(values)
+    if len(values) == 1:
+        return format(med, fmt)
+    return f"{format(med, fmt)} [{format(min(values), fmt)}-{format(max(values), fmt)}]"

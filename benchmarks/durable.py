@@ -53,7 +53,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
-from common import cpu_seconds, pinned, pythonpath  # noqa: E402
+from common import cpu_seconds, pinned, pythonpath, spread  # noqa: E402
 from redis_helpers import RedisServer, redis_server_path  # noqa: E402
 from tiny_listener import Data  # noqa: E402
 
@@ -359,13 +359,6 @@ async def run(args: argparse.Namespace, url: str) -> list[Row]:
 
 
 # -- the table ----------------------------------------------------------------------------
-
-
-def spread(values: list[float], fmt: str) -> str:
-    med = statistics.median(values)
-    if len(values) == 1:
-        return format(med, fmt)
-    return f"{format(med, fmt)} [{format(min(values), fmt)}-{format(max(values), fmt)}]"
 
 
 def table(rows: list[Row], args: argparse.Namespace) -> str:
