@@ -606,25 +606,31 @@ def demo() -> Iterator[int]:
         server.stop()
 
 
-def test_demo_route_contract_under_uvicorn(demo: int) -> None:
-    status, headers, body = http(demo, "GET", "/")
+def check_demo_routes(port: int) -> None:
+    """The demo's HTTP route contract, as any server that runs ``http_web:app`` must keep
+    it (uvicorn here, granian in tests/test_granian.py)."""
+    status, headers, body = http(port, "GET", "/")
     assert (status, body) == (200, b"Hello, world!")
     assert headers["content-type"] == "text/plain; charset=utf-8"
-    assert http(demo, "GET", "/user/bob?x=1")[2] == b"Hello, bob!"
-    status, headers, body = http(demo, "GET", "/api/users/42")
+    assert http(port, "GET", "/user/bob?x=1")[2] == b"Hello, bob!"
+    status, headers, body = http(port, "GET", "/api/users/42")
     assert status == 200 and headers["content-type"] == "application/json"
     assert json.loads(body)["id"] == 42
-    assert http(demo, "GET", "/api/users/abc")[0] == 404
-    assert json.loads(http(demo, "GET", "/search?q=a&q=b&n=3")[2]) == {"q": ["a", "b"], "n": "3"}
-    status, headers, body = http(demo, "POST", "/echo", b"ping", {"Content-Type": "text/x-ping"})
+    assert http(port, "GET", "/api/users/abc")[0] == 404
+    assert json.loads(http(port, "GET", "/search?q=a&q=b&n=3")[2]) == {"q": ["a", "b"], "n": "3"}
+    status, headers, body = http(port, "POST", "/echo", b"ping", {"Content-Type": "text/x-ping"})
     assert (status, body) == (200, b"ping") and headers["content-type"].startswith("text/x-ping")
-    assert http(demo, "GET", "/throw")[0] == 500
-    assert http(demo, "GET", "/teapot")[0] == 418
+    assert http(port, "GET", "/throw")[0] == 500
+    assert http(port, "GET", "/teapot")[0] == 418
+    status, headers, _ = http(port, "DELETE", "/")
+    assert status == 405 and "GET" in headers["allow"]
+
+
+def test_demo_route_contract_under_uvicorn(demo: int) -> None:
+    check_demo_routes(demo)
     status, headers, body = http(demo, "GET", "/page")
     assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
     assert body.startswith(b"<!doctype html>")
-    status, headers, _ = http(demo, "DELETE", "/")
-    assert status == 405 and "GET" in headers["allow"]
     status, headers, body = http(demo, "HEAD", "/")
     assert (status, body, headers["content-length"]) == (200, b"", "13")
 
