@@ -48,7 +48,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
-from common import spread  # noqa: E402
+from common import spread, text_table  # noqa: E402
 from redis_helpers import RedisServer, redis_server_path  # noqa: E402
 
 from hump_listener.broadcast import Broadcast  # noqa: E402
@@ -394,9 +394,7 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
             row.impl.backend, row.impl.name, spread(p50, ".1f"), spread(p99, ".1f"), spread(rate, ".0f"),
             spread(cpu, ".1f"), str(max(s.lost for s in row.samples)), *ratios,
         ))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = [" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
-    out.insert(1, "-+-".join("-" * w for w in widths))
+    out = text_table(lines)
     note = (
         f"samples per row: {', '.join(f'{r.impl.backend}/{r.impl.name} {len(r.samples)}' for r in rows)} "
         f"(of {args.rounds} round(s)); {args.samples} latency samples and {args.messages} messages of "

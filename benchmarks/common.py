@@ -134,3 +134,11 @@ def spread(values: list[float], fmt: str) -> str:
     if len(values) == 1:
         return format(med, fmt)
     return f"{format(med, fmt)} [{format(min(values), fmt)}-{format(max(values), fmt)}]"
+
+
+def text_table(lines: list[tuple[str, ...]]) -> list[str]:
+    """``lines`` (the header first) as aligned ``a | b`` rows, a rule under the header."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = [" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
+    out.insert(1, "-+-".join("-" * w for w in widths))
+    return out

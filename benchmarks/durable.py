@@ -53,7 +53,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
-from common import cpu_seconds, pinned, pythonpath, spread  # noqa: E402
+from common import cpu_seconds, pinned, pythonpath, spread, text_table  # noqa: E402
 from redis_helpers import RedisServer, redis_server_path  # noqa: E402
 from tiny_listener import Data  # noqa: E402
 
@@ -386,9 +386,7 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
             spread(per_cpu, ".0f"), spread([s.p50_us for s in row.samples], ".0f"),
             spread([s.p99_us for s in row.samples], ".0f"), *ratios,
         ))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = [" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
-    out.insert(1, "-+-".join("-" * w for w in widths))
+    out = text_table(lines)
     note = (
         f"samples per row: {', '.join(f'{r.system.name} {len(r.samples)}' for r in rows)} (of {args.rounds} "
         f"round(s)); {args.events} no-op events and up to {args.samples} latency samples per round, concurrency "
