@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tiny_listener import EventNotFound, Route
 
 from . import tiny_internals
+from .background import CANCEL_GRACE  # how long cancelled runs get to unwind, as events
 from .endpoints import Handler, Plan, build_plan, call_plan
 from .errors import RouteDefinitionError
 from .events import Event
@@ -535,7 +536,7 @@ class DurableEvents:
         for task in running:
             task.cancel()
         if running:
-            await asyncio.wait(running, timeout=_CANCEL_GRACE)
+            await asyncio.wait(running, timeout=CANCEL_GRACE)
         back, self._handing_back = self._handing_back, []
         if queue.durable:
             if back:
@@ -565,11 +566,11 @@ class DurableEvents:
             return
         await self._stop_consumer()
         if self._storing:
-            await asyncio.wait(list(self._storing), timeout=_CANCEL_GRACE)
+            await asyncio.wait(list(self._storing), timeout=CANCEL_GRACE)
         for task in list(self._running):
             task.cancel()
         if self._running:
-            await asyncio.wait(list(self._running), timeout=_CANCEL_GRACE)
+            await asyncio.wait(list(self._running), timeout=CANCEL_GRACE)
         if self._handing_back:
             back, self._handing_back = self._handing_back, []
             with contextlib.suppress(Exception):
@@ -748,10 +749,6 @@ class DurableEvents:
 #: again, doubling up to the max (the Redis queue's reconnection backoff: 0.1 s to 5 s).
 _FETCH_BACKOFF = 0.1
 _FETCH_BACKOFF_MAX = 5.0
-
-#: After cancelling the runs the drain left, how long they get to unwind (background.py's
-#: CANCEL_GRACE: the server gives cancelled requests 1 s too).
-_CANCEL_GRACE = 1.0
 
 
 def _pending(queue: Queue) -> int:
