@@ -5,14 +5,19 @@ missing browser is a failure."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from relay_helpers import Relay
 from servers import RunningServer, run_server
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -187,6 +192,74 @@ def test_chat_page_resumes_after_a_drop_with_nothing_missing_or_twice(
         browser.close()
         browser.switch_to.window(first)
     demo.wait_for_line(r'"GET /ws/chat/resume\?name=one&since=[0-9a-f]+-\d+ HTTP/1.1" 101')
+
+
+#: The page's EventSource keeps what it receives in ``window.sse``: each message's
+#: ``[lastEventId, parsed data]``, and how many times it opened and failed.
+EVENT_SOURCE = """
+window.sse = {items: [], opens: 0, errors: 0};
+window.sseSource = new EventSource(arguments[0]);
+window.sseSource.onopen = () => { window.sse.opens += 1; };
+window.sseSource.onerror = () => { window.sse.errors += 1; };
+window.sseSource.onmessage = (e) => { window.sse.items.push([e.lastEventId, JSON.parse(e.data)]); };
+"""
+
+
+def _sse(browser: webdriver.Chrome, key: str) -> Any:
+    return browser.execute_script(f"return window.sse.{key}")
+
+
+def _texts(browser: webdriver.Chrome) -> list[str]:
+    return [data["text"] for _, data in _sse(browser, "items") if "text" in data]
+
+
+def _say(talker: ClientConnection, text: str) -> None:
+    """Send a chat message and wait until the server has published it (it comes back)."""
+    talker.send(text)
+    while True:
+        frame = json.loads(talker.recv(timeout=15))
+        if frame.get("text") == text:
+            return
+
+
+def test_event_source_gets_exactly_what_it_missed_after_a_drop(
+    browser: webdriver.Chrome, demo: RunningServer
+) -> None:
+    """Issue 20 item 3: Chromium's own EventSource on /chat/{room}/events loses its
+    connection (a relay between it and the demo cuts it; the server stays up) while five
+    messages are sent; it reconnects by itself, with Last-Event-ID, and gets the five, in
+    order, once each, then the live ones."""
+    path = "/chat/sse-browser/events"
+    with Relay(demo.port) as relay, \
+            ws_connect(f"ws://127.0.0.1:{demo.port}/ws/chat/sse-browser?name=bea") as talker:
+        browser.get(f"{relay.url}/static/hello.txt")  # same origin as the stream, through the relay
+        browser.execute_script(EVENT_SOURCE, path)
+        WebDriverWait(browser, 15).until(lambda b: _sse(b, "opens") == 1)
+        _say(talker, "before")
+        WebDriverWait(browser, 15).until(lambda b: _texts(b) == ["before"])
+
+        relay.cut()  # the link breaks; reconnects wait at the relay until it is mended
+        WebDriverWait(browser, 15).until(lambda b: _sse(b, "errors") >= 1)
+        for i in range(5):
+            _say(talker, f"missed {i}")  # straight to the server, not through the relay
+        assert _texts(browser) == ["before"]  # it really was away
+        relay.mend()
+        WebDriverWait(browser, 15).until(lambda b: _sse(b, "opens") == 2)  # back by itself
+        _say(talker, "live")
+        WebDriverWait(browser, 15).until(lambda b: "live" in _texts(b), f"got {_texts(browser)}")
+
+        items = _sse(browser, "items")
+        assert _texts(browser) == ["before", *(f"missed {i}" for i in range(5)), "live"]
+        assert all(data.get("type") != "reset" for _, data in items)  # resumed, not restarted
+        assert all(data["id"] == event_id for event_id, data in items)  # id: is the position
+        epochs = {event_id.rsplit("-", 1)[0] for event_id, _ in items}
+        offsets = [int(event_id.rsplit("-", 1)[1]) for event_id, _ in items]
+        assert len(epochs) == 1 and offsets == sorted(set(offsets))  # in order, none twice
+        # The browser's reconnect carried the id of the last message it had.
+        first, again = relay.requests(path)
+        assert "last-event-id" not in first
+        assert again["last-event-id"] == items[0][0]
+        browser.execute_script("window.sseSource.close();")
 
 
 def test_signup_form_in_the_browser(browser: webdriver.Chrome, demo: RunningServer) -> None:
