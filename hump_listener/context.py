@@ -246,18 +246,22 @@ class HTTPContext(ConnectionContext):
     # ``params``, ``endpoint`` and ``event``: see ``ConnectionContext``).
     channel: Channel
 
-    def __init__(self, listener: Listener[Any], cid: str, scope: dict[str, Any] | None = None) -> None:
-        super().__init__(listener, cid, scope)
-        self.reply: Response | None = None
-        self.max_body_size: int | None = None
-        self._body: bytes | None = None
-        self._streamed = False
-        # Callables run (last first) when the request ends, after the response is sent:
-        # closing uploaded files and the like. Errors are logged, never raised.
-        self._cleanups: list[Callable[[], object]] = []
-        # Set-Cookie values, keyed by (name, path, domain): setting a cookie again replaces it.
-        self._set_cookies: dict[tuple[str, str | None, str | None], str] = {}
-        self._form: FormData | None = None
+    # Per-request state with class-level defaults (as ``EventContext``'s): a request
+    # that never uses one pays nothing for it; the first write makes it the instance's.
+    #: The reply recorded by ``ctx.response()`` and friends.
+    reply: Response | None = None
+    #: The route's body limit (set by routing), else the server's.
+    max_body_size: int | None = None
+    _body: bytes | None = None
+    _streamed = False
+    #: Callables run (last first) when the request ends, after the response is sent:
+    #: closing uploaded files and the like. Errors are logged, never raised. ``()``
+    #: until the first one (``_add_cleanup``).
+    _cleanups: list[Callable[[], object]] | tuple[()] = ()
+    #: Set-Cookie values, keyed by (name, path, domain): setting a cookie again replaces
+    #: it. ``None`` until the first ``set_cookie``.
+    _set_cookies: dict[tuple[str, str | None, str | None], str] | None = None
+    _form: FormData | None = None
 
     # -- replies ---------------------------------------------------------------------
 
@@ -394,6 +398,8 @@ class HTTPContext(ConnectionContext):
             name, value, max_age=max_age, expires=expires, path=path, domain=domain,
             secure=secure, httponly=httponly, samesite=samesite,
         )
+        if self._set_cookies is None:
+            self._set_cookies = {}
         self._set_cookies[(name, path, domain)] = header
 
     def delete_cookie(
@@ -427,9 +433,15 @@ class HTTPContext(ConnectionContext):
             finished.headers.add("Set-Cookie", header)
         return finished
 
+    def _add_cleanup(self, cleanup: Callable[[], object]) -> None:
+        """Run ``cleanup`` when the request ends (``_run_cleanups``)."""
+        if not self._cleanups:
+            self._cleanups = []
+        self._cleanups.append(cleanup)  # a list from here on
+
     def _run_cleanups(self) -> None:
         """Run the cleanups (last registered first); log, never raise."""
-        cleanups, self._cleanups = self._cleanups, []
+        cleanups, self._cleanups = self._cleanups, ()
         for cleanup in reversed(cleanups):
             try:
                 cleanup()
@@ -532,7 +544,7 @@ class HTTPContext(ConnectionContext):
                 self.stream(), self.request.content_type, max_fields=max_fields, max_files=max_files,
                 max_field_size=max_field_size, max_file_size=max_file_size, spool_max_size=spool_max_size,
             )
-            self._cleanups.append(self._form.close)
+            self._add_cleanup(self._form.close)
             return self._form
         if ctype not in ("application/x-www-form-urlencoded", ""):
             raise HTTPError(415, f"Expected a form (urlencoded or multipart), got {ctype!r}")

@@ -86,9 +86,9 @@ def test_cookies_go_on_a_copy_of_the_response_never_on_a_5xx() -> None:
 def test_cleanups_run_last_first_and_a_failing_one_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     ctx = context()
     ran: list[str] = []
-    ctx._cleanups.append(lambda: ran.append("first"))
-    ctx._cleanups.append(lambda: 1 / 0)
-    ctx._cleanups.append(lambda: ran.append("last"))
+    ctx._add_cleanup(lambda: ran.append("first"))
+    ctx._add_cleanup(lambda: 1 / 0)
+    ctx._add_cleanup(lambda: ran.append("last"))
     with caplog.at_level(logging.ERROR, logger="hump_listener.error"):
         ctx._run_cleanups()
     assert ran == ["last", "first"]
