@@ -39,13 +39,14 @@ from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from .chain import compose
+from .chain import call_handler, compose
+from .endpoints import call_plan
 from .errors import ClientDisconnect, HTTPError
 from .logs import log_access
 from .models import Headers, Request, Response
 from .proxy import TrustedProxies, effective_peer
 from .registration import SlashRedirect
-from .replies import error_response
+from .replies import error_response, reconcile
 from .targets import decode_path, split_target
 from .websocket import WebSocket, serve
 
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
 __all__ = ["RequestPath", "Settings"]
 
 error_log = logging.getLogger("hump_listener.error")
+
+#: ``Response.send``: a response class that keeps it is sent with ``send_now``.
+_SEND_NOW = Response.send
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +156,10 @@ class RequestPath:
             if ctx._set_cookies:
                 response = ctx._finish_response(response)
             status = response.status
-            await response.send(channel, method == "HEAD")
+            if type(response).send is _SEND_NOW:  # a complete response: no coroutine
+                response.send_now(channel, method == "HEAD")
+            else:
+                await response.send(channel, method == "HEAD")
         except ClientDisconnect:
             error_log.debug("client disconnected: %s %s", method, path)
         finally:
@@ -188,7 +195,12 @@ class RequestPath:
         hooks = self.hooks
         if hooks.before:
             await hooks.run_before(ctx.event)
-        response = await endpoint.chain(ctx)
+        chain = endpoint.chain
+        if chain is call_handler:  # no route middleware: call_handler inlined (hot path)
+            returned = await call_plan(endpoint.call, endpoint.plan, ctx, params)
+            response = reconcile(ctx, returned, endpoint.role, False)
+        else:
+            response = await chain(ctx)
         if hooks.after:
             await hooks.run_after(ctx.event)
         return response

@@ -368,7 +368,12 @@ class Response:
 
     async def send(self, channel: Channel, head_only: bool) -> None:
         """Put the response on ``channel``. ``head_only``: a HEAD request, body dropped
-        but Content-Length kept (RFC 9110 §9.3.2)."""
+        but Content-Length kept (RFC 9110 §9.3.2). Subclasses that stream override this."""
+        self.send_now(channel, head_only)
+
+    def send_now(self, channel: Channel, head_only: bool) -> None:
+        """``send`` of a complete response, which needs no awaiting: the request path calls
+        it directly when a class keeps ``Response.send`` (no coroutine per request)."""
         body = b"" if head_only or self.status in NO_BODY_STATUSES else self.body
         channel.respond(self.status, self.header_list(), body)
 
