@@ -151,9 +151,10 @@ class ASGIChannel:
         self._started = False
         self._ended = False
         self._pending: tuple[int, HeaderList, bytes] | None = None
-        self._reading = asyncio.Lock()
-        #: Body chunks read by ``wait_closed`` before the app asked for them.
-        self._early: collections.deque[bytes] = collections.deque()
+        #: Made on first use (``_lock``): most requests never read their body twice over.
+        self._reading: asyncio.Lock | None = None
+        #: Body chunks read by ``wait_closed`` before the app asked for them (made on the first).
+        self._early: collections.deque[bytes] | None = None
         self._early_size = 0
         #: Set when the app takes early chunks (the listener waits on it past the limit).
         self._taken: asyncio.Event | None = None
@@ -188,7 +189,7 @@ class ASGIChannel:
                 return b""
             if self._disconnected:
                 raise ClientDisconnect()
-            async with self._reading:
+            async with self._lock():
                 if self._early or self._body_done or self._disconnected:
                     continue  # the listener read meanwhile
                 taken = self._take(await self._receive())
@@ -266,15 +267,23 @@ class ASGIChannel:
                 await taken.wait()
                 self._taken = None
                 continue
-            async with self._reading:
+            async with self._lock():
                 if self._disconnected:
                     return
                 chunk = self._take(await self._receive())
             if chunk:
+                if self._early is None:
+                    self._early = collections.deque()
                 self._early.append(chunk)
                 self._early_size += len(chunk)
 
     # -- adapter side --------------------------------------------------------------------
+
+    def _lock(self) -> asyncio.Lock:
+        """The one-reader lock (the class docstring), made on first use."""
+        if self._reading is None:
+            self._reading = asyncio.Lock()
+        return self._reading
 
     def _mark_gone(self) -> None:
         self._disconnected = True
@@ -526,8 +535,10 @@ class ASGIAdapter:
                         return  # nobody to answer
                     error_log.error("The app returned without a response for %s %s", scope["method"], scope["path"])
                     channel.fail()
-            with contextlib.suppress(ClientDisconnect):
+            try:  # (not contextlib.suppress: ~0.3 us per request)
                 await channel.finish()
+            except ClientDisconnect:
+                return
         elif kind == "websocket":
             await self.websocket(scope, receive, send)
         elif kind == "lifespan":
