@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from hump_listener.models import Headers, MultiDict, MutableHeaders, Request, Response, bytes_type, parse_cookies
+from hump_listener.models import (
+    Headers,
+    MultiDict,
+    MutableHeaders,
+    Request,
+    Response,
+    bytes_type,
+    dump_json,
+    parse_cookies,
+)
 
 
 def test_headers_are_case_insensitive_and_multi_valued() -> None:
@@ -108,3 +117,19 @@ def test_bytes_that_are_utf8_text_go_out_as_text(body: bytes, expected: str) -> 
     """Issue 22 item 2: a browser shows ``ctx.response(200, "Hello, bob!".encode())``."""
     assert bytes_type(body) == expected
     assert Response(body).content_type == expected
+
+
+def test_dump_json_is_compact_utf8_and_refuses_what_is_not_json() -> None:
+    assert dump_json({"id": 42, "name": "café", "tags": [1, 2.5, None, True]}) == (
+        '{"id":42,"name":"café","tags":[1,2.5,null,true]}'.encode()
+    )
+    assert dump_json("x") == b'"x"'
+    with pytest.raises(ValueError, match="Out of range float"):
+        dump_json({"x": float("nan")})
+    with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
+        dump_json({1, 2})
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference detected"):
+        dump_json(loop)
+    assert dump_json([1]) == b"[1]"  # a refused value leaves nothing behind for the next one
