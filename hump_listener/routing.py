@@ -125,15 +125,20 @@ class Router(Generic[E]):
         ``method`` ``"WS"`` looks up WebSocket routes only and is 404 when the path has
         none; the caller decides that a request is a WebSocket handshake (a plain request
         whose method is literally ``WS`` must not be passed as ``"WS"``)."""
-        allowed: set[str] = set()
         table = self._static.get(path)
         if table is not None:
             endpoint = _pick(table, method)
             if endpoint is not None:
                 return endpoint, {}
-            allowed.update(table)
-        if path[:1] == "/":
-            found = self._walk(self._root, path[1:].split("/"), 0, method, {}, allowed)
+        rooted = path[:1] == "/"
+        if rooted:
+            segs = path[1:].split("/")
+            found = self._first_path(segs, method)
+            if found is not None:
+                return found
+        allowed: set[str] = set() if table is None else set(table)
+        if rooted:
+            found = self._walk(self._root, segs, 0, method, {}, allowed)
             if found is not None:
                 return found
         allowed.discard(WS)  # a WebSocket route is invisible to HTTP methods
@@ -153,6 +158,31 @@ class Router(Generic[E]):
         except HTTPError:
             return None
         return other
+
+    def _first_path(self, segs: list[str], method: str) -> tuple[E, Params] | None:
+        """The first path ``_walk`` tries, followed without recursion: at each node the
+        static child, else the first parameter that matches. If it ends at an endpoint
+        for ``method``, that is ``_walk``'s answer (its first success, in the same
+        order); else None and ``_walk`` searches the whole tree (backtracking, tails, the
+        methods allowed for a 405)."""
+        node = self._root
+        params: Params | None = None
+        for seg in segs:
+            child = node.static.get(seg)
+            if child is None:
+                for pseg, candidate in node.params:
+                    got = pseg.match(seg)
+                    if got is not None:
+                        params = got if params is None else {**params, **got}
+                        child = candidate
+                        break
+                else:
+                    return None
+            node = child
+        if not node.endpoints:
+            return None
+        endpoint = _pick(node.endpoints, method)
+        return None if endpoint is None else (endpoint, {} if params is None else params)
 
     def _walk(
         self, node: _Node[E], segs: list[str], i: int, method: str, params: Params, allowed: set[str]
