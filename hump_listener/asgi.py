@@ -88,6 +88,8 @@ _EARLY_LIMIT = 64 * 1024
 _INTERNAL_ERROR = plain_reply(500)
 
 
+_new_tuple = tuple.__new__
+
 #: The seam's scheme of a WebSocket scope's.
 _HTTP_SCHEME = {"ws": "http", "wss": "https"}
 
@@ -105,7 +107,7 @@ def head_from_scope(scope: Scope) -> RequestHead:
     client = scope.get("client")
     server = scope.get("server")
     scheme = scope.get("scheme", "http")
-    return RequestHead(
+    return _new_tuple(RequestHead, (  # tuple.__new__: see protocol/head.py
         scope.get("method", "GET"),
         target,
         scope.get("http_version", "1.1"),
@@ -114,7 +116,7 @@ def head_from_scope(scope: Scope) -> RequestHead:
         client if client is None or type(client) is tuple else (client[0], client[1]),
         None if server is None or server[1] is None else server if type(server) is tuple else (server[0], server[1]),
         _HTTP_SCHEME.get(scheme) or scheme,
-    )
+    ))
 
 
 class ASGIChannel:

@@ -121,6 +121,8 @@ def _head_reader() -> Callable[[bytes], Any]:
 
 _read_request = _head_reader()
 
+_new_tuple = tuple.__new__
+
 
 class Incomplete(NamedTuple):
     """No complete head yet: keep ``data`` (leading empty lines dropped) and wait."""
@@ -296,7 +298,8 @@ def _check(
             valid = _ABSOLUTE_FORM.match(target) is not None
         if not valid:
             return Rejection(400, "invalid request-target")
-    head = RequestHead(method.decode("ascii"), target, http_version, headers, client, server, scheme)
+    # (tuple.__new__: without the named tuple's Python-level __new__, ~0.1 us per request)
+    head = _new_tuple(RequestHead, (method.decode("ascii"), target, http_version, headers, client, server, scheme))
     keep_alive = (
         not close and upgrade is None and method != b"CONNECT" and (http_version == "1.1" or ask_keep_alive)
     )
