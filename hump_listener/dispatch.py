@@ -7,7 +7,7 @@ context factory and its settings (``Settings``: the access log, the trusted prox
 In order (each step is skipped when nothing is registered for it)::
 
     server ──(RequestHead, Channel)──► RequestPath.handle
-        target → (path, query)                         targets.split_target / decode_path
+        target → (path, query)                         targets.parse_target
         a WS route for an upgrade request? ─► websocket.serve (a WebSocket context)
         HTTPContext from the factory into app.ctxs     one context per request
         global middleware  ─► routing (404/405)        chain.compose / RouteTable.match
@@ -47,7 +47,7 @@ from .models import Headers, Request, Response
 from .proxy import TrustedProxies, effective_peer
 from .registration import SlashRedirect
 from .replies import error_response, reconcile
-from .targets import decode_path, split_target
+from .targets import parse_target
 from .websocket import WebSocket, serve
 
 if TYPE_CHECKING:
@@ -117,8 +117,7 @@ class RequestPath:
         started = perf_counter() if access else 0.0
         method = head.method
         try:
-            raw_path, query = split_target(head.target)
-            path = decode_path(raw_path)
+            raw_path, query, path = parse_target(head.target)
         except HTTPError as exc:
             response = error_response(exc)
             await response.send(channel, method == "HEAD")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .errors import HTTPError
 
-__all__ = ["decode_path", "split_target"]
+__all__ = ["decode_path", "parse_target", "split_target"]
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
@@ -70,3 +70,13 @@ def decode_path(raw_path: bytes) -> str:
     if "\x00" in path:
         raise HTTPError(400, "NUL in request target")
     return path
+
+
+def parse_target(target: bytes) -> tuple[bytes, bytes, str]:
+    """``(raw_path, query_string, path)``: ``split_target`` then ``decode_path``, in one
+    call (the request path's). The commonest target, a plain ASCII origin-form path
+    without query or escapes, is its own raw and decoded path."""
+    if target[:1] == b"/" and b"?" not in target and b"%" not in target and target.isascii():
+        return target, b"", target.decode("ascii")
+    raw_path, query = split_target(target)
+    return raw_path, query, decode_path(raw_path)

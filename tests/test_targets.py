@@ -7,7 +7,7 @@ import pytest
 
 from hump_listener import routing
 from hump_listener.errors import HTTPError
-from hump_listener.targets import decode_path, split_target
+from hump_listener.targets import decode_path, parse_target, split_target
 
 
 def test_routing_re_exports_the_same_functions() -> None:
@@ -59,3 +59,29 @@ def test_each_bad_path_says_what_is_wrong(raw: bytes, detail: str) -> None:
     with pytest.raises(HTTPError) as info:
         decode_path(raw)
     assert (info.value.status, info.value.detail) == (400, detail)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        b"/", b"/a/b", b"/a/b?x=1", b"/caf%C3%A9", b"/a#frag", b"/a?b#c", b"http://h/a?q", b"*",
+        b"/caf\xc3\xa9", b"/bad%zz", b"/%FF", b"/%00", b"nope",
+    ],
+)
+def test_parse_target_is_split_target_then_decode_path(target: bytes) -> None:
+    """The one-call form (with its shortcut for plain paths) answers exactly as the two
+    steps do, errors included."""
+
+    def two_steps() -> tuple[bytes, bytes, str]:
+        raw_path, query = split_target(target)
+        return raw_path, query, decode_path(raw_path)
+
+    try:
+        expected: object = two_steps()
+    except HTTPError as exc:
+        expected = (exc.status, exc.detail)
+    try:
+        got: object = parse_target(target)
+    except HTTPError as exc:
+        got = (exc.status, exc.detail)
+    assert got == expected
