@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import http.client
 import importlib.metadata
 import importlib.util
@@ -128,8 +129,42 @@ def _bare(port: int) -> tuple[list[str], dict[str, str]]:
     return [PY, str(PEERS / "bare_h11.py"), "--host", HOST, "--port", str(port)], {}
 
 
-def server_specs(loop: str) -> dict[str, ServerSpec]:
-    """Every server on ``loop`` (asyncio or uvloop), but the bare floor: asyncio always."""
+def baseline_specs(base: Path, loop: str) -> list[ServerSpec]:
+    """The built-in server and the App on uvicorn-httptools and granian, run from another
+    checkout ``base`` of this repository (``git worktree add /tmp/base <commit>``): rows
+    ``hump@base`` ... beside the working tree's, so that a change shows its before and
+    after in one run."""
+
+    def from_base(command: Callable[[int], tuple[list[str], dict[str, str]]]) -> Callable[
+        [int], tuple[list[str], dict[str, str]]
+    ]:
+        def run(port: int) -> tuple[list[str], dict[str, str]]:
+            argv, env = command(port)
+            argv = [str(base) if arg == str(REPO) else arg for arg in argv]
+            path = env.get("PYTHONPATH", "").replace(str(REPO), str(base))
+            return argv, {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(base), path) if p)}
+
+        return run
+
+    demo = (base / "http_web.py",)
+    req = ("hump_listener", "tiny_listener", "h11", *(("uvloop",) if loop == "uvloop" else ()))
+    return [
+        ServerSpec("hump@base", from_base(_hump("http_web:app", base, loop)), req, needs_files=demo),
+        ServerSpec(
+            "hump-asgi-httptools@base",
+            from_base(_uvicorn("http_web:app", base, "httptools", loop)),
+            (*req, "uvicorn", "httptools"),
+            needs_files=demo,
+        ),
+        ServerSpec(
+            "hump-granian@base", from_base(_granian("http_web:app", base, loop)), (*req, "granian"), needs_files=demo
+        ),
+    ]
+
+
+def server_specs(loop: str, baseline: Path | None = None) -> dict[str, ServerSpec]:
+    """Every server on ``loop`` (asyncio or uvloop), but the bare floor: asyncio always;
+    with ``baseline``, also ``baseline_specs``."""
     loop_req = ("uvloop",) if loop == "uvloop" else ()
     uv, st = ("uvicorn", "h11", *loop_req), ("uvicorn", "starlette", "h11", *loop_req)
     hump_req = ("hump_listener", "tiny_listener", "h11", *loop_req)
@@ -177,6 +212,8 @@ def server_specs(loop: str) -> dict[str, ServerSpec]:
         specs.append(
             ServerSpec(f"starlette-{n}r", _uvicorn("starlette_routes:app", APPS, "h11", loop, n), st, path)
         )
+    if baseline is not None:
+        specs += baseline_specs(baseline, loop)
     return {s.name: s for s in specs}
 
 
@@ -870,6 +907,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="asyncio",
         help="event loop of hump_listener (HUMP_LOOP) and uvicorn (--loop); default asyncio",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of this repository (git worktree add /tmp/base <commit>): adds its "
+        "hump, hump-asgi-httptools and hump-granian as rows NAME@base, for before/after in one run",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to save results")
     args = parser.parse_args(argv)
     if args.quick:
@@ -887,8 +930,18 @@ def select_scenarios(only: str) -> list[Scenario]:
     return [s for s in SCENARIOS if not keys or s.key in keys]
 
 
+def with_baseline(scenarios: list[Scenario]) -> list[Scenario]:
+    """Each scenario also run by the ``@base`` twin of its hump_listener servers
+    (``--baseline``)."""
+    twins = {spec.name.partition("@")[0] for spec in baseline_specs(Path("."), "asyncio")}
+    return [
+        dataclasses.replace(s, servers=(*s.servers, *(f"{n}@base" for n in s.servers if n in twins)))
+        for s in scenarios
+    ]
+
+
 def select_servers(args: argparse.Namespace, scenarios: list[Scenario]) -> dict[str, ServerSpec]:
-    specs = server_specs(args.loop)
+    specs = server_specs(args.loop, args.baseline.resolve() if args.baseline else None)
     wanted = {n.strip() for n in args.servers.split(",") if n.strip()}
     needed = {name for s in scenarios for name in s.servers}
     usable: dict[str, ServerSpec] = {}
@@ -939,6 +992,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_machine(args)
     scenarios = select_scenarios(args.only)
+    if args.baseline is not None:
+        scenarios = with_baseline(scenarios)
     specs = select_servers(args, scenarios)
     launches = plan(scenarios, specs)
     if not launches and not any(s.phase for s in scenarios):
