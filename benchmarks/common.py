@@ -142,3 +142,22 @@ def text_table(lines: list[tuple[str, ...]]) -> list[str]:
     out = [" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
     out.insert(1, "-+-".join("-" * w for w in widths))
     return out
+
+
+Command = Callable[[int], tuple[list[str], dict[str, str]]]
+
+
+def from_checkout(base: Path, command: Command) -> Command:
+    """``command`` (a server launch: port -> argv, extra env) run from another checkout
+    ``base`` of this repository: paths into this tree, in the arguments and PYTHONPATH,
+    point into ``base`` instead, and ``base`` comes first on PYTHONPATH. The benchmarks'
+    ``--baseline``: a change's before and after in one run."""
+    here = str(REPO)
+
+    def run(port: int) -> tuple[list[str], dict[str, str]]:
+        argv, env = command(port)
+        argv = [str(base) + arg[len(here):] if arg.startswith(here) else arg for arg in argv]
+        path = env.get("PYTHONPATH", "").replace(here, str(base))
+        return argv, {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(base), path) if p)}
+
+    return run

@@ -51,6 +51,7 @@ from common import (  # the helpers every benchmark script shares
     SERVER_CPU,
     cpu_seconds,
     free_port,
+    from_checkout,
     hump_env,
     pinned,
     proc_tree,
@@ -135,29 +136,21 @@ def baseline_specs(base: Path, loop: str) -> list[ServerSpec]:
     ``hump@base`` ... beside the working tree's, so that a change shows its before and
     after in one run."""
 
-    def from_base(command: Callable[[int], tuple[list[str], dict[str, str]]]) -> Callable[
-        [int], tuple[list[str], dict[str, str]]
-    ]:
-        def run(port: int) -> tuple[list[str], dict[str, str]]:
-            argv, env = command(port)
-            argv = [str(base) if arg == str(REPO) else arg for arg in argv]
-            path = env.get("PYTHONPATH", "").replace(str(REPO), str(base))
-            return argv, {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(base), path) if p)}
-
-        return run
-
     demo = (base / "http_web.py",)
     req = ("hump_listener", "tiny_listener", "h11", *(("uvloop",) if loop == "uvloop" else ()))
     return [
-        ServerSpec("hump@base", from_base(_hump("http_web:app", base, loop)), req, needs_files=demo),
+        ServerSpec("hump@base", from_checkout(base, _hump("http_web:app", base, loop)), req, needs_files=demo),
         ServerSpec(
             "hump-asgi-httptools@base",
-            from_base(_uvicorn("http_web:app", base, "httptools", loop)),
+            from_checkout(base, _uvicorn("http_web:app", base, "httptools", loop)),
             (*req, "uvicorn", "httptools"),
             needs_files=demo,
         ),
         ServerSpec(
-            "hump-granian@base", from_base(_granian("http_web:app", base, loop)), (*req, "granian"), needs_files=demo
+            "hump-granian@base",
+            from_checkout(base, _granian("http_web:app", base, loop)),
+            (*req, "granian"),
+            needs_files=demo,
         ),
     ]
 
@@ -946,7 +939,8 @@ def select_servers(args: argparse.Namespace, scenarios: list[Scenario]) -> dict[
     needed = {name for s in scenarios for name in s.servers}
     usable: dict[str, ServerSpec] = {}
     for name in (n for n in specs if n in needed):
-        if wanted and name not in wanted and name.rsplit("-", 1)[0] not in wanted:
+        plain = name.partition("@")[0]  # a --baseline twin is kept with its server
+        if wanted and name not in wanted and plain not in wanted and plain.rsplit("-", 1)[0] not in wanted:
             continue
         reason = missing_requirement(specs[name])
         if reason:

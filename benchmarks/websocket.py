@@ -111,12 +111,17 @@ def uvicorn_has(ws: str) -> bool:
     return False
 
 
-def server_specs(loop: str, starlette_ws: str, hump_loop: str) -> tuple[dict[str, ServerSpec], list[str]]:
-    """The servers, and why any is left out."""
+def server_specs(
+    loop: str, starlette_ws: str, hump_loop: str, baseline: Path | None = None
+) -> tuple[dict[str, ServerSpec], list[str]]:
+    """The servers, and why any is left out. ``baseline``: another checkout of this
+    repository, whose hump_listener runs the same app as row ``hump@base``."""
     skipped: list[str] = []
     loop_req = ("uvloop",) if loop == "uvloop" else ()
     hump_req = ("hump_listener", "tiny_listener", "h11", "websockets", *(("uvloop",) if hump_loop == "uvloop" else ()))
     specs = [ServerSpec(HUMP, _hump(hump_loop), hump_req)]
+    if baseline is not None:
+        specs.append(ServerSpec(f"{HUMP}@base", common.from_checkout(baseline, _hump(hump_loop)), hump_req))
     for name, ws, lib in (
         ("uvicorn-sansio", "websockets-sansio", "websockets"),
         ("uvicorn-websockets", "websockets", "websockets"),
@@ -471,6 +476,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--client-loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     parser.add_argument("--max-seconds", type=float, default=540, help="start no new launch after this (default 540)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of this repository (git worktree add /tmp/base <commit>): its "
+        "hump_listener serving the same app, as row hump@base, for before/after in one run",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "websocket.json", help="where to save results")
     args = parser.parse_args(argv)
     if args.quick:
@@ -516,10 +527,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [k for k in keys if k not in SCENARIOS]
     if unknown:
         sys.exit(f"unknown scenario(s): {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
-    specs, skipped = server_specs(args.uvicorn_loop, args.starlette_ws, args.hump_loop)
+    baseline = args.baseline.resolve() if args.baseline else None
+    specs, skipped = server_specs(args.uvicorn_loop, args.starlette_ws, args.hump_loop, baseline)
     wanted = {n.strip() for n in args.servers.split(",") if n.strip()}
-    if wanted:
-        specs = {name: spec for name, spec in specs.items() if name in wanted}
+    if wanted:  # (a --baseline twin is kept with its server)
+        specs = {name: spec for name, spec in specs.items() if name.partition("@")[0] in wanted}
     for reason in skipped:
         print(f"SKIP {reason}")
     if not specs:
