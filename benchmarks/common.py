@@ -156,7 +156,8 @@ def from_checkout(base: Path, command: Command) -> Command:
 
     def run(port: int) -> tuple[list[str], dict[str, str]]:
         argv, env = command(port)
-        argv = [str(base) + arg[len(here):] if arg.startswith(here) else arg for arg in argv]
+        # argv[0] is this environment's program (its .venv may be inside this tree): kept
+        argv = argv[:1] + [str(base) + arg[len(here) :] if arg.startswith(here) else arg for arg in argv[1:]]
         path = env.get("PYTHONPATH", "").replace(here, str(base))
         return argv, {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(base), path) if p)}
 

@@ -130,15 +130,24 @@ def _bare(port: int) -> tuple[list[str], dict[str, str]]:
     return [PY, str(PEERS / "bare_h11.py"), "--host", HOST, "--port", str(port)], {}
 
 
+#: S5's apps: route count, and the path its last route answers.
+S5_ROUTES = ((1000, "/r999/bob"), (1, "/r0/bob"))
+
+
 def baseline_specs(base: Path, loop: str) -> list[ServerSpec]:
     """The built-in server and the App on uvicorn-httptools and granian, run from another
     checkout ``base`` of this repository (``git worktree add /tmp/base <commit>``): rows
-    ``hump@base`` ... beside the working tree's, so that a change shows its before and
-    after in one run."""
+    ``hump@base`` ... (and S5's ``hump-1r@base``, ``hump-1000r@base``) beside the working
+    tree's, so that a change shows its before and after in one run."""
 
     demo = (base / "http_web.py",)
     req = ("hump_listener", "tiny_listener", "h11", *(("uvloop",) if loop == "uvloop" else ()))
+    routes = [
+        ServerSpec(f"hump-{n}r@base", from_checkout(base, _hump("hump_routes:app", APPS, loop, n)), req, path)
+        for n, path in S5_ROUTES
+    ]
     return [
+        *routes,
         ServerSpec("hump@base", from_checkout(base, _hump("http_web:app", base, loop)), req, needs_files=demo),
         ServerSpec(
             "hump-asgi-httptools@base",
@@ -200,7 +209,7 @@ def server_specs(loop: str, baseline: Path | None = None) -> dict[str, ServerSpe
         ),
         ServerSpec("asgi-raw-granian", _granian("asgi_raw:app", PEERS, loop), ("granian", *loop_req)),
     ]
-    for n, path in ((1000, "/r999/bob"), (1, "/r0/bob")):
+    for n, path in S5_ROUTES:
         specs.append(ServerSpec(f"hump-{n}r", _hump("hump_routes:app", APPS, loop, n), hump_req, path))
         specs.append(
             ServerSpec(f"starlette-{n}r", _uvicorn("starlette_routes:app", APPS, "h11", loop, n), st, path)
@@ -757,8 +766,11 @@ def routes_table(entries: dict[str, dict[str, Any]]) -> list[str]:
         "req/s 1000",
     ]
     rows = []
-    for framework in ("hump", "starlette"):
-        one, many = entries.get(f"{framework}-1r"), entries.get(f"{framework}-1000r")
+    frameworks = ["hump", "starlette"] + (["hump@base"] if "hump-1r@base" in entries else [])
+    for framework in frameworks:
+        name, _, twin = framework.partition("@")
+        suffix = f"@{twin}" if twin else ""
+        one, many = entries.get(f"{name}-1r{suffix}"), entries.get(f"{name}-1000r{suffix}")
         if not one or not many or "rps" not in one or "rps" not in many:
             bad = one if one and "rps" not in one else many
             rows.append(_error_row(framework, bad or {}, len(header)))
