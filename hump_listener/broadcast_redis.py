@@ -87,8 +87,13 @@ def _decode(payload: bytes) -> Message:
     return payload
 
 
+_new_tuple = tuple.__new__
+
+
 def _decode_publication(channel: str, payload: bytes) -> Publication:
-    """A pub/sub message (rule 4): with its position when it has one."""
+    """A pub/sub message (rule 4): with its position when it has one. The hot path of
+    every subscriber: ``_decode`` inlined, named tuples made without their Python-level
+    ``__new__``, the epoch's text cached."""
     if payload[:1] == _POSITIONED:
         parts = payload.split(b"\x00", 2)
         if len(parts) == 3 and parts[1].isdigit():
@@ -96,7 +101,17 @@ def _decode_publication(channel: str, payload: bytes) -> Publication:
                 epoch = _epoch(parts[0])
             except UnicodeDecodeError:
                 return Publication(channel, payload, None)
-            return Publication(channel, _decode(parts[2]), Position(epoch, int(parts[1])))
+            data = parts[2]
+            kind = data[:1]
+            message: Message
+            if kind == _TEXT:
+                try:
+                    message = data[1:].decode("utf-8")
+                except UnicodeDecodeError:
+                    message = data
+            else:
+                message = data[1:] if kind == _BYTES else data
+            return _new_tuple(Publication, (channel, message, _new_tuple(Position, (epoch, int(parts[1]))), False))
     return Publication(channel, _decode(payload), None)
 
 
@@ -105,6 +120,45 @@ def _epoch(header: bytes) -> str:
     """The epoch of a positioned payload's header (``0x02`` + epoch): cached, as a channel
     keeps its epoch, so each message does not decode it again."""
     return header[1:].decode("ascii")
+
+
+def _bulk(value: str | bytes) -> bytes:
+    """One RESP bulk string."""
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+class _Packer:
+    """``EVALSHA`` of ``PUBLISH_SCRIPT`` packed in RESP by hand: the keys, the channel and
+    the constant arguments of a channel are packed once (a bounded cache), so a publish
+    only frames its message. redis-py's generic packer encodes and frames each of the 11
+    arguments on every call: that was most of the client-side cost of the history
+    (benchmarks/broadcast.py, "history cost")."""
+
+    #: Channels whose packed head is kept; past this the cache starts afresh.
+    CACHED = 1024
+
+    def __init__(self, sha: str, tail: list[str], key: Callable[[str, str], str]) -> None:
+        self._start = b"*11\r\n" + _bulk("EVALSHA") + _bulk(sha) + _bulk("2")
+        self._tail = b"\r\n" + b"".join(_bulk(arg) for arg in tail)
+        self._key = key
+        self._heads: dict[str, bytes] = {}
+
+    def _head(self, channel: str) -> bytes:
+        if len(self._heads) >= self.CACHED:
+            self._heads.clear()
+        head = self._heads[channel] = (
+            self._start + _bulk(self._key("m", channel)) + _bulk(self._key("h", channel)) + _bulk(channel)
+        )
+        return head
+
+    def publish(self, channel: str, message: Message) -> list[bytes]:
+        """The command for ``message`` (wire format of rule 4), as parts to send."""
+        head = self._heads.get(channel) or self._head(channel)
+        if isinstance(message, str):
+            data = message.encode("utf-8")
+            return [head, b"$%d\r\n\x00" % (len(data) + 1), data, self._tail]
+        return [head, b"$%d\r\n\x01" % (len(message) + 1), message, self._tail]
 
 
 class Script:
@@ -182,6 +236,8 @@ class _RedisConnection(Protocol):
 
     async def send_command(self, *args: Any, **kwargs: Any) -> None: ...
 
+    async def send_packed_command(self, command: list[bytes], check_health: bool = True) -> None: ...
+
     async def read_response(self, *, timeout: float | None = None, disconnect_on_error: bool = True) -> Any: ...
 
 
@@ -240,6 +296,9 @@ class RedisBackend:
         self.key_prefix = key_prefix
         #: Ends the epochs this publisher starts (rule 1).
         self._salt = new_epoch()[:4]
+        self._packer = _Packer(
+            PUBLISH_SCRIPT.sha, [self._salt, str(history_size), self._history_ms, self._meta_ms], self.key
+        )
         #: Errors that mean "the connection is gone or Redis is not answering".
         self._lost_errors: tuple[type[BaseException], ...] = (
             redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
@@ -314,11 +373,12 @@ class RedisBackend:
 
     # -- commands: publish, history, presence ------------------------------------------------
 
-    async def command(self, *args: Any, what: str = "run a command") -> Any:
+    async def command(self, *args: Any, what: str = "run a command", packed: list[bytes] | None = None) -> Any:
         """One command on the command connection, in call order; ``BroadcastUnavailable``
         when Redis cannot be reached (queued commands then fail at once too). A connection
         from before an outage is found dead on first use and the command is sent once more
-        on a fresh one; never after a timeout: Redis may have run the first."""
+        on a fresh one; never after a timeout: Redis may have run the first. ``packed``:
+        the command already in RESP (``_Packer``), sent instead of ``args``."""
         failures = self._command_failures
         async with self._command_lock:
             if self._command_failures != failures:
@@ -330,7 +390,10 @@ class RedisBackend:
                 try:
                     if not conn.is_connected:
                         await conn.connect()
-                    await conn.send_command(*args, check_health=False)
+                    if packed is None:
+                        await conn.send_command(*args, check_health=False)
+                    else:
+                        await conn.send_packed_command(packed, check_health=False)
                     return await conn.read_response()
                 except self._lost_errors as exc:
                     await conn.disconnect(nowait=True)
@@ -353,15 +416,18 @@ class RedisBackend:
             raise BroadcastUnavailable(
                 f"cannot publish to {channel!r}: not connected to Redis at {self._address} (reconnecting)"
             )
-        payload = _encode(message)
-        what = f"publish to {channel!r}"
         if not self._history_size:
-            published: int = await self.command("PUBLISH", channel, payload, what=what)
+            published: int = await self.command("PUBLISH", channel, _encode(message), what=f"publish to {channel!r}")
             return published
-        receivers: int = await self.run_script(
-            PUBLISH_SCRIPT, [self.key("m", channel), self.key("h", channel)],
-            [channel, payload, self._salt, self._history_size, self._history_ms, self._meta_ms], what,
-        )
+        try:
+            packed = self._packer.publish(channel, message)
+            receivers: int = await self.command(packed=packed, what=f"publish to {channel!r}")
+        except self._redis.exceptions.NoScriptError:  # a Redis restarted: EVAL loads the script again
+            receivers = await self.command(
+                "EVAL", PUBLISH_SCRIPT.source, 2, self.key("m", channel), self.key("h", channel), channel,
+                _encode(message), self._salt, self._history_size, self._history_ms, self._meta_ms,
+                what=f"publish to {channel!r}",
+            )
         return receivers
 
     async def read(self, channel: str, since: Position | None) -> Replay:
