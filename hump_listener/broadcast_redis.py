@@ -129,11 +129,13 @@ def _bulk(value: str | bytes) -> bytes:
 
 
 class _Packer:
-    """``EVALSHA`` of ``PUBLISH_SCRIPT`` packed in RESP by hand: the keys, the channel and
-    the constant arguments of a channel are packed once (a bounded cache), so a publish
-    only frames its message. redis-py's generic packer encodes and frames each of the 11
-    arguments on every call: that was most of the client-side cost of the history
-    (benchmarks/broadcast.py, "history cost")."""
+    """A publish packed in RESP by hand: ``EVALSHA`` of ``PUBLISH_SCRIPT`` (with history),
+    or ``PUBLISH`` (without). What is constant for a channel (the keys, the channel, the
+    script's other arguments) is packed once (a bounded cache), so a publish only frames
+    its message. redis-py's generic packer encodes and frames every argument on every
+    call: for the script's 11 that was most of the client-side cost of the history; both
+    are packed the same way so that benchmarks/broadcast.py's "history cost" compares
+    like with like."""
 
     #: Channels whose packed head is kept; past this the cache starts afresh.
     CACHED = 1024
@@ -143,6 +145,7 @@ class _Packer:
         self._tail = b"\r\n" + b"".join(_bulk(arg) for arg in tail)
         self._key = key
         self._heads: dict[str, bytes] = {}
+        self._plain_heads: dict[str, bytes] = {}
 
     def _head(self, channel: str) -> bytes:
         if len(self._heads) >= self.CACHED:
@@ -152,13 +155,27 @@ class _Packer:
         )
         return head
 
+    def _plain_head(self, channel: str) -> bytes:
+        if len(self._plain_heads) >= self.CACHED:
+            self._plain_heads.clear()
+        head = self._plain_heads[channel] = b"*3\r\n" + _bulk("PUBLISH") + _bulk(channel)
+        return head
+
     def publish(self, channel: str, message: Message) -> list[bytes]:
-        """The command for ``message`` (wire format of rule 4), as parts to send."""
+        """``EVALSHA`` for ``message`` (wire format of rule 4), as parts to send."""
         head = self._heads.get(channel) or self._head(channel)
         if isinstance(message, str):
             data = message.encode("utf-8")
             return [head, b"$%d\r\n\x00" % (len(data) + 1), data, self._tail]
         return [head, b"$%d\r\n\x01" % (len(message) + 1), message, self._tail]
+
+    def plain(self, channel: str, message: Message) -> list[bytes]:
+        """``PUBLISH`` of ``message`` (no position), as parts to send."""
+        head = self._plain_heads.get(channel) or self._plain_head(channel)
+        if isinstance(message, str):
+            data = message.encode("utf-8")
+            return [head, b"$%d\r\n\x00" % (len(data) + 1), data, b"\r\n"]
+        return [head, b"$%d\r\n\x01" % (len(message) + 1), message, b"\r\n"]
 
 
 class Script:
@@ -417,7 +434,8 @@ class RedisBackend:
                 f"cannot publish to {channel!r}: not connected to Redis at {self._address} (reconnecting)"
             )
         if not self._history_size:
-            published: int = await self.command("PUBLISH", channel, _encode(message), what=f"publish to {channel!r}")
+            packed = self._packer.plain(channel, message)
+            published: int = await self.command(packed=packed, what=f"publish to {channel!r}")
             return published
         try:
             packed = self._packer.publish(channel, message)

@@ -39,6 +39,9 @@ def test_the_packed_publish_is_the_evalsha_redis_py_would_send(message: str | by
     )
     for _ in range(2):  # packed afresh, then from the cache
         assert b"".join(backend._packer.publish("chät", message)) == b"".join(expected)
+    plain = redis.asyncio.Connection().pack_command("PUBLISH", "chät", _encode(message))
+    for _ in range(2):
+        assert b"".join(backend._packer.plain("chät", message)) == b"".join(plain)
 
 
 @pytest.mark.parametrize("message", ["hello", "é ✓", "", b"\x00\xff", b""])
