@@ -33,12 +33,13 @@ def test_the_packed_publish_is_the_evalsha_redis_py_would_send(message: str | by
 
     backend = Broadcast("redis://127.0.0.1:6390/0", history_size=50, history_ttl=2.5)._backend
     assert isinstance(backend, RedisBackend)
-    expected = redis.asyncio.Connection().pack_command(
-        "EVALSHA", PUBLISH_SCRIPT.sha, 2, "hump:m:chät", "hump:h:chät", "chät", _encode(message),
-        backend._salt, 50, "2500", backend._meta_ms,
-    )
-    for _ in range(2):  # packed afresh, then from the cache
-        assert b"".join(backend._packer.publish("chät", message)) == b"".join(expected)
+    assert backend.refresh_every == 0.25  # history_ttl / 10: the expiries are that much longer
+    for refresh in (True, False, True):  # packed afresh, then from the cache
+        expected = redis.asyncio.Connection().pack_command(
+            "EVALSHA", PUBLISH_SCRIPT.sha, 2, "hump:m:chät", "hump:h:chät", "chät", _encode(message),
+            backend._salt, 50, "2750", "86400250", "1" if refresh else "",
+        )
+        assert b"".join(backend._packer.publish("chät", message, refresh)) == b"".join(expected)
     plain = redis.asyncio.Connection().pack_command("PUBLISH", "chät", _encode(message))
     for _ in range(2):
         assert b"".join(backend._packer.plain("chät", message)) == b"".join(plain)
