@@ -20,7 +20,8 @@ The policy choices, in the order a message meets them:
 2. **Positions and history.** Each published message gets a ``Position`` (subscription.py):
    an offset that grows by one within an epoch; the epoch changes whenever the history was
    lost. Each channel keeps its last ``history_size`` messages (``DEFAULT_HISTORY_SIZE``),
-   none older than ``history_ttl`` seconds (``DEFAULT_HISTORY_TTL``); the epoch and offset
+   none older than ``history_ttl`` seconds (``DEFAULT_HISTORY_TTL``; the memory backend
+   drops one within ``history_ttl / 100``, at most 1 s, after that); the epoch and offset
    of an idle channel are kept for ``HISTORY_META_TTL`` (a day), after which its positions
    cannot be resumed. ``history_size=0`` turns history and positions off: delivery is then
    at most once, as plain pub/sub.

@@ -9,8 +9,10 @@ rules, in the order a message meets them:
    channel's epoch (a new one, and an emptied stream, when the channel's meta hash is
    gone: a Redis restarted without its data, or a channel idle past its meta TTL), bumps
    its offset, ``XADD``s the message to the channel's stream bounded by ``MAXLEN ~ size``
-   and ``MINID ~ now - ttl``, and ``PUBLISH``es it with its position. So a message is in
-   the history exactly when it was fanned out, with the position it was fanned out with.
+   (by age at read time, rule 3), and ``PUBLISH``es it with its position. So a message is
+   in the history exactly when it was fanned out, with the position it was fanned out
+   with. The keys' expiries (an idle channel's memory back) are set once per refresh step
+   per publisher, each one step longer than its TTL (``PUBLISH_SCRIPT`` says why).
 2. **Live fan-out stays on pub/sub.** One subscriber connection per Broadcast, shared by
    its local subscriptions (``SUBSCRIBE`` for a channel's first one, ``UNSUBSCRIBE`` when
    its last one leaves). Pub/sub costs Redis one write per message per subscribed
