@@ -26,6 +26,11 @@ How it measures (every implementation the same way):
 
 **CPU us/msg** is this process's CPU time (publisher and subscriber, not Redis) per message
 in the msgs/s run: on a shared machine it moves much less than wall-clock figures.
+**history cost** (printed under the table) is that figure for hump_listener with its
+history on and off, measured apart: 7 interleaved pairs of longer runs (100,000 messages
+on memory, 5,000 on Redis: a msgs/s run on memory is ~15 ms of CPU, too short to compare
+figures 20 % apart) with at most 100 messages in flight (memory's publish never yields;
+without a window its subscriber queue would hold the whole run).
 The ratios compare against hump_listener on the same backend; > 1.00x means hump_listener
 is faster (lower latency, more messages per second, less CPU per message).
 """
@@ -249,39 +254,61 @@ async def measure(impl: Impl, url: str, samples: int, messages: int, size: int) 
             consumer.cancel()
             await asyncio.gather(consumer, return_exceptions=True)
         await settle(publish, receive)
-        # throughput: back-to-back publishes, until the consumer has END
-        received = 0
-        done: asyncio.Future[int] = loop.create_future()
-
-        async def consume_all() -> None:
-            nonlocal received
-            while True:
-                message = await receive()
-                if message == END:
-                    done.set_result(time.perf_counter_ns())
-                    return
-                received += 1
-
-        consumer = asyncio.ensure_future(consume_all())
-        try:
-            cpu = time.process_time()
-            start = time.perf_counter_ns()
-            for _ in range(messages):
-                await publish(payload)
-            await publish(END)
-            end = await asyncio.wait_for(done, 60)
-            cpu = time.process_time() - cpu
-        finally:
-            consumer.cancel()
-            await asyncio.gather(consumer, return_exceptions=True)
+        rate, cpu_us, lost = await throughput(publish, receive, messages, payload)
     latencies.sort()
     return Sample(
         p50_us=latencies[len(latencies) // 2] / 1000,
         p99_us=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] / 1000,
-        rate=messages / ((end - start) / 1e9),
-        cpu_us=cpu / messages * 1e6,
-        lost=messages - received,
+        rate=rate,
+        cpu_us=cpu_us,
+        lost=lost,
     )
+
+
+async def throughput(
+    publish: Callable[[str], Awaitable[Any]],
+    receive: Callable[[], Awaitable[str]],
+    messages: int,
+    payload: str,
+    window: int | None = None,
+) -> tuple[float, float, int]:
+    """Back-to-back publishes until the consumer has END: (msgs/s, CPU us/msg, lost).
+    ``window``: after that many publishes, wait until the consumer has them all (the
+    memory backend's publish never yields: without it its subscriber queue holds every
+    message of the run at once)."""
+    loop = asyncio.get_running_loop()
+    received = 0
+    done: asyncio.Future[int] = loop.create_future()
+    caught_up: asyncio.Future[None] | None = None
+    target = 0
+
+    async def consume_all() -> None:
+        nonlocal received
+        while True:
+            message = await receive()
+            if message == END:
+                done.set_result(time.perf_counter_ns())
+                return
+            received += 1
+            if caught_up is not None and received >= target and not caught_up.done():
+                caught_up.set_result(None)
+
+    consumer = asyncio.ensure_future(consume_all())
+    try:
+        cpu = time.process_time()
+        start = time.perf_counter_ns()
+        for sent in range(1, messages + 1):
+            await publish(payload)
+            if window is not None and sent % window == 0 and received < sent:
+                target, caught_up = sent, loop.create_future()
+                await caught_up
+        await publish(END)
+        end = await asyncio.wait_for(done, 60)
+        cpu = time.process_time() - cpu
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+    return messages / ((end - start) / 1e9), cpu / messages * 1e6, messages - received
 
 
 #: Messages a resuming subscriber missed, in the resume measurement (issue 20 item 9).
@@ -306,21 +333,49 @@ async def resume_times(url: str | None, missed: int, runs: int) -> list[float]:
     return times
 
 
-def history_cost(rows: list[Row]) -> str:
-    """Publish CPU with the history beside without it (goal: at most 1.25x)."""
+#: Messages per history-cost run: 0.15-0.5 s of CPU, so that a run is long
+#: enough for process_time() to be steady on a shared machine (the table's throughput run
+#: is ~15 ms of CPU on memory: too short to compare two figures 20 % apart).
+HISTORY_COST_MESSAGES = {"memory": 100_000, "redis": 5_000}
+#: Pairs of runs (history on, off; the order alternating) behind the history cost.
+HISTORY_COST_PAIRS = 7
+#: Messages in flight at most in a history-cost run: the publisher waits for the
+#: subscriber every this many (as a relay's send would), on both backends and both ways.
+HISTORY_COST_WINDOW = 100
+
+
+async def history_cost(url: str | None, size: int) -> list[str]:
+    """Publish CPU with the history beside without it (goal: at most 1.25x): the
+    table's throughput run (publisher and subscriber in this process, each publish
+    awaited) with at most ``HISTORY_COST_WINDOW`` messages in flight, the same workload
+    with the history on and off, ``HISTORY_COST_MESSAGES`` at a time, ``HISTORY_COST_PAIRS``
+    pairs interleaved; medians, [min-max], and the median of the pairs' ratios."""
     lines = []
-    for backend in ("memory", "redis"):
-        cpu = {
-            r.impl.name: statistics.median(s.cpu_us for s in r.samples)
-            for r in rows
-            if r.impl.backend == backend and r.samples and r.impl.name in ("hump_listener", NO_HISTORY)
-        }
-        if len(cpu) == 2:
-            lines.append(
-                f"history cost ({backend}): {cpu['hump_listener']:.1f} CPU us/msg with history, "
-                f"{cpu[NO_HISTORY]:.1f} without: {cpu['hump_listener'] / cpu[NO_HISTORY]:.2f}x"
-            )
-    return "\n".join(lines)
+    setups = {
+        "memory": (hump_memory, hump_memory_no_history),
+        "redis": (hump_redis, hump_redis_no_history),
+    }
+    for backend, (with_history, without) in setups.items():
+        if backend == "redis" and url is None:
+            continue
+        messages = HISTORY_COST_MESSAGES[backend]
+        cpu: dict[bool, list[float]] = {True: [], False: []}
+        for pair in range(HISTORY_COST_PAIRS):
+            for history in (True, False) if pair % 2 == 0 else (False, True):
+                setup = with_history if history else without
+                async with setup(url or "memory://", messages + 1) as (publish, receive):
+                    await settle(publish, receive)
+                    _, cpu_us, lost = await throughput(publish, receive, messages, "x" * size, HISTORY_COST_WINDOW)
+                assert lost == 0, f"{lost} messages lost"
+                cpu[history].append(cpu_us)
+        ratios = [h / n for h, n in zip(cpu[True], cpu[False], strict=True)]
+        lines.append(
+            f"history cost ({backend}): {statistics.median(cpu[True]):.2f} CPU us/msg with history "
+            f"{spread(cpu[True], '.2f')}, {statistics.median(cpu[False]):.2f} without {spread(cpu[False], '.2f')}: "
+            f"{statistics.median(ratios):.2f}x (median of {len(ratios)} pairs of {messages} messages; "
+            f"goal <= 1.25x)"
+        )
+    return lines
 
 
 def available(impl: Impl) -> str | None:
@@ -429,6 +484,7 @@ def main() -> None:
         try:
             server_url = server.url if server else None
             rows = asyncio.run(run(args, server_url))
+            costs = asyncio.run(history_cost(server_url, args.size))
             resumes = {}
             for backend, url in (("memory", None), ("redis", server_url)):
                 if backend != "redis" or url is not None:
@@ -439,7 +495,7 @@ def main() -> None:
     print()
     print(table(rows, args))
     print()
-    print(history_cost(rows))
+    print("\n".join(costs))
     for backend, times in resumes.items():
         print(
             f"resume {RESUMED} missed messages ({backend}): subscribe(since=...) to the last one held, "

@@ -20,7 +20,8 @@ The policy choices, in the order a message meets them:
 2. **Positions and history.** Each published message gets a ``Position`` (subscription.py):
    an offset that grows by one within an epoch; the epoch changes whenever the history was
    lost. Each channel keeps its last ``history_size`` messages (``DEFAULT_HISTORY_SIZE``),
-   none older than ``history_ttl`` seconds (``DEFAULT_HISTORY_TTL``); the epoch and offset
+   none older than ``history_ttl`` seconds (``DEFAULT_HISTORY_TTL``; the memory backend
+   drops one within ``history_ttl / 100``, at most 1 s, after that); the epoch and offset
    of an idle channel are kept for ``HISTORY_META_TTL`` (a day), after which its positions
    cannot be resumed. ``history_size=0`` turns history and positions off: delivery is then
    at most once, as plain pub/sub.
@@ -213,32 +214,44 @@ _new_tuple = tuple.__new__
 
 
 class _MemoryChannel:
-    """One channel's history in memory: its epoch, last offset and recent publications."""
+    """One channel's history in memory: its epoch, last offset and recent publications,
+    and when they were published, to within the backend's clock step: ``stamps`` holds
+    ``(time, offset)`` for the first message published at or after ``next_stamp``."""
 
-    __slots__ = ("entries", "epoch", "last", "touched")
+    __slots__ = ("entries", "epoch", "last", "next_stamp", "stamps", "touched")
 
     def __init__(self, size: int) -> None:
         self.epoch = new_epoch()
         self.last = 0
-        self.entries: deque[tuple[Publication, float]] = deque(maxlen=size)
+        self.entries: deque[Publication] = deque(maxlen=size)
+        self.stamps: deque[tuple[float, int]] = deque()
+        self.next_stamp = float("-inf")
         self.touched = monotonic()
 
 
 class _MemoryBackend:
     """In-process: ``publish`` records the message and delivers it to the local queues
     before it returns. State by lifetime: the history lives from start to stop (a restart
-    is a loss of history: new epochs)."""
+    is a loss of history: new epochs).
 
-    #: Publishes between two sweeps of idle channels (their memory is given back).
-    SWEEP_EVERY = 1000
+    The age of the history is kept to within ``clock_step`` seconds (``history_ttl / 100``,
+    at most ``CLOCK_STEP``): a publish writes the time down only when the clock moved
+    that far since the last note, not a time per message, and a message is dropped once
+    it is surely older than the TTL (so at most ``clock_step`` later than exactly)."""
+
+    #: Longest clock step, seconds.
+    CLOCK_STEP = 1.0
+    #: Seconds between two sweeps of idle channels (their memory is given back).
+    SWEEP_EVERY = 10.0
 
     def __init__(self, broadcast: Broadcast, history_size: int, history_ttl: float, meta_ttl: float) -> None:
         self._broadcast = broadcast
         self._size = history_size
         self._ttl = history_ttl
         self._meta_ttl = meta_ttl
+        self.clock_step = min(self.CLOCK_STEP, history_ttl / 100)
         self._channels: dict[str, _MemoryChannel] = {}
-        self._until_sweep = self.SWEEP_EVERY
+        self._next_sweep = float("-inf")
 
     @property
     def connected(self) -> bool:
@@ -261,14 +274,38 @@ class _MemoryBackend:
             return self._broadcast._deliver(channel, Publication(channel, message, None))
         state = self._channels.get(channel) or self._channel(channel)
         state.last = last = state.last + 1
-        now = state.touched = monotonic()
-        # The hot path: named tuples made without their Python-level __new__.
+        # The hot path: named tuples made without their Python-level __new__, the time
+        # written down once per clock step.
         pub = _new_tuple(Publication, (channel, message, _new_tuple(Position, (state.epoch, last)), False))
-        state.entries.append((pub, now))
-        self._until_sweep -= 1
-        if self._until_sweep <= 0:
-            self._sweep(now)
+        state.entries.append(pub)
+        now = monotonic()
+        if now >= state.next_stamp:
+            self._stamp(state, now, last)
         return self._broadcast._deliver(channel, pub)
+
+    def _stamp(self, state: _MemoryChannel, now: float, offset: int) -> None:
+        stamps = state.stamps
+        stamps.append((now, offset))
+        state.next_stamp = now + self.clock_step
+        state.touched = now
+        first = state.last - len(state.entries) + 1  # the oldest message kept
+        while len(stamps) > 1 and stamps[1][1] <= first:
+            stamps.popleft()  # its messages are gone (the history's size): so is its time
+        if now >= self._next_sweep:
+            self._sweep(now)
+
+    def _trim(self, state: _MemoryChannel, now: float) -> None:
+        """Drop the messages surely older than the TTL: those noted before ``now - ttl -
+        clock_step`` and before the next note."""
+        stamps, entries = state.stamps, state.entries
+        cutoff = now - self._ttl - self.clock_step
+        end = None
+        while stamps and stamps[0][0] <= cutoff:
+            stamps.popleft()
+            end = stamps[0][1] if stamps else state.last + 1
+        if end is not None:
+            for _ in range(min(len(entries), end - (state.last - len(entries) + 1))):
+                entries.popleft()
 
     async def read(self, channel: str, since: Position | None) -> Replay:
         if not self._size:
@@ -278,22 +315,20 @@ class _MemoryBackend:
         if since is None:
             return head, [], True
         entries = state.entries
-        oldest = monotonic() - self._ttl
-        while entries and entries[0][1] < oldest:
-            entries.popleft()
+        self._trim(state, monotonic())
         if since.epoch != state.epoch or since.offset > state.last or state.last - since.offset > len(entries):
-            return head, [Publication(channel, pub.data, pub.position, True) for pub, _ in entries], False
+            return head, [Publication(channel, pub.data, pub.position, True) for pub in entries], False
         missed = state.last - since.offset
         start = len(entries) - missed
-        return head, [Publication(channel, pub.data, pub.position, True) for pub, _ in list(entries)[start:]], True
+        return head, [Publication(channel, pub.data, pub.position, True) for pub in list(entries)[start:]], True
 
     def _sweep(self, now: float) -> None:
-        self._until_sweep = self.SWEEP_EVERY
+        self._next_sweep = now + self.SWEEP_EVERY
         for name, state in list(self._channels.items()):
             if now - state.touched > self._meta_ttl:
                 del self._channels[name]
-            elif state.entries and now - state.entries[-1][1] > self._ttl:
-                state.entries.clear()
+            else:
+                self._trim(state, now)
 
     async def subscribe(self, channel: str) -> None:
         pass

@@ -253,8 +253,9 @@ class Subscription:
         item = queue.popleft()
         if type(item) is Publication and item.replayed:
             self._replayed -= 1
-        if item.position is not None:
-            self._position = item.position
+        position = item.position
+        if position is not None:
+            self._position = position
         if not queue:
             self._behind = False  # caught up: the next drop starts a new burst
         return item

@@ -372,6 +372,38 @@ async def test_without_history_there_are_no_positions(make: Any) -> None:
             b.subscribe("n", since="abc-1")
 
 
+async def test_a_redis_channel_expires_when_idle_and_its_expiry_is_set_once_per_step(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 1 of broadcast_redis: a publisher sets a channel's expiries (the TTLs plus
+    its refresh step) at its first publish, then once per step, and always for a new epoch."""
+    import redis.asyncio
+
+    from hump_listener import broadcast_redis
+
+    now = [1000.0]
+    monkeypatch.setattr(broadcast_redis, "monotonic", lambda: now[0])
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    keys = ("hump:h:x", "hump:m:x")
+    try:
+        async with Broadcast(redis_server.url, history_ttl=20) as b:
+            await b.publish("x", "1")
+            stream_ms, meta_ms = [await client.pttl(key) for key in keys]
+            assert 20_000 < stream_ms <= 21_000 and 86_399_000 < meta_ms <= 86_401_000
+            for key in keys:
+                await client.persist(key)
+            await b.publish("x", "2")  # within the step: not set again
+            assert [await client.pttl(key) for key in keys] == [-1, -1]
+            now[0] += 1.0  # the step (history_ttl / 10, at most 1 s) has passed
+            await b.publish("x", "3")
+            assert all(ms > 20_000 for ms in [await client.pttl(key) for key in keys])
+            await client.delete(*keys)  # the history is lost: a new epoch always sets them
+            await b.publish("x", "4")
+            assert all(ms > 20_000 for ms in [await client.pttl(key) for key in keys])
+    finally:
+        await client.aclose()
+
+
 # -- outages (Redis) --------------------------------------------------------------------
 
 

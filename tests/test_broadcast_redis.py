@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from hump_listener.broadcast import Broadcast
-from hump_listener.broadcast_redis import RedisBackend, _decode, _encode
+from hump_listener.broadcast_redis import PUBLISH_SCRIPT, RedisBackend, _decode, _decode_publication, _encode
+from hump_listener.subscription import Position, Publication
 
 
 @pytest.mark.parametrize("message", ["hello", "", "é ✓", b"", b"\x00\xff", b"plain"])
@@ -24,6 +25,40 @@ def test_a_message_comes_back_as_it_went_in(message: str | bytes) -> None:
 @pytest.mark.parametrize("payload", [b"from redis-cli", b"", b"\x00\xff\xfe"])
 def test_a_foreign_or_broken_payload_is_delivered_as_its_bytes(payload: bytes) -> None:
     assert _decode(payload) == payload
+
+
+@pytest.mark.parametrize("message", ["hello", "é ✓", "", b"\x00\xff", b""])
+def test_the_packed_publish_is_the_evalsha_redis_py_would_send(message: str | bytes) -> None:
+    import redis.asyncio
+
+    backend = Broadcast("redis://127.0.0.1:6390/0", history_size=50, history_ttl=2.5)._backend
+    assert isinstance(backend, RedisBackend)
+    assert backend.refresh_every == 0.25  # history_ttl / 10: the expiries are that much longer
+    for refresh in (True, False, True):  # packed afresh, then from the cache
+        expected = redis.asyncio.Connection().pack_command(
+            "EVALSHA", PUBLISH_SCRIPT.sha, 2, "hump:m:chät", "hump:h:chät", "chät", _encode(message),
+            backend._salt, 50, "2750", "86400250", "1" if refresh else "",
+        )
+        assert b"".join(backend._packer.publish("chät", message, refresh)) == b"".join(expected)
+    plain = redis.asyncio.Connection().pack_command("PUBLISH", "chät", _encode(message))
+    for _ in range(2):
+        assert b"".join(backend._packer.plain("chät", message)) == b"".join(plain)
+
+
+@pytest.mark.parametrize("message", ["hello", "é ✓", "", b"\x00\xff", b""])
+def test_a_positioned_payload_gives_its_position_and_message(message: str | bytes) -> None:
+    pub = _decode_publication("c", b"\x02" + b"ab12\x0042\x00" + _encode(message))
+    assert pub == Publication("c", message, Position("ab12", 42)) and type(pub.data) is type(message)
+    assert type(pub) is Publication and type(pub.position) is Position
+
+
+@pytest.mark.parametrize("payload", [b"\x02ab12\x00x\x00\x00hi", b"\x02ab12\x0042", b"\x02\xff\x001\x00\x00hi"])
+def test_a_broken_positioned_payload_is_delivered_as_its_bytes(payload: bytes) -> None:
+    assert _decode_publication("c", payload) == Publication("c", payload, None)
+
+
+def test_a_positioned_text_that_is_not_utf8_comes_as_its_bytes() -> None:
+    assert _decode_publication("c", b"\x02ab\x001\x00\x00\xff") == Publication("c", b"\x00\xff", Position("ab", 1))
 
 
 def test_the_url_sets_the_address_timeouts_and_resp2() -> None:

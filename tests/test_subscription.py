@@ -104,6 +104,36 @@ async def test_history_older_than_its_ttl_is_not_replayed(monkeypatch: pytest.Mo
             assert await sub.get() == "fresh"
 
 
+async def test_the_history_age_is_kept_per_clock_step_and_trimmed_by_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memory backend notes the time once per clock step (ttl / 100 here): a message
+    is dropped once surely older than the TTL, never earlier; the notes stay bounded by
+    the history's size."""
+    from hump_listener import broadcast as module
+
+    now = [1000.0]
+    monkeypatch.setattr(module, "monotonic", lambda: now[0])
+    async with Broadcast(history_ttl=60, history_size=3) as b:
+        start = await b.position("t")
+        for text, at in (("a", 1000.0), ("b", 1000.5), ("c", 1030.0), ("d", 1060.0)):
+            now[0] = at
+            await b.publish("t", text)
+        now[0] = 1060.55  # "a" and "b" are 60.5 s old: less than 60 s + one step
+        async with b.subscribe("t", since=start) as sub:
+            reset = await sub.get_item()
+            assert isinstance(reset, Reset) and reset.position.offset == 1  # "a" went by count
+            assert [await sub.get() for _ in range(3)] == ["b", "c", "d"]
+        now[0] = 1061.0  # now surely older than 60 s: dropped; "c" is 31 s old, kept
+        async with b.subscribe("t", since=start) as sub:
+            reset = await sub.get_item()
+            assert isinstance(reset, Reset) and reset.position.offset == 2
+            assert [await sub.get() for _ in range(2)] == ["c", "d"]
+        for i in range(20):
+            now[0] += 1
+            await b.publish("t", str(i))
+        state = b._backend._channels["t"]  # type: ignore[attr-defined]
+        assert len(state.entries) == 3 and len(state.stamps) <= 4
+
+
 async def test_one_reader_at_a_time() -> None:
     async with Broadcast() as b, b.subscribe("x") as sub:
         reader = asyncio.create_task(sub.get())
