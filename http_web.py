@@ -298,19 +298,20 @@ async def chat_events(ctx: HTTPContext, room: Param) -> None:
 
 
 @app.on_event("presence_join")
-async def chat_joined(channel: Data, key: Data) -> None:
+async def chat_joined(channel: Data, key: Data, local: Data) -> None:
     """Presence events (presence.py) of chat rooms become frames of the room:
-    ``{"id": ..., "type": "join" | "leave", "from": NAME}``, no ``"text"``."""
-    await _announce(channel, key, "join")
+    ``{"id": ..., "type": "join" | "leave", "from": NAME}``, no ``"text"``. Every
+    instance gets each event; the one where it happened (``local``) publishes the frame."""
+    await _announce(channel, key, local, "join")
 
 
 @app.on_event("presence_leave")
-async def chat_left(channel: Data, key: Data) -> None:
-    await _announce(channel, key, "leave")
+async def chat_left(channel: Data, key: Data, local: Data) -> None:
+    await _announce(channel, key, local, "leave")
 
 
-async def _announce(channel: str, key: str, kind: str) -> None:
-    if channel.startswith(CHAT_CHANNEL) and app.broadcast.started:
+async def _announce(channel: str, key: str, local: bool, kind: str) -> None:
+    if local and channel.startswith(CHAT_CHANNEL) and app.broadcast.started:
         # Best effort: a join or leave while Redis is down is not announced (the page
         # also refreshes its list of who is online from /chat/{room}/who).
         with contextlib.suppress(BroadcastUnavailable):

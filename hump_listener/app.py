@@ -234,6 +234,7 @@ class App(Listener[HTTPContext]):
     async def _start_broadcast(self) -> None:
         try:
             await self.broadcast.start()
+            await self.broadcast.presence.listen()  # other instances' presence events, if handled here
         except (BroadcastUnavailable, ImportError) as exc:
             # Redis down, or the redis package missing: a start-up error, in one line.
             raise ConfigError(f"the broadcast cannot start: {exc} (check {how_to_set('broadcast_url')})") from None

@@ -128,7 +128,8 @@ async def test_a_redis_killed_and_restarted_mid_chat_is_survived(
 
         redis_server.start()  # same port
         for server in (a, b):
-            await wait_line(server, r"INFO .*broadcast: reconnected to Redis .*1 channel\(s\) subscribed again")
+            # the room's channel and hump:presence (the demo handles presence events)
+            await wait_line(server, r"INFO .*broadcast: reconnected to Redis .*2 channel\(s\) subscribed again")
         await wait_numsub(redis_server.url, CHANNEL, 2)  # both resubscriptions processed
 
         await on_b.send("after the restart")
