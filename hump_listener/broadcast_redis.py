@@ -65,6 +65,9 @@ __all__ = ["PUBLISH_SCRIPT", "READ_SCRIPT", "RedisBackend", "Script"]
 
 logger = logging.getLogger("hump_listener.error")
 
+#: Seconds ``stop`` waits for the cancelled reader before it closes the connection under it.
+STOP_GRACE = 1.0
+
 # Wire format over Redis (rule 4): a type byte before the message.
 _TEXT = b"\x00"
 _BYTES = b"\x01"
@@ -372,6 +375,8 @@ class RedisBackend:
         self._reader: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()  # a publish found us down: retry now
         self._down = False
+        #: ``stop`` is ending the reader: ``_run`` neither reads on nor reconnects.
+        self._stopping = False
 
     @property
     def connected(self) -> bool:
@@ -407,13 +412,7 @@ class RedisBackend:
     async def stop(self) -> None:
         reader, self._reader = self._reader, None
         if reader is not None:
-            reader.cancel()
-            try:
-                await reader
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                pass  # logged by _reader_done
+            await self._end_reader(reader)
         self._release_confirmations()
         self._channels.clear()
         self._latest.clear()
@@ -421,6 +420,29 @@ class RedisBackend:
             if conn is not None:
                 await conn.disconnect(nowait=True)
         self._subscriber = self._commands = None
+
+    async def _end_reader(self, reader: asyncio.Task[None]) -> None:
+        """Cancel the reader task and wait for it to end. A cancellation can be lost inside
+        redis-py's ``read_response`` (seen under uvloop after a Redis restart, about one
+        stop in seven: the task stays "cancelling" and reads on), so after
+        ``STOP_GRACE`` seconds the connection under it is closed, which ends any read, and
+        it is cancelled again; ``_stopping`` keeps ``_run`` from reconnecting."""
+        self._stopping = True
+        try:
+            while True:
+                reader.cancel()
+                done, _ = await asyncio.wait({reader}, timeout=STOP_GRACE)
+                if done:
+                    break
+                logger.warning("broadcast: the Redis reader did not stop when cancelled; closing its connection")
+                subscriber = self._subscriber
+                if subscriber is not None:
+                    with contextlib.suppress(Exception):
+                        await subscriber.disconnect(nowait=True)
+            if not reader.cancelled():
+                reader.exception()  # retrieved (logged by _reader_done)
+        finally:
+            self._stopping = False
 
     def _reader_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -584,7 +606,7 @@ class RedisBackend:
     async def _run(self, conn: _RedisConnection | None) -> None:
         """Read and fan out messages; on a lost connection, reconnect with backoff."""
         delay = self._backoff_initial
-        while True:
+        while not self._stopping:
             if conn is None:
                 try:
                     conn = await self._reconnect()
@@ -601,6 +623,8 @@ class RedisBackend:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._stopping:
+                    return  # stop() closed the connection under the read: not an outage
                 self._lost(exc)
             self._subscriber = None
             self._release_confirmations()
@@ -670,7 +694,7 @@ class RedisBackend:
 
     async def _read(self, conn: _RedisConnection) -> None:
         ping_sent = False
-        while True:
+        while not self._stopping:
             timeout = self.timeout if ping_sent else self._health_check_interval
             # With an explicit timeout, redis-py returns None when it expires (its parser
             # keeps partial input across the cancellation, as PubSub.get_message relies on).

@@ -4,13 +4,23 @@ real redis-server in tests/test_broadcast.py, beside the memory backend's same s
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from typing import Any
 
 import pytest
+from redis_helpers import RedisServer
 
 from hump_listener.broadcast import Broadcast
-from hump_listener.broadcast_redis import PUBLISH_SCRIPT, RedisBackend, _decode, _decode_publication, _encode
+from hump_listener.broadcast_redis import (
+    PUBLISH_SCRIPT,
+    STOP_GRACE,
+    RedisBackend,
+    _decode,
+    _decode_publication,
+    _encode,
+)
 from hump_listener.subscription import Position, Publication
 
 
@@ -91,3 +101,47 @@ def test_the_module_is_imported_only_for_a_redis_url() -> None:
     )
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "True"]
+
+
+async def test_stop_ends_a_reader_that_lost_its_cancellation(redis_server: RedisServer) -> None:
+    """``stop`` returns even when the reader swallows its cancellation inside redis-py's
+    read (seen under uvloop after a Redis restart): after ``STOP_GRACE`` the connection
+    under it is closed, which ends the read, and the reader does not reconnect."""
+    broadcast = Broadcast(redis_server.url)
+    backend = broadcast._backend
+    assert isinstance(backend, RedisBackend)
+    made = backend._connection
+    closed = asyncio.Event()
+    connections: list[Any] = []
+
+    def connection() -> Any:
+        conn = made()
+        connections.append(conn)
+        if len(connections) == 2:  # start() makes the commands', then the subscriber's
+            disconnect, read = conn.disconnect, conn.read_response
+
+            async def stubborn_read(**kwargs: Any) -> Any:
+                if kwargs.get("disconnect_on_error", True):
+                    return await read(**kwargs)  # redis-py's own (connecting): as it is
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    await closed.wait()  # the cancellation is lost: reads on until closed
+                    raise ConnectionError("closed under the read") from None
+
+            async def disconnecting(nowait: bool = False) -> None:
+                closed.set()
+                await disconnect(nowait=nowait)
+
+            conn.read_response = stubborn_read
+            conn.disconnect = disconnecting
+        return conn
+
+    backend._connection = connection  # type: ignore[method-assign]
+    await broadcast.start()
+    stopping = asyncio.ensure_future(broadcast.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=STOP_GRACE + 10)  # a hang detector, generous
+    assert done, "stop() hung on a reader that lost its cancellation"
+    stopping.result()
+    assert closed.is_set()  # the way out was closing the connection
+    assert len(connections) == 2  # and the reader did not connect again
