@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -53,7 +52,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
-from common import spread, text_table  # noqa: E402
+from common import pin_self, spread, text_table  # noqa: E402
 from redis_helpers import RedisServer, redis_server_path  # noqa: E402
 
 from hump_listener.broadcast import Broadcast  # noqa: E402
@@ -471,9 +470,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.samples, args.messages = 1, 300, 3000
-    pinned = hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
-    if pinned:
-        os.sched_setaffinity(0, {BENCH_CPU})
+    pinned = pin_self(BENCH_CPU)
     print(f"python {sys.version.split()[0]}; pinned: {'bench CPU 0, redis-server CPU 1' if pinned else 'no'}")
     executable = redis_server_path()
     with tempfile.TemporaryDirectory(prefix="hump-bench-redis-") as tmp:

@@ -77,6 +77,15 @@ def hump_env(port: int, loop: str = "asyncio", **extra: str) -> dict[str, str]:
     }
 
 
+def pin_self(cpu: int) -> bool:
+    """Confine this process to ``cpu`` when the machine has at least 2 CPUs (else leave it
+    free); returns whether it did."""
+    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
+        return False
+    os.sched_setaffinity(0, {cpu})
+    return True
+
+
 def pinned(cpus: int | set[int] | None) -> Callable[[], None]:
     """A ``preexec_fn`` confining the child (and what it spawns) to ``cpus``."""
 

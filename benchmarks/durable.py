@@ -53,7 +53,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
-from common import cpu_seconds, pinned, pythonpath, spread, text_table  # noqa: E402
+from common import cpu_seconds, pin_self, pinned, pythonpath, spread, text_table  # noqa: E402
 from redis_helpers import RedisServer, redis_server_path  # noqa: E402
 from tiny_listener import Data  # noqa: E402
 
@@ -418,9 +418,7 @@ def main() -> None:
     executable = redis_server_path()
     if executable is None:
         sys.exit("redis-server is not installed (Debian: apt-get install redis-server)")
-    can_pin = hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
-    if can_pin:
-        os.sched_setaffinity(0, {REDIS_CPU})
+    can_pin = pin_self(REDIS_CPU)
     print(f"python {sys.version.split()[0]}; pinned: "
           f"{'worker CPU 0, producer and redis-server CPU 1' if can_pin else 'no'}")
     with tempfile.TemporaryDirectory(prefix="hump-bench-durable-") as tmp:

@@ -174,8 +174,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
-        os.sched_setaffinity(0, {common.CLIENT_CPU})
+    common.pin_self(common.CLIENT_CPU)
     servers = [Server(name, backend) for backend in ("memory", "redis")
                for name in ("hump_listener", "starlette+broadcaster", "python-socketio")]
     for s in servers:

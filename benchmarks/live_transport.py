@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
-from common import cpu_seconds, text_table  # noqa: E402
+from common import cpu_seconds, pin_self, text_table  # noqa: E402
 from redis_helpers import RedisServer, redis_server_path  # noqa: E402
 
 BENCH_CPU, REDIS_CPU = 0, 1
@@ -202,9 +201,7 @@ def main() -> None:
     executable = redis_server_path()
     if executable is None:
         sys.exit("redis-server is not installed (apt-get install redis-server)")
-    pinned = hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
-    if pinned:
-        os.sched_setaffinity(0, {BENCH_CPU})
+    pinned = pin_self(BENCH_CPU)
     counts = [int(c) for c in args.channels.split(",") if c.strip()]
     rows = {(t, c): Row(t, c) for c in counts for t in TRANSPORTS}
     with tempfile.TemporaryDirectory(prefix="hump-bench-redis-") as tmp:
